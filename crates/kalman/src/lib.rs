@@ -1,0 +1,1 @@
+//! Linear-Gaussian Kalman filtering over `ndarray`.
