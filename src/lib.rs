@@ -1,9 +1,15 @@
+#![doc = include_str!("../README.md")]
+
 //! `bszo`: zeroth-order fine-tuning with forward passes only.
 //!
 //! This facade re-exports the workspace's crates so that one dependency brings them all:
 //!
 //! - [`kalman`]: linear-Gaussian Kalman filtering over `ndarray` (no machine learning in it);
-//! - [`sampler`] (`zo-sampler`): keyed, seekable direction streams and fused in-place sweeps.
+//! - [`sampler`] (`zo-sampler`): keyed, seekable direction streams and fused in-place sweeps;
+//! - [`optim`] (`zo-optim`): the zeroth-order optimizer family over an abstract parameter set;
+//! - [`models`] (`zo-models`): BERT/RoBERTa masked LMs, OPT, Llama/Mistral on candle, perturbed in place.
 
 pub use kalman;
+pub use zo_models as models;
+pub use zo_optim as optim;
 pub use zo_sampler as sampler;

@@ -67,8 +67,14 @@ fn cargo(args: &[&str]) -> Result<()> {
 
 /// Whether a system OpenBLAS that `ndarray-linalg`'s `openblas-system` can link is installed.
 fn openblas_available() -> bool {
-    let dirs = ["/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib", "/usr/local/lib"];
-    dirs.iter().any(|d| Path::new(d).join("libopenblas.so").exists())
+    let dirs = [
+        "/usr/lib/x86_64-linux-gnu",
+        "/usr/lib/aarch64-linux-gnu",
+        "/usr/lib",
+        "/usr/local/lib",
+    ];
+    dirs.iter()
+        .any(|d| Path::new(d).join("libopenblas.so").exists())
 }
 
 fn ci(args: &[String]) -> Result<()> {
@@ -89,10 +95,14 @@ fn ci(args: &[String]) -> Result<()> {
     cargo(&["fmt", "--all", "--", "--check"])?;
     let mut clippy = vec!["clippy", "--workspace", "--all-targets", "--locked"];
     let mut test = vec!["test", "--workspace", "--locked"];
-    if lapack {
-        clippy.extend(["--features", "bszo/lapack"]);
-        test.extend(["--features", "bszo/lapack"]);
-    }
+    // Optional features that need nothing from the system are always checked.
+    let features = if lapack {
+        "kalman/serde,bszo/lapack"
+    } else {
+        "kalman/serde"
+    };
+    clippy.extend(["--features", features]);
+    test.extend(["--features", features]);
     clippy.extend(["--", "-D", "warnings"]);
     cargo(&clippy)?;
     cargo(&test)?;

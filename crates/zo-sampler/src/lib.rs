@@ -1,12 +1,20 @@
-//! Keyed, seekable direction streams and fused in-place perturbation sweeps.
-//!
-//! A random direction is never stored: it is identified by a [`DirectionKey`] (run seed, step,
-//! direction index) and, per tensor, a [`TensorId`] derived from the tensor's *name*. The pair
-//! defines a [`Stream`] whose element `i` depends only on (key, tensor, i).
+#![doc = include_str!("../README.md")]
 
+mod kernel;
 pub mod philox;
 mod stream;
 pub mod sweep;
+pub mod transform;
 
 pub use stream::{DirectionKey, Distribution, Stream, TensorId};
-pub use sweep::{Element, Term};
+pub use sweep::{Element, SweepError, Term};
+
+/// The instruction set that [`Stream::fill`] and the sweeps use in this process: `"avx512"`,
+/// `"avx2"` or `"portable"`.
+///
+/// The most capable one the CPU supports, unless the environment variable `ZO_SAMPLER_ISA` caps
+/// it (`portable`, `avx2` or `avx512`; read once, unknown values ignored). All of them give
+/// identical bits; only the speed differs.
+pub fn instruction_set() -> &'static str {
+    kernel::Isa::detect().name()
+}

@@ -1,0 +1,524 @@
+//! The Gaussian belief and the predict / update steps acting on it.
+
+use ndarray::{Array1, Array2, ArrayView1};
+
+use crate::KalmanError;
+use crate::float::{KalmanFloat, lit};
+use crate::linalg::Cholesky;
+use crate::model::{Measurement, Transition};
+use crate::validate::{
+    check_finite, check_finite_scalar, check_len, check_non_negative, check_shape, check_symmetric,
+    owned_symmetric, symmetrize,
+};
+
+/// `ln(2π)`.
+const LN_2PI: f64 = 1.837_877_066_409_345_5;
+
+/// A multivariate normal distribution `N(μ, Σ)`: the belief about the state.
+///
+/// Constructed through validating constructors ([`Gaussian::new`], [`Gaussian::isotropic`]),
+/// a `Gaussian` always has a finite mean, and a covariance that is exactly symmetric, of matching
+/// order, and positive definite when constructed. Every operation re-symmetrises the covariance;
+/// positive definiteness is preserved by the updates in exact arithmetic, and the Joseph form
+/// ([`UpdateForm::Joseph`]) keeps it robustly in floating point.
+///
+/// ```
+/// use kalman::Gaussian;
+/// use ndarray::array;
+///
+/// # fn main() -> Result<(), kalman::KalmanError> {
+/// // Prior N(0, 4); observe y = 2 of the state with noise variance 1.
+/// let mut belief = Gaussian::<f64>::isotropic(1, 4.0)?;
+/// let out = belief.scalar_update(array![1.0].view(), 1.0, 2.0)?;
+/// // Gain 4/5: mean 1.6, variance 4 − 0.8·4 = 0.8.
+/// assert!((belief.mean()[0] - 1.6).abs() < 1e-12);
+/// assert!((belief.cov()[[0, 0]] - 0.8).abs() < 1e-12);
+/// assert!((out.innovation_variance - 5.0).abs() < 1e-12);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct Gaussian<T> {
+    mean: Array1<T>,
+    cov: Array2<T>,
+}
+
+/// The outcome of a scalar update ([`Gaussian::scalar_update`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct ScalarUpdate<T> {
+    /// `y − hᵀμ`, with the mean before the update.
+    pub innovation: T,
+    /// `hᵀΣh + r`, with the covariance before the update.
+    pub innovation_variance: T,
+    /// `ln N(y; hᵀμ, hᵀΣh + r)`: the log predictive density of the observation.
+    pub log_likelihood: T,
+}
+
+/// The outcome of a vector update ([`Gaussian::update`]).
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct VectorUpdate<T> {
+    /// `y − Hμ`, with the mean before the update.
+    pub innovation: Array1<T>,
+    /// `S = HΣHᵀ + R`, with the covariance before the update.
+    pub innovation_cov: Array2<T>,
+    /// `ln N(y; Hμ, S)`: the log predictive density of the observation.
+    pub log_likelihood: T,
+}
+
+/// How the covariance is updated after a vector observation.
+///
+/// Both forms give the same result in exact arithmetic with the optimal (Kalman) gain `K`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub enum UpdateForm {
+    /// `Σ⁺ = (I − KH) Σ (I − KH)ᵀ + K R Kᵀ`: a sum of a congruence and a positive semidefinite
+    /// term, so the result stays symmetric positive semidefinite even when rounding perturbs
+    /// `K`. About twice the cost of the standard form; the default.
+    #[default]
+    Joseph,
+    /// `Σ⁺ = Σ − K H Σ`: cheaper, but rounding can make the result indefinite when the
+    /// observation is much more precise than the prior.
+    Standard,
+}
+
+impl<T: KalmanFloat> Gaussian<T> {
+    /// Builds `N(mean, cov)`.
+    ///
+    /// Errors: `cov` not `n × n` for `n = mean.len()` ([`KalmanError::ShapeMismatch`]), a
+    /// non-finite entry ([`KalmanError::NonFinite`] naming `"mean"` or `"cov"`), `cov` not
+    /// symmetric within [`KalmanFloat::symmetry_tolerance`] ([`KalmanError::NotSymmetric`]) or not
+    /// positive definite ([`KalmanError::NotPositiveDefinite`], by Cholesky factorisation).
+    /// The covariance is stored symmetrised.
+    pub fn new(mean: Array1<T>, cov: Array2<T>) -> Result<Self, KalmanError> {
+        let n = mean.len();
+        check_finite("mean", &mean)?;
+        check_shape("cov", &cov.view(), (n, n))?;
+        check_finite("cov", &cov)?;
+        check_symmetric("cov", &cov.view())?;
+        let cov = owned_symmetric(cov.view());
+        Cholesky::factor(cov.view(), "cov")?;
+        Ok(Self { mean, cov })
+    }
+
+    /// `N(0, variance · I)` in `dim` dimensions.
+    ///
+    /// Errors: `variance` not finite ([`KalmanError::NonFinite`]) or not positive
+    /// ([`KalmanError::NotPositiveDefinite`]), naming `"variance"`.
+    pub fn isotropic(dim: usize, variance: T) -> Result<Self, KalmanError> {
+        check_finite_scalar("variance", variance)?;
+        if variance <= T::zero() {
+            return Err(KalmanError::NotPositiveDefinite { matrix: "variance" });
+        }
+        Ok(Self {
+            mean: Array1::zeros(dim),
+            cov: Array2::eye(dim) * variance,
+        })
+    }
+
+    /// `N(mean, diag(variances))`.
+    ///
+    /// Errors: lengths differ ([`KalmanError::ShapeMismatch`] naming `"variances"`), a
+    /// non-finite entry, or a variance that is not positive ([`KalmanError::NotPositiveDefinite`]
+    /// naming `"variances"`).
+    pub fn from_diagonal(mean: Array1<T>, variances: Array1<T>) -> Result<Self, KalmanError> {
+        check_finite("mean", &mean)?;
+        check_len("variances", &variances.view(), mean.len())?;
+        check_finite("variances", &variances)?;
+        if variances.iter().any(|&v| v <= T::zero()) {
+            return Err(KalmanError::NotPositiveDefinite {
+                matrix: "variances",
+            });
+        }
+        Ok(Self {
+            mean,
+            cov: Array2::from_diag(&variances),
+        })
+    }
+
+    /// Internal constructor for results the crate computed: symmetrises, does not validate.
+    pub(crate) fn from_parts_unchecked(mean: Array1<T>, cov: Array2<T>) -> Self {
+        let mut cov = if cov.is_standard_layout() {
+            cov
+        } else {
+            cov.as_standard_layout().into_owned()
+        };
+        symmetrize(&mut cov);
+        Self { mean, cov }
+    }
+
+    /// The mean `μ`.
+    pub fn mean(&self) -> &Array1<T> {
+        &self.mean
+    }
+
+    /// The covariance `Σ` (exactly symmetric).
+    pub fn cov(&self) -> &Array2<T> {
+        &self.cov
+    }
+
+    /// Dimension of the distribution.
+    pub fn dim(&self) -> usize {
+        self.mean.len()
+    }
+
+    /// Splits into `(mean, cov)`.
+    pub fn into_parts(self) -> (Array1<T>, Array2<T>) {
+        (self.mean, self.cov)
+    }
+
+    /// `ln N(x; μ, Σ)`.
+    ///
+    /// Errors: `x` of the wrong length or not finite (naming `"x"`); the covariance is not
+    /// positive definite (it can lose definiteness numerically after many standard-form
+    /// updates) ([`KalmanError::NotPositiveDefinite`] naming `"cov"`).
+    pub fn log_density(&self, x: ArrayView1<'_, T>) -> Result<T, KalmanError> {
+        check_len("x", &x, self.dim())?;
+        check_finite("x", &x)?;
+        let chol = Cholesky::factor(self.cov.view(), "cov")?;
+        let diff = &x - &self.mean;
+        Ok(gaussian_log_density(&chol, diff.view()))
+    }
+
+    /// Time update (prediction) through `transition` without control:
+    /// `μ ← Fμ`, `Σ ← FΣFᵀ + Q`.
+    ///
+    /// Errors: the transition's state dimension differs from [`Self::dim`]
+    /// ([`KalmanError::ShapeMismatch`] naming `"f"`).
+    pub fn predict(&mut self, transition: &Transition<T>) -> Result<(), KalmanError> {
+        self.predict_impl(transition, None)
+    }
+
+    /// Time update with a control input: `μ ← Fμ + Bu`, `Σ ← FΣFᵀ + Q`.
+    ///
+    /// A transition without a control matrix has control dimension zero, so `u` must then be
+    /// empty.
+    ///
+    /// Errors: dimension mismatch (naming `"f"` or `"u"`) or non-finite `u`.
+    pub fn predict_with_control(
+        &mut self,
+        transition: &Transition<T>,
+        u: ArrayView1<'_, T>,
+    ) -> Result<(), KalmanError> {
+        self.predict_impl(transition, Some(u))
+    }
+
+    pub(crate) fn predict_impl(
+        &mut self,
+        transition: &Transition<T>,
+        u: Option<ArrayView1<'_, T>>,
+    ) -> Result<(), KalmanError> {
+        let n = self.dim();
+        check_shape("f", &transition.f().view(), (n, n))?;
+        if let Some(u) = &u {
+            transition.check_control(u)?;
+        }
+        let f = transition.f();
+        let mut mean = f.dot(&self.mean);
+        if let (Some(b), Some(u)) = (transition.b(), u) {
+            mean += &b.dot(&u);
+        }
+        let mut cov = f.dot(&self.cov).dot(&f.t());
+        cov += transition.q();
+        *self = Self::from_parts_unchecked(mean, cov);
+        Ok(())
+    }
+
+    /// Measurement update with the vector observation `y` of `measurement`
+    /// (`y = Hx + v`, `v ~ N(0, R)`), in the given covariance form.
+    ///
+    /// With `S = HΣHᵀ + R` (factorised by Cholesky) and the gain `K = ΣHᵀS⁻¹` (obtained by a
+    /// solve, never an inverse): `μ ← μ + K(y − Hμ)` and `Σ` per [`UpdateForm`], then
+    /// symmetrised.
+    ///
+    /// Errors: dimension mismatch (naming `"h"` or `"y"`), non-finite `y` (or an innovation
+    /// `y − Hμ` that overflows, naming `"innovation"`), or `S` not numerically positive definite
+    /// ([`KalmanError::NotPositiveDefinite`] naming `"innovation covariance"`). On error `self`
+    /// is unchanged.
+    pub fn update(
+        &mut self,
+        measurement: &Measurement<T>,
+        y: ArrayView1<'_, T>,
+        form: UpdateForm,
+    ) -> Result<VectorUpdate<T>, KalmanError> {
+        let n = self.dim();
+        let h = measurement.h();
+        let m = measurement.obs_dim();
+        check_shape("h", &h.view(), (m, n))?;
+        measurement.check_observation(&y)?;
+
+        // ΣHᵀ (n×m) and S = HΣHᵀ + R (m×m).
+        let sigma_ht = self.cov.dot(&h.t());
+        let mut s = h.dot(&sigma_ht);
+        s += measurement.r();
+        symmetrize(&mut s);
+        let chol = Cholesky::factor(s.view(), "innovation covariance")?;
+
+        let innovation = &y - &h.dot(&self.mean);
+        check_finite("innovation", &innovation)?;
+        // Kᵀ = S⁻¹ (ΣHᵀ)ᵀ = S⁻¹ HΣ, an m×n solve.
+        let gain_t = chol.solve_mat_unchecked(sigma_ht.t());
+        let gain = gain_t.t();
+
+        let mut mean = self.mean.clone();
+        mean += &gain.dot(&innovation);
+
+        let cov = match form {
+            UpdateForm::Standard => {
+                // Σ − K (HΣ) = Σ − K (ΣHᵀ)ᵀ.
+                &self.cov - &gain.dot(&sigma_ht.t())
+            }
+            UpdateForm::Joseph => {
+                // A = I − KH; Σ⁺ = AΣAᵀ + KRKᵀ.
+                let mut a = Array2::<T>::eye(n);
+                a -= &gain.dot(h);
+                let mut cov = a.dot(&self.cov).dot(&a.t());
+                cov += &gain.dot(measurement.r()).dot(&gain_t);
+                cov
+            }
+        };
+
+        let log_likelihood = gaussian_log_density(&chol, innovation.view());
+        *self = Self::from_parts_unchecked(mean, cov);
+        Ok(VectorUpdate {
+            innovation,
+            innovation_cov: s,
+            log_likelihood,
+        })
+    }
+
+    /// Rank-one update with the scalar observation `y = hᵀx + v`, `v ~ N(0, r)`, in place.
+    ///
+    /// With `g = Σh`, innovation `e = y − hᵀμ` and innovation variance `s = hᵀg + r`:
+    /// `μ ← μ + g e / s` and `Σ ← Σ − g gᵀ / s`. The downdate is applied as `Σ − w wᵀ` with
+    /// `w = g / √s`, which keeps `Σ` exactly symmetric. Cost `O(k²)` for dimension `k`, and the
+    /// only allocation is the vector `g`. Sequences of scalar updates give the same posterior as
+    /// one vector update with diagonal `R`, and their log-likelihoods add up to its
+    /// log-likelihood.
+    ///
+    /// `r = 0` (an exact observation) is allowed as long as `hᵀΣh > 0`. Since this is the
+    /// standard (not Joseph) form, long runs of very precise observations can erode positive
+    /// definiteness in floating point; [`Gaussian::add_diagonal`] restores a margin.
+    ///
+    /// Errors: `h` of the wrong length ([`KalmanError::ShapeMismatch`]), non-finite `h`, `r` or
+    /// `y` ([`KalmanError::NonFinite`]; also `"innovation"` if `y − hᵀμ` overflows), `r < 0`
+    /// ([`KalmanError::NegativeVariance`]), or `s ≤ 0` or overflowing
+    /// ([`KalmanError::NotPositiveDefinite`] naming `"innovation variance"`). On error `self` is
+    /// unchanged.
+    pub fn scalar_update(
+        &mut self,
+        h: ArrayView1<'_, T>,
+        r: T,
+        y: T,
+    ) -> Result<ScalarUpdate<T>, KalmanError> {
+        check_len("h", &h, self.dim())?;
+        check_finite("h", &h)?;
+        check_finite_scalar("r", r)?;
+        check_non_negative("r", r)?;
+        check_finite_scalar("y", y)?;
+
+        // g = Σh, one inner product per contiguous row.
+        let g: Array1<T> = self.cov.rows().into_iter().map(|row| row.dot(&h)).collect();
+        let s = h.dot(&g) + r;
+        if !(s > T::zero() && s.is_finite()) {
+            return Err(KalmanError::NotPositiveDefinite {
+                matrix: "innovation variance",
+            });
+        }
+        let innovation = y - h.dot(&self.mean);
+        // Finite inputs can still overflow; never write non-finite values into the belief.
+        check_finite_scalar("innovation", innovation)?;
+
+        let inv_sqrt_s = s.sqrt().recip();
+        // μ += g e / s.
+        self.mean.scaled_add(innovation / s, &g);
+        // Σ −= w wᵀ with w = g/√s; entry (i, j) and (j, i) get the same product w_i·w_j.
+        let w = g * inv_sqrt_s;
+        rank_one_update(&mut self.cov, -T::one(), &w);
+
+        let log_likelihood =
+            lit::<T>(-0.5) * (lit::<T>(LN_2PI) + s.ln() + innovation * innovation / s);
+        Ok(ScalarUpdate {
+            innovation,
+            innovation_variance: s,
+            log_likelihood,
+        })
+    }
+
+    /// `Σ ← Σ + jitter · I`, in place.
+    ///
+    /// Adds isotropic process noise, or restores a margin of positive definiteness after many
+    /// rank-one downdates. A non-negative jitter keeps `Σ` positive definite, so no factorisation
+    /// is needed.
+    ///
+    /// Errors: `jitter` not finite ([`KalmanError::NonFinite`]) or negative
+    /// ([`KalmanError::NegativeVariance`]), naming `"jitter"`.
+    pub fn add_diagonal(&mut self, jitter: T) -> Result<(), KalmanError> {
+        check_finite_scalar("jitter", jitter)?;
+        check_non_negative("jitter", jitter)?;
+        self.cov.diag_mut().mapv_inplace(|d| d + jitter);
+        Ok(())
+    }
+}
+
+/// `A ← A + α w wᵀ` in place, for `α = ±1`.
+///
+/// Entry `(i, j)` receives `(α w_i) w_j`; with `α = ±1` that is exactly `±(w_i w_j)`, the same
+/// value entry `(j, i)` receives, so a symmetric `A` stays exactly symmetric. Runs over
+/// contiguous rows when `A` is in standard layout.
+pub(crate) fn rank_one_update<T: KalmanFloat>(a: &mut Array2<T>, alpha: T, w: &Array1<T>) {
+    debug_assert!(alpha == T::one() || alpha == -T::one());
+    let n = w.len();
+    match (a.as_slice_mut(), w.as_slice()) {
+        (Some(data), Some(w)) => {
+            for (row, &wi) in data.chunks_exact_mut(n).zip(w) {
+                let wi = alpha * wi;
+                for (c, &wj) in row.iter_mut().zip(w) {
+                    *c += wi * wj;
+                }
+            }
+        }
+        _ => {
+            for (mut row, &wi) in a.rows_mut().into_iter().zip(w.iter()) {
+                let wi = alpha * wi;
+                row.zip_mut_with(w, |c, &wj| *c += wi * wj);
+            }
+        }
+    }
+}
+
+/// `ln N(d; 0, A)` from the Cholesky factorisation of `A`:
+/// `−½ (k ln 2π + ln det A + ‖L⁻¹ d‖²)`.
+pub(crate) fn gaussian_log_density<T: KalmanFloat>(chol: &Cholesky<T>, d: ArrayView1<'_, T>) -> T {
+    let z = chol.forward_vec(d);
+    let k = lit::<T>(chol.dim() as f64);
+    lit::<T>(-0.5) * (k * lit::<T>(LN_2PI) + chol.log_det() + z.dot(&z))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use approx::assert_abs_diff_eq;
+    use ndarray::array;
+
+    #[test]
+    fn scalar_update_by_hand() {
+        // Prior N(0, 4); h = 1, r = 1, y = 2.
+        // s = 4 + 1 = 5, e = 2, gain 4/5: μ = 0.8·2 = 1.6, Σ = 4 − 16/5 = 0.8.
+        // ln L = −½ (ln 2π + ln 5 + 4/5).
+        let mut g = Gaussian::<f64>::isotropic(1, 4.0).unwrap();
+        let out = g.scalar_update(array![1.0].view(), 1.0, 2.0).unwrap();
+        assert_abs_diff_eq!(out.innovation, 2.0);
+        assert_abs_diff_eq!(out.innovation_variance, 5.0);
+        let ll = -0.5 * ((2.0 * std::f64::consts::PI).ln() + 5f64.ln() + 0.8);
+        assert_abs_diff_eq!(out.log_likelihood, ll, epsilon = 1e-14);
+        assert_abs_diff_eq!(g.mean()[0], 1.6, epsilon = 1e-14);
+        assert_abs_diff_eq!(g.cov()[[0, 0]], 0.8, epsilon = 1e-14);
+    }
+
+    #[test]
+    fn scalar_update_two_dims_by_hand() {
+        // Prior μ = [1, 0], Σ = [[2, 1], [1, 2]]; observe x₀ + x₁ (h = [1, 1]) = 4, r = 2.
+        // g = Σh = [3, 3]; s = hᵀg + r = 6 + 2 = 8; e = 4 − 1 = 3.
+        // μ = [1, 0] + [3, 3]·3/8 = [2.125, 1.125];
+        // Σ = Σ − ggᵀ/8 = [[2 − 9/8, 1 − 9/8], …] = [[0.875, −0.125], [−0.125, 0.875]].
+        let mut g = Gaussian::new(array![1.0, 0.0], array![[2.0, 1.0], [1.0, 2.0]]).unwrap();
+        let out = g.scalar_update(array![1.0, 1.0].view(), 2.0, 4.0).unwrap();
+        assert_abs_diff_eq!(out.innovation, 3.0);
+        assert_abs_diff_eq!(out.innovation_variance, 8.0);
+        assert_abs_diff_eq!(g.mean(), &array![2.125, 1.125], epsilon = 1e-14);
+        assert_abs_diff_eq!(
+            g.cov(),
+            &array![[0.875, -0.125], [-0.125, 0.875]],
+            epsilon = 1e-14
+        );
+    }
+
+    #[test]
+    fn exact_scalar_observation() {
+        // r = 0: the observed coordinate becomes certain. Prior N(0, I₂), observe x₀ = 3.
+        let mut g = Gaussian::<f64>::isotropic(2, 1.0).unwrap();
+        g.scalar_update(array![1.0, 0.0].view(), 0.0, 3.0).unwrap();
+        assert_abs_diff_eq!(g.mean(), &array![3.0, 0.0], epsilon = 1e-15);
+        assert_abs_diff_eq!(g.cov(), &array![[0.0, 0.0], [0.0, 1.0]], epsilon = 1e-15);
+    }
+
+    #[test]
+    fn predict_constant_velocity_by_hand() {
+        // F = [[1, 1], [0, 1]], Σ = I, Q = 0.1 I, μ = [0, 1], B = [[0.5], [1]], u = [2].
+        // Fμ + Bu = [1, 1] + [1, 2] = [2, 3].
+        // FΣFᵀ = FFᵀ = [[2, 1], [1, 1]]; + Q = [[2.1, 1], [1, 1.1]].
+        let t = Transition::new(array![[1.0, 1.0], [0.0, 1.0]], Array2::eye(2) * 0.1)
+            .unwrap()
+            .with_control(array![[0.5], [1.0]])
+            .unwrap();
+        let mut g = Gaussian::new(array![0.0, 1.0], Array2::eye(2)).unwrap();
+        g.predict_with_control(&t, array![2.0].view()).unwrap();
+        assert_abs_diff_eq!(g.mean(), &array![2.0, 3.0], epsilon = 1e-15);
+        assert_abs_diff_eq!(g.cov(), &array![[2.1, 1.0], [1.0, 1.1]], epsilon = 1e-15);
+        // Without control the B u term is absent: F[0, 1] = [1, 1].
+        let mut g = Gaussian::new(array![0.0, 1.0], Array2::eye(2)).unwrap();
+        g.predict(&t).unwrap();
+        assert_abs_diff_eq!(g.mean(), &array![1.0, 1.0], epsilon = 1e-15);
+    }
+
+    #[test]
+    fn vector_update_by_hand() {
+        // Prior N([0, 0], diag(1, 2)); H = [[1, 1]], R = [[1]], y = [3].
+        // S = 1 + 2 + 1 = 4; K = ΣHᵀ/S = [1, 2]/4 = [0.25, 0.5]; μ = 3K = [0.75, 1.5].
+        // Σ − K(HΣ) = diag(1, 2) − [[0.25, 0.5], [0.5, 1.0]] = [[0.75, −0.5], [−0.5, 1.0]].
+        // ln L = −½ (ln 2π + ln 4 + 9/4).
+        for form in [UpdateForm::Joseph, UpdateForm::Standard] {
+            let mut g = Gaussian::from_diagonal(array![0.0, 0.0], array![1.0, 2.0]).unwrap();
+            let meas = Measurement::new(array![[1.0, 1.0]], array![[1.0]]).unwrap();
+            let out = g.update(&meas, array![3.0].view(), form).unwrap();
+            assert_abs_diff_eq!(out.innovation, array![3.0]);
+            assert_abs_diff_eq!(out.innovation_cov, array![[4.0]]);
+            let ll = -0.5 * ((2.0 * std::f64::consts::PI).ln() + 4f64.ln() + 2.25);
+            assert_abs_diff_eq!(out.log_likelihood, ll, epsilon = 1e-14);
+            assert_abs_diff_eq!(g.mean(), &array![0.75, 1.5], epsilon = 1e-14);
+            assert_abs_diff_eq!(g.cov(), &array![[0.75, -0.5], [-0.5, 1.0]], epsilon = 1e-14);
+        }
+    }
+
+    #[test]
+    fn joseph_is_the_default() {
+        assert_eq!(UpdateForm::default(), UpdateForm::Joseph);
+    }
+
+    #[test]
+    fn add_diagonal_and_accessors() {
+        let mut g = Gaussian::new(array![1.0f32, 2.0], array![[1.0, 0.5], [0.5, 1.0]]).unwrap();
+        g.add_diagonal(0.25).unwrap();
+        assert_eq!(g.cov(), &array![[1.25, 0.5], [0.5, 1.25]]);
+        assert_eq!(g.dim(), 2);
+        let (m, c) = g.into_parts();
+        assert_eq!(m, array![1.0, 2.0]);
+        assert_eq!(c[[0, 1]], 0.5);
+    }
+
+    #[test]
+    fn log_density_by_hand() {
+        // N(x; 1, 4) at x = 3: −½ (ln 2π + ln 4 + (2²)/4) = −½ (ln 2π + ln 4 + 1).
+        let g = Gaussian::from_diagonal(array![1.0], array![4.0]).unwrap();
+        let ld = g.log_density(array![3.0].view()).unwrap();
+        let expected = -0.5 * ((2.0 * std::f64::consts::PI).ln() + 4f64.ln() + 1.0);
+        assert_abs_diff_eq!(ld, expected, epsilon = 1e-14);
+    }
+
+    #[test]
+    fn new_symmetrises_within_tolerance() {
+        // An asymmetry of 1e-12 (below √ε ≈ 1.5e-8) is accepted and averaged away.
+        let g = Gaussian::new(array![0.0, 0.0], array![[1.0, 0.5 + 1e-12], [0.5, 1.0]]).unwrap();
+        assert_eq!(g.cov()[[0, 1]], g.cov()[[1, 0]]);
+    }
+
+    #[test]
+    fn fortran_layout_input_is_accepted() {
+        let cov = array![[2.0, 1.0], [1.0, 3.0]].reversed_axes();
+        let mut g = Gaussian::new(array![0.0, 0.0], cov).unwrap();
+        g.scalar_update(array![1.0, 0.0].view(), 1.0, 1.0).unwrap();
+        assert_eq!(g.cov(), &g.cov().t().to_owned());
+    }
+}

@@ -1,0 +1,817 @@
+//! BERT and RoBERTa masked language models (`BertForMaskedLM`, `RobertaForMaskedLM`).
+//!
+//! The two architectures share the encoder (post-LN transformer blocks with exact erf GELU) and the
+//! MLM head (`dense → activation → LayerNorm → x · Eᵀ + b` with the decoder tied to the word
+//! embeddings); they differ in names, in the LayerNorm epsilon and in positions: BERT numbers every
+//! row `0..seq_len`, RoBERTa numbers the non-padding tokens `padding_idx + 1, …` and gives padding
+//! tokens `padding_idx` (computed from the input ids, not from the attention mask).
+//!
+//! Every weight is taken through [`Checkpoint::trainable`], so it is registered in the model's
+//! [`Weights`] under its Hugging Face name (`….LayerNorm.weight`/`bias`, whatever the file calls
+//! them) and perturbed in place by the optimizers; the layers hold clones of the same tensors. A tied
+//! decoder is the word-embedding tensor itself, registered once.
+//!
+//! Precision: weights are stored in the checkpoint's working precision (f32, f16 or bf16) and the
+//! matrix products run in it (on the CPU, candle widens bf16 operands to f32 for each product, as it
+//! has no bf16 matrix kernel); LayerNorm statistics and the attention softmax are computed in f32;
+//! logits are returned in f32.
+
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ModelError, Result};
+use crate::loading::{Checkpoint, Precision, read_json};
+use crate::weights::Weights;
+
+/// An activation function named by `hidden_act` in `config.json`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Activation {
+    /// The exact GELU, `x Φ(x)` with the error function (transformers' `"gelu"`).
+    #[default]
+    #[serde(rename = "gelu")]
+    Gelu,
+    /// The tanh approximation of GELU (`"gelu_new"`, `"gelu_pytorch_tanh"`, `"gelu_fast"`).
+    #[serde(
+        alias = "gelu_new",
+        alias = "gelu_pytorch_tanh",
+        alias = "gelu_fast",
+        rename = "gelu_tanh"
+    )]
+    GeluTanh,
+    /// `max(x, 0)`.
+    #[serde(rename = "relu")]
+    Relu,
+    /// `x σ(x)`.
+    #[serde(alias = "swish", rename = "silu")]
+    Silu,
+}
+
+impl Activation {
+    fn apply(self, x: &Tensor) -> candle_core::Result<Tensor> {
+        match self {
+            Self::Gelu => x.gelu_erf(),
+            Self::GeluTanh => x.gelu(),
+            Self::Relu => x.relu(),
+            Self::Silu => x.silu(),
+        }
+    }
+}
+
+/// Which of the two architectures (names, positions and head activation differ).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Flavor {
+    /// `BertForMaskedLM`: tensors under `bert.` and `cls.predictions.`, positions `0..seq_len`.
+    Bert,
+    /// `RobertaForMaskedLM`: tensors under `roberta.` and `lm_head.`, positions from the input ids.
+    Roberta,
+}
+
+impl Flavor {
+    /// The flavor of a `model_type` (`bert`; `roberta`, `xlm-roberta`, `camembert`).
+    pub fn from_model_type(model_type: &str) -> Option<Self> {
+        match model_type {
+            "bert" => Some(Self::Bert),
+            "roberta" | "xlm-roberta" | "camembert" => Some(Self::Roberta),
+            _ => None,
+        }
+    }
+
+    fn encoder_prefix(self) -> &'static str {
+        match self {
+            Self::Bert => "bert",
+            Self::Roberta => "roberta",
+        }
+    }
+
+    fn default_pad_id(self) -> u32 {
+        match self {
+            Self::Bert => 0,
+            Self::Roberta => 1,
+        }
+    }
+}
+
+fn default_type_vocab_size() -> usize {
+    2
+}
+
+fn default_layer_norm_eps() -> f64 {
+    1e-12
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// The fields of a BERT or RoBERTa `config.json` this implementation reads (others are ignored).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Config {
+    /// Vocabulary size (rows of the word embeddings and of the decoder).
+    pub vocab_size: usize,
+    /// Width of the hidden states.
+    pub hidden_size: usize,
+    /// Number of transformer blocks.
+    pub num_hidden_layers: usize,
+    /// Number of attention heads (must divide `hidden_size`).
+    pub num_attention_heads: usize,
+    /// Width of the feed-forward block.
+    pub intermediate_size: usize,
+    /// Activation of the feed-forward block (and of BERT's MLM head transform).
+    #[serde(default)]
+    pub hidden_act: Activation,
+    /// Rows of the position table (RoBERTa: usable positions + `pad_token_id + 1`).
+    pub max_position_embeddings: usize,
+    /// Rows of the token-type table.
+    #[serde(default = "default_type_vocab_size")]
+    pub type_vocab_size: usize,
+    /// LayerNorm epsilon (BERT 1e-12, RoBERTa 1e-5).
+    #[serde(default = "default_layer_norm_eps")]
+    pub layer_norm_eps: f64,
+    /// The padding id (BERT 0, RoBERTa 1 when absent); RoBERTa's positions depend on it.
+    #[serde(default)]
+    pub pad_token_id: Option<u32>,
+    /// `bert`, `roberta`, … (absent: BERT).
+    #[serde(default)]
+    pub model_type: Option<String>,
+    /// Only `absolute` is supported.
+    #[serde(default)]
+    pub position_embedding_type: Option<String>,
+    /// Whether the decoder is the word-embedding matrix (the default).
+    #[serde(default = "default_true")]
+    pub tie_word_embeddings: bool,
+}
+
+impl Config {
+    /// Read and check a `config.json`.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
+        let cfg: Self = read_json(path.as_ref())?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// The architecture named by `model_type` (BERT when absent).
+    pub fn flavor(&self) -> Result<Flavor> {
+        match &self.model_type {
+            None => Ok(Flavor::Bert),
+            Some(t) => Flavor::from_model_type(t).ok_or_else(|| ModelError::Config {
+                field: "model_type".into(),
+                message: format!("`{t}` is not a BERT or RoBERTa masked LM"),
+            }),
+        }
+    }
+
+    /// The padding id.
+    pub fn pad_id(&self) -> Result<u32> {
+        Ok(self.pad_token_id.unwrap_or(self.flavor()?.default_pad_id()))
+    }
+
+    /// The longest sequence the position table allows.
+    pub fn max_sequence_length(&self) -> Result<usize> {
+        Ok(match self.flavor()? {
+            Flavor::Bert => self.max_position_embeddings,
+            Flavor::Roberta => self
+                .max_position_embeddings
+                .saturating_sub(self.pad_id()? as usize + 1),
+        })
+    }
+
+    /// The tensors of a checkpoint of this configuration, as transformers names them (decoder tied
+    /// unless `tie_word_embeddings` is false; no pooler).
+    pub fn tensor_shapes(&self) -> Result<Vec<(String, Vec<usize>)>> {
+        let flavor = self.flavor()?;
+        let (h, i, v) = (self.hidden_size, self.intermediate_size, self.vocab_size);
+        let p = flavor.encoder_prefix();
+        let mut out: Vec<(String, Vec<usize>)> = vec![
+            (format!("{p}.embeddings.word_embeddings.weight"), vec![v, h]),
+            (
+                format!("{p}.embeddings.position_embeddings.weight"),
+                vec![self.max_position_embeddings, h],
+            ),
+            (
+                format!("{p}.embeddings.token_type_embeddings.weight"),
+                vec![self.type_vocab_size, h],
+            ),
+            (format!("{p}.embeddings.LayerNorm.weight"), vec![h]),
+            (format!("{p}.embeddings.LayerNorm.bias"), vec![h]),
+        ];
+        // A linear layer (`weight` [out, in]) or a LayerNorm (`weight` [dim]), each with a bias.
+        let mut layer = |base: String, weight: Vec<usize>| {
+            let out_dim = weight[0];
+            out.push((format!("{base}.weight"), weight));
+            out.push((format!("{base}.bias"), vec![out_dim]));
+        };
+        for l in 0..self.num_hidden_layers {
+            let b = format!("{p}.encoder.layer.{l}");
+            layer(format!("{b}.attention.self.query"), vec![h, h]);
+            layer(format!("{b}.attention.self.key"), vec![h, h]);
+            layer(format!("{b}.attention.self.value"), vec![h, h]);
+            layer(format!("{b}.attention.output.dense"), vec![h, h]);
+            layer(format!("{b}.attention.output.LayerNorm"), vec![h]);
+            layer(format!("{b}.intermediate.dense"), vec![i, h]);
+            layer(format!("{b}.output.dense"), vec![h, i]);
+            layer(format!("{b}.output.LayerNorm"), vec![h]);
+        }
+        let (head, norm, bias, decoder) = match flavor {
+            Flavor::Bert => (
+                "cls.predictions.transform.dense",
+                "cls.predictions.transform.LayerNorm",
+                "cls.predictions.bias",
+                "cls.predictions.decoder.weight",
+            ),
+            Flavor::Roberta => (
+                "lm_head.dense",
+                "lm_head.layer_norm",
+                "lm_head.bias",
+                "lm_head.decoder.weight",
+            ),
+        };
+        layer(head.to_string(), vec![h, h]);
+        layer(norm.to_string(), vec![h]);
+        out.push((bias.to_string(), vec![v]));
+        if !self.tie_word_embeddings {
+            out.push((decoder.to_string(), vec![v, h]));
+        }
+        Ok(out)
+    }
+
+    /// Check the values this implementation relies on.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |field: &str, message: String| {
+            Err(ModelError::Config {
+                field: field.into(),
+                message,
+            })
+        };
+        for (field, v) in [
+            ("vocab_size", self.vocab_size),
+            ("hidden_size", self.hidden_size),
+            ("num_attention_heads", self.num_attention_heads),
+            ("intermediate_size", self.intermediate_size),
+            ("max_position_embeddings", self.max_position_embeddings),
+            ("type_vocab_size", self.type_vocab_size),
+        ] {
+            if v == 0 {
+                return bad(field, "must be positive".into());
+            }
+        }
+        if !self.hidden_size.is_multiple_of(self.num_attention_heads) {
+            return bad(
+                "num_attention_heads",
+                format!(
+                    "{} does not divide hidden_size {}",
+                    self.num_attention_heads, self.hidden_size
+                ),
+            );
+        }
+        if !(self.layer_norm_eps.is_finite() && self.layer_norm_eps > 0.0) {
+            return bad(
+                "layer_norm_eps",
+                format!("must be a finite number > 0, got {}", self.layer_norm_eps),
+            );
+        }
+        if let Some(p) = &self.position_embedding_type
+            && p != "absolute"
+        {
+            return bad(
+                "position_embedding_type",
+                format!("`{p}` is not supported (only `absolute`)"),
+            );
+        }
+        let flavor = self.flavor()?;
+        if flavor == Flavor::Roberta && self.max_sequence_length()? == 0 {
+            return bad(
+                "max_position_embeddings",
+                "leaves no usable position after the padding offset".into(),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// `y = x Wᵀ + b`.
+#[derive(Clone, Debug)]
+struct Linear {
+    weight: Tensor,
+    bias: Tensor,
+}
+
+impl Linear {
+    fn load(ckpt: &mut Checkpoint, base: &str, out_dim: usize, in_dim: usize) -> Result<Self> {
+        let w = format!("{base}.weight");
+        let b = format!("{base}.bias");
+        Ok(Self {
+            weight: ckpt.trainable(&w, &[&w], &[out_dim, in_dim])?,
+            bias: ckpt.trainable(&b, &[&b], &[out_dim])?,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let dims = x.dims();
+        let in_dim = dims[dims.len() - 1];
+        let rows = x.elem_count() / in_dim.max(1);
+        let y = x
+            .reshape((rows, in_dim))?
+            .matmul(&self.weight.t()?)?
+            .broadcast_add(&self.bias)?;
+        let mut shape = dims[..dims.len() - 1].to_vec();
+        shape.push(self.weight.dim(0)?);
+        y.reshape(shape)
+    }
+}
+
+/// LayerNorm over the last dimension; statistics in f32.
+#[derive(Clone, Debug)]
+struct LayerNorm {
+    weight: Tensor,
+    bias: Tensor,
+    eps: f32,
+}
+
+impl LayerNorm {
+    /// Registered as `{base}.weight` / `{base}.bias`; the file may call them `gamma` / `beta`.
+    fn load(ckpt: &mut Checkpoint, base: &str, dim: usize, eps: f64) -> Result<Self> {
+        let (w, g) = (format!("{base}.weight"), format!("{base}.gamma"));
+        let (b, be) = (format!("{base}.bias"), format!("{base}.beta"));
+        Ok(Self {
+            weight: ckpt.trainable(&w, &[&w, &g], &[dim])?,
+            bias: ckpt.trainable(&b, &[&b, &be], &[dim])?,
+            eps: eps as f32,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        candle_nn::ops::layer_norm(&x.contiguous()?, &self.weight, &self.bias, self.eps)
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Embeddings {
+    word: Tensor,
+    position: Tensor,
+    token_type: Tensor,
+    norm: LayerNorm,
+}
+
+#[derive(Clone, Debug)]
+struct Block {
+    query: Linear,
+    key: Linear,
+    value: Linear,
+    attn_out: Linear,
+    attn_norm: LayerNorm,
+    intermediate: Linear,
+    output: Linear,
+    out_norm: LayerNorm,
+}
+
+impl Block {
+    fn load(ckpt: &mut Checkpoint, cfg: &Config, base: &str) -> Result<Self> {
+        let (h, i, eps) = (cfg.hidden_size, cfg.intermediate_size, cfg.layer_norm_eps);
+        Ok(Self {
+            query: Linear::load(ckpt, &format!("{base}.attention.self.query"), h, h)?,
+            key: Linear::load(ckpt, &format!("{base}.attention.self.key"), h, h)?,
+            value: Linear::load(ckpt, &format!("{base}.attention.self.value"), h, h)?,
+            attn_out: Linear::load(ckpt, &format!("{base}.attention.output.dense"), h, h)?,
+            attn_norm: LayerNorm::load(
+                ckpt,
+                &format!("{base}.attention.output.LayerNorm"),
+                h,
+                eps,
+            )?,
+            intermediate: Linear::load(ckpt, &format!("{base}.intermediate.dense"), i, h)?,
+            output: Linear::load(ckpt, &format!("{base}.output.dense"), h, i)?,
+            out_norm: LayerNorm::load(ckpt, &format!("{base}.output.LayerNorm"), h, eps)?,
+        })
+    }
+
+    /// `x`: [b, s, h]; `mask`: additive [b, 1, 1, s] in f32; `rows`: when given, the flat indices
+    /// (into b·s) of the one query row per sequence to compute, and the result is [b, 1, h].
+    fn forward(
+        &self,
+        x: &Tensor,
+        mask: &Tensor,
+        rows: Option<&Tensor>,
+        heads: usize,
+        act: Activation,
+    ) -> candle_core::Result<Tensor> {
+        let (b, s, h) = x.dims3()?;
+        let hd = h / heads;
+        let xq = match rows {
+            Some(r) => x
+                .reshape((b * s, h))?
+                .index_select(r, 0)?
+                .reshape((b, 1, h))?,
+            None => x.clone(),
+        };
+        let sq = xq.dim(1)?;
+        let split = |t: Tensor, len: usize| {
+            t.reshape((b, len, heads, hd))?
+                .transpose(1, 2)?
+                .contiguous()
+        };
+        let q = split(self.query.forward(&xq)?, sq)?;
+        let k = split(self.key.forward(x)?, s)?;
+        let v = split(self.value.forward(x)?, s)?;
+        let dtype = x.dtype();
+        let scores = q.matmul(&k.t()?)?.to_dtype(DType::F32)?;
+        let scores = (scores * (1.0 / (hd as f64).sqrt()))?.broadcast_add(mask)?;
+        let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(dtype)?;
+        let ctx = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, sq, h))?;
+        let attn = self
+            .attn_norm
+            .forward(&(self.attn_out.forward(&ctx)? + &xq)?)?;
+        let inner = act.apply(&self.intermediate.forward(&attn)?)?;
+        self.out_norm
+            .forward(&(self.output.forward(&inner)? + &attn)?)
+    }
+}
+
+#[derive(Clone, Debug)]
+struct MlmHead {
+    dense: Linear,
+    norm: LayerNorm,
+    act: Activation,
+    decoder: Tensor,
+    bias: Tensor,
+}
+
+/// A BERT or RoBERTa encoder with its masked-LM head.
+///
+/// Inputs are `input_ids` [batch, seq] (u32) and `attention_mask` [batch, seq] (1 for real tokens,
+/// 0 for padding; any numeric dtype); token-type ids are all 0.
+#[derive(Clone, Debug)]
+pub struct MaskedLm {
+    cfg: Config,
+    flavor: Flavor,
+    pad_id: u32,
+    dtype: DType,
+    embeddings: Embeddings,
+    blocks: Vec<Block>,
+    head: MlmHead,
+}
+
+impl MaskedLm {
+    /// Build the model from `checkpoint`, registering every weight as trainable. The flavor follows
+    /// `cfg.model_type`.
+    pub fn new(cfg: &Config, checkpoint: &mut Checkpoint) -> Result<Self> {
+        cfg.validate()?;
+        let flavor = cfg.flavor()?;
+        let (h, eps) = (cfg.hidden_size, cfg.layer_norm_eps);
+        let p = flavor.encoder_prefix();
+        let word_name = format!("{p}.embeddings.word_embeddings.weight");
+        let pos_name = format!("{p}.embeddings.position_embeddings.weight");
+        let tt_name = format!("{p}.embeddings.token_type_embeddings.weight");
+        let word = checkpoint.trainable(&word_name, &[&word_name], &[cfg.vocab_size, h])?;
+        let position =
+            checkpoint.trainable(&pos_name, &[&pos_name], &[cfg.max_position_embeddings, h])?;
+        let token_type = checkpoint.trainable(&tt_name, &[&tt_name], &[cfg.type_vocab_size, h])?;
+        let norm = LayerNorm::load(checkpoint, &format!("{p}.embeddings.LayerNorm"), h, eps)?;
+        let embeddings = Embeddings {
+            word,
+            position,
+            token_type,
+            norm,
+        };
+        let blocks = (0..cfg.num_hidden_layers)
+            .map(|i| Block::load(checkpoint, cfg, &format!("{p}.encoder.layer.{i}")))
+            .collect::<Result<Vec<_>>>()?;
+        let (dense, norm, act, decoder_name, bias_names) = match flavor {
+            Flavor::Bert => (
+                Linear::load(checkpoint, "cls.predictions.transform.dense", h, h)?,
+                LayerNorm::load(checkpoint, "cls.predictions.transform.LayerNorm", h, eps)?,
+                cfg.hidden_act,
+                "cls.predictions.decoder.weight",
+                ["cls.predictions.bias", "cls.predictions.decoder.bias"],
+            ),
+            Flavor::Roberta => (
+                Linear::load(checkpoint, "lm_head.dense", h, h)?,
+                LayerNorm::load(checkpoint, "lm_head.layer_norm", h, eps)?,
+                // transformers' RobertaLMHead applies the exact GELU whatever `hidden_act` says.
+                Activation::Gelu,
+                "lm_head.decoder.weight",
+                ["lm_head.bias", "lm_head.decoder.bias"],
+            ),
+        };
+        let decoder = if cfg.tie_word_embeddings {
+            embeddings.word.clone()
+        } else {
+            checkpoint.trainable(decoder_name, &[decoder_name], &[cfg.vocab_size, h])?
+        };
+        let bias = checkpoint.trainable(bias_names[0], &bias_names, &[cfg.vocab_size])?;
+        let head = MlmHead {
+            dense,
+            norm,
+            act,
+            decoder,
+            bias,
+        };
+        Ok(Self {
+            cfg: cfg.clone(),
+            flavor,
+            pad_id: cfg.pad_id()?,
+            dtype: checkpoint.precision().dtype(),
+            embeddings,
+            blocks,
+            head,
+        })
+    }
+
+    /// Load `config.json` and the safetensors weights of a local Hugging Face folder in `precision`;
+    /// returns the model and its trainable weights (the checkpoint's other tensors are dropped).
+    pub fn from_folder(dir: impl AsRef<Path>, precision: Precision) -> Result<(Self, Weights)> {
+        let dir = dir.as_ref();
+        if !dir.is_dir() {
+            return Err(ModelError::Io {
+                path: dir.to_path_buf(),
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "model folder not found"),
+            });
+        }
+        let cfg = Config::from_file(dir.join("config.json"))?;
+        let mut checkpoint = Checkpoint::from_hf_folder(dir, precision)?;
+        let model = Self::new(&cfg, &mut checkpoint)?;
+        Ok((model, checkpoint.into_weights()))
+    }
+
+    /// A model with random weights: matrices ~ N(0, 0.02²), LayerNorm weights 1, biases 0, drawn
+    /// from `zo-sampler` streams keyed by `seed` and each tensor's name. For tests and benchmarks.
+    pub fn random(cfg: &Config, precision: Precision, seed: u64) -> Result<(Self, Weights)> {
+        cfg.validate()?;
+        let key = zo_sampler::DirectionKey::new(seed, u64::MAX, u32::MAX);
+        let mut tensors = std::collections::HashMap::new();
+        for (name, shape) in cfg.tensor_shapes()? {
+            let n: usize = shape.iter().product();
+            let values = if shape.len() == 1 {
+                let one = name.ends_with("LayerNorm.weight") || name.ends_with("layer_norm.weight");
+                vec![if one { 1.0f32 } else { 0.0 }; n]
+            } else {
+                let stream = key.stream(
+                    zo_sampler::TensorId::from_name(&name),
+                    zo_sampler::Distribution::Normal,
+                );
+                let mut v = vec![0.0f32; n];
+                stream.fill(0, &mut v);
+                v.iter_mut().for_each(|x| *x *= 0.02);
+                v
+            };
+            tensors.insert(name, Tensor::from_vec(values, shape, &Device::Cpu)?);
+        }
+        let mut checkpoint = Checkpoint::from_tensors("<random>".into(), tensors, precision);
+        let model = Self::new(cfg, &mut checkpoint)?;
+        Ok((model, checkpoint.into_weights()))
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// BERT or RoBERTa.
+    pub fn flavor(&self) -> Flavor {
+        self.flavor
+    }
+
+    /// The padding id (RoBERTa's positions depend on it).
+    pub fn pad_id(&self) -> u32 {
+        self.pad_id
+    }
+
+    /// The dtype of the weights and of the hidden states.
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// The longest sequence the position table allows.
+    pub fn max_sequence_length(&self) -> usize {
+        // Validated at construction.
+        self.cfg
+            .max_sequence_length()
+            .unwrap_or(self.cfg.max_position_embeddings)
+    }
+
+    /// Check the inputs and return (batch, seq).
+    fn check_inputs(&self, input_ids: &Tensor, attention_mask: &Tensor) -> Result<(usize, usize)> {
+        let dims = input_ids.dims();
+        if dims.len() != 2 || dims[0] == 0 || dims[1] == 0 {
+            return Err(ModelError::Shape {
+                name: "input_ids".into(),
+                expected: vec![
+                    dims.first().copied().unwrap_or(1).max(1),
+                    dims.get(1).copied().unwrap_or(1).max(1),
+                ],
+                found: dims.to_vec(),
+            });
+        }
+        if attention_mask.dims() != dims {
+            return Err(ModelError::Shape {
+                name: "attention_mask".into(),
+                expected: dims.to_vec(),
+                found: attention_mask.dims().to_vec(),
+            });
+        }
+        if input_ids.dtype() != DType::U32 {
+            return Err(ModelError::Config {
+                field: "input_ids".into(),
+                message: format!("expected u32 token ids, got {:?}", input_ids.dtype()),
+            });
+        }
+        let (b, s) = (dims[0], dims[1]);
+        let max_len = self.max_sequence_length();
+        if s > max_len {
+            return Err(ModelError::Config {
+                field: "input_ids".into(),
+                message: format!("sequence length {s} exceeds the model's {max_len} positions"),
+            });
+        }
+        let max_id = input_ids.flatten_all()?.max(0)?.to_scalar::<u32>()?;
+        if max_id as usize >= self.cfg.vocab_size {
+            return Err(ModelError::Config {
+                field: "input_ids".into(),
+                message: format!(
+                    "token id {max_id} is outside the vocabulary of {}",
+                    self.cfg.vocab_size
+                ),
+            });
+        }
+        Ok((b, s))
+    }
+
+    /// Position ids [b, s] (u32) of the flavor.
+    fn positions(&self, input_ids: &Tensor, b: usize, s: usize) -> Result<Tensor> {
+        match self.flavor {
+            Flavor::Bert => {
+                let row = Tensor::arange(0u32, s as u32, &Device::Cpu)?;
+                Ok(row.unsqueeze(0)?.broadcast_as((b, s))?.contiguous()?)
+            }
+            Flavor::Roberta => {
+                let pad = self.pad_id;
+                let ids = input_ids.to_vec2::<u32>()?;
+                let mut pos = Vec::with_capacity(b * s);
+                for row in &ids {
+                    let mut n = 0u32;
+                    for &id in row {
+                        if id == pad {
+                            pos.push(pad);
+                        } else {
+                            n += 1;
+                            pos.push(pad + n);
+                        }
+                    }
+                }
+                Ok(Tensor::from_vec(pos, (b, s), &Device::Cpu)?)
+            }
+        }
+    }
+
+    fn embed(&self, input_ids: &Tensor, b: usize, s: usize) -> Result<Tensor> {
+        let h = self.cfg.hidden_size;
+        let e = &self.embeddings;
+        let words = e
+            .word
+            .index_select(&input_ids.flatten_all()?, 0)?
+            .reshape((b, s, h))?;
+        let pos = self.positions(input_ids, b, s)?;
+        let positions = e
+            .position
+            .index_select(&pos.flatten_all()?, 0)?
+            .reshape((b, s, h))?;
+        let token_type = e.token_type.narrow(0, 0, 1)?.reshape((1, 1, h))?;
+        let x = (words + positions)?.broadcast_add(&token_type)?;
+        Ok(e.norm.forward(&x)?)
+    }
+
+    /// Additive attention mask [b, 1, 1, s] in f32: 0 on real keys, `f32::MIN` on padding.
+    fn additive_mask(attention_mask: &Tensor, b: usize, s: usize) -> Result<Tensor> {
+        let m = attention_mask.to_dtype(DType::F32)?.reshape((b, 1, 1, s))?;
+        Ok(((1.0 - m)? * f64::from(f32::MIN))?)
+    }
+
+    /// Run the encoder. With `rows`, the last block computes only those query rows.
+    fn encode(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: &Tensor,
+        rows: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        let (b, s) = self.check_inputs(input_ids, attention_mask)?;
+        let mask = Self::additive_mask(attention_mask, b, s)?;
+        let heads = self.cfg.num_attention_heads;
+        let mut x = self.embed(input_ids, b, s)?;
+        let last = self.blocks.len().saturating_sub(1);
+        for (i, block) in self.blocks.iter().enumerate() {
+            let r = if i == last { rows } else { None };
+            x = block.forward(&x, &mask, r, heads, self.cfg.hidden_act)?;
+        }
+        if self.blocks.is_empty()
+            && let Some(r) = rows
+        {
+            let h = self.cfg.hidden_size;
+            x = x
+                .reshape((b * s, h))?
+                .index_select(r, 0)?
+                .reshape((b, 1, h))?;
+        }
+        Ok(x)
+    }
+
+    /// The last block's hidden states [batch, seq, hidden] (what feeds the MLM head), in the
+    /// working dtype.
+    pub fn forward_hidden(&self, input_ids: &Tensor, attention_mask: &Tensor) -> Result<Tensor> {
+        self.encode(input_ids, attention_mask, None)
+    }
+
+    /// Full-vocabulary logits [batch, seq, vocab] in f32, as `…ForMaskedLM` computes them.
+    pub fn forward(&self, input_ids: &Tensor, attention_mask: &Tensor) -> Result<Tensor> {
+        let hidden = self.forward_hidden(input_ids, attention_mask)?;
+        self.head(&hidden, None)
+    }
+
+    /// The MLM head on hidden states [.., hidden]: logits [.., vocab] in f32, or only the columns
+    /// of `vocab_ids` (in that order) when given.
+    pub fn head(&self, hidden: &Tensor, vocab_ids: Option<&[u32]>) -> Result<Tensor> {
+        let width = self.cfg.hidden_size;
+        if hidden.dims().last() != Some(&width) {
+            let mut expected = hidden.dims().to_vec();
+            match expected.last_mut() {
+                Some(last) => *last = width,
+                None => expected.push(width),
+            }
+            return Err(ModelError::Shape {
+                name: "hidden".into(),
+                expected,
+                found: hidden.dims().to_vec(),
+            });
+        }
+        let hd = &self.head;
+        let x = hd
+            .norm
+            .forward(&hd.act.apply(&hd.dense.forward(hidden)?)?)?;
+        let (decoder, bias) = match vocab_ids {
+            None => (hd.decoder.clone(), hd.bias.clone()),
+            Some(ids) => {
+                if let Some(&bad) = ids.iter().find(|&&i| i as usize >= self.cfg.vocab_size) {
+                    return Err(ModelError::Config {
+                        field: "vocab_ids".into(),
+                        message: format!(
+                            "token id {bad} is outside the vocabulary of {}",
+                            self.cfg.vocab_size
+                        ),
+                    });
+                }
+                let idx = Tensor::new(ids, &Device::Cpu)?;
+                (
+                    hd.decoder.index_select(&idx, 0)?,
+                    hd.bias.index_select(&idx, 0)?,
+                )
+            }
+        };
+        let dims = x.dims().to_vec();
+        let h = dims[dims.len() - 1];
+        let rows = x.elem_count() / h.max(1);
+        let logits = x
+            .reshape((rows, h))?
+            .matmul(&decoder.t()?)?
+            .broadcast_add(&bias)?;
+        let mut shape = dims[..dims.len() - 1].to_vec();
+        shape.push(decoder.dim(0)?);
+        Ok(logits.reshape(shape)?.to_dtype(DType::F32)?)
+    }
+
+    /// Logits at one position per sequence (`positions[i]` for row `i`, e.g. the mask slot):
+    /// [batch, vocab] in f32, or [batch, vocab_ids.len()] when `vocab_ids` is given. The last block
+    /// computes only those query rows and the head only those vocabulary rows, which makes
+    /// prompt classification several times cheaper than [`forward`](Self::forward).
+    pub fn logits_at(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: &Tensor,
+        positions: &[usize],
+        vocab_ids: Option<&[u32]>,
+    ) -> Result<Tensor> {
+        let (b, s) = self.check_inputs(input_ids, attention_mask)?;
+        if positions.len() != b {
+            return Err(ModelError::Shape {
+                name: "positions".into(),
+                expected: vec![b],
+                found: vec![positions.len()],
+            });
+        }
+        if let Some(&p) = positions.iter().find(|&&p| p >= s) {
+            return Err(ModelError::Config {
+                field: "positions".into(),
+                message: format!("position {p} is outside sequences of length {s}"),
+            });
+        }
+        let flat: Vec<u32> = positions
+            .iter()
+            .enumerate()
+            .map(|(i, &p)| (i * s + p) as u32)
+            .collect();
+        let rows = Tensor::new(flat.as_slice(), &Device::Cpu)?;
+        let hidden = self.encode(input_ids, attention_mask, Some(&rows))?;
+        let logits = self.head(&hidden, vocab_ids)?;
+        Ok(logits.squeeze(1)?)
+    }
+}

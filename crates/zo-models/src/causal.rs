@@ -1,0 +1,329 @@
+//! Prompt-based classification with a causal language model: each example is a context and a set
+//! of candidate continuations (e.g. SST-2 `<S> It was` with ` terrible` | ` great`).
+//!
+//! A candidate's score is its log-likelihood given the context, averaged over its tokens (so
+//! single- and multi-token candidates compare on the same scale). The training loss is the
+//! cross-entropy of the label under the softmax of the candidates' scores (in f64), averaged over
+//! the examples; the prediction is the highest-scoring candidate. All (context + candidate)
+//! sequences of a batch run as one right-padded forward, and the LM head is applied only at the
+//! positions that predict candidate tokens.
+
+use candle_core::{D, DType, Device, Tensor};
+use zo_optim::{Objective, ObjectiveError};
+
+use crate::error::{ModelError, Result};
+use crate::weights::Weights;
+
+/// A causal language model with a forward pass over right-padded batches.
+pub trait CausalLm {
+    /// Final hidden states `[b, s, hidden]` (what feeds the LM head) for `input_ids [b, s]` (u32)
+    /// and `attention_mask [b, s]` (1 for real tokens).
+    fn hidden_states(&self, input_ids: &Tensor, attention_mask: &Tensor) -> Result<Tensor>;
+
+    /// The LM head: `[…, hidden]` → logits `[…, vocab]` in f32.
+    fn head(&self, hidden: &Tensor) -> Result<Tensor>;
+
+    /// The vocabulary size.
+    fn vocab_size(&self) -> usize;
+
+    /// Logits `[b, s, vocab]` (f32) at every position; those at padded positions are meaningless.
+    fn forward(&self, input_ids: &Tensor, attention_mask: &Tensor) -> Result<Tensor> {
+        self.head(&self.hidden_states(input_ids, attention_mask)?)
+    }
+}
+
+/// Greedy decoding: append the most likely next token `max_new_tokens` times (stopping after
+/// `eos`), re-running the whole forward on the growing sequence. Returns the new tokens only.
+pub fn generate_greedy<M: CausalLm + ?Sized>(
+    model: &M,
+    prompt: &[u32],
+    max_new_tokens: usize,
+    eos: Option<u32>,
+) -> Result<Vec<u32>> {
+    if prompt.is_empty() {
+        return Err(ModelError::Config {
+            field: "prompt".into(),
+            message: "the prompt is empty".into(),
+        });
+    }
+    let mut seq = prompt.to_vec();
+    let mut out = Vec::with_capacity(max_new_tokens);
+    for _ in 0..max_new_tokens {
+        let n = seq.len();
+        let ids = Tensor::from_slice(&seq, (1, n), &Device::Cpu)?;
+        let mask = Tensor::ones((1, n), DType::U32, &Device::Cpu)?;
+        let hidden = model.hidden_states(&ids, &mask)?;
+        let last = hidden.narrow(1, n - 1, 1)?;
+        let logits = model.head(&last)?.flatten_all()?;
+        let next = logits.argmax(0)?.to_scalar::<u32>()?;
+        seq.push(next);
+        out.push(next);
+        if Some(next) == eos {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// One classification example: a tokenised context, tokenised candidate continuations and the
+/// index of the correct candidate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CandidateExample {
+    /// The context tokens (non-empty; include BOS if the model expects one).
+    pub context: Vec<u32>,
+    /// The candidates' tokens (each non-empty).
+    pub candidates: Vec<Vec<u32>>,
+    /// The index of the correct candidate.
+    pub label: usize,
+}
+
+/// The mean per-token log-likelihood of every candidate of every example (f64), computed with one
+/// right-padded forward over all (context + candidate) sequences.
+pub fn candidate_scores<M: CausalLm + ?Sized>(
+    model: &M,
+    examples: &[CandidateExample],
+) -> Result<Vec<Vec<f64>>> {
+    let mut rows: Vec<(usize, usize)> = Vec::new(); // (context length, candidate length)
+    let mut seqs: Vec<Vec<u32>> = Vec::new();
+    for (e, ex) in examples.iter().enumerate() {
+        if ex.context.is_empty() {
+            return Err(ModelError::Config {
+                field: format!("examples[{e}].context"),
+                message: "empty context".into(),
+            });
+        }
+        if ex.candidates.is_empty() {
+            return Err(ModelError::Config {
+                field: format!("examples[{e}].candidates"),
+                message: "no candidates".into(),
+            });
+        }
+        if ex.label >= ex.candidates.len() {
+            return Err(ModelError::Config {
+                field: format!("examples[{e}].label"),
+                message: format!("label {} with {} candidates", ex.label, ex.candidates.len()),
+            });
+        }
+        for (c, cand) in ex.candidates.iter().enumerate() {
+            if cand.is_empty() {
+                return Err(ModelError::Config {
+                    field: format!("examples[{e}].candidates[{c}]"),
+                    message: "empty candidate".into(),
+                });
+            }
+            rows.push((ex.context.len(), cand.len()));
+            seqs.push(ex.context.iter().chain(cand).copied().collect());
+        }
+    }
+    if seqs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let vocab = model.vocab_size();
+    if let Some(&bad) = seqs.iter().flatten().find(|&&t| t as usize >= vocab) {
+        return Err(ModelError::Config {
+            field: "examples".into(),
+            message: format!("token id {bad} >= vocab size {vocab}"),
+        });
+    }
+    let len = seqs.iter().map(Vec::len).max().unwrap_or(0);
+    let r = seqs.len();
+    let mut ids = vec![0u32; r * len];
+    let mut mask = vec![0u32; r * len];
+    let mut gather = Vec::new(); // flat position whose hidden state predicts a candidate token
+    let mut targets = Vec::new();
+    for (i, (seq, &(ctx, cand))) in seqs.iter().zip(&rows).enumerate() {
+        ids[i * len..i * len + seq.len()].copy_from_slice(seq);
+        mask[i * len..i * len + seq.len()].fill(1);
+        for j in 0..cand {
+            gather.push((i * len + ctx - 1 + j) as u32);
+            targets.push(seq[ctx + j]);
+        }
+    }
+    let dev = Device::Cpu;
+    let ids = Tensor::from_vec(ids, (r, len), &dev)?;
+    let mask = Tensor::from_vec(mask, (r, len), &dev)?;
+    let hidden = model.hidden_states(&ids, &mask)?;
+    let width = hidden.dim(D::Minus1)?;
+    let picked = hidden
+        .reshape((r * len, width))?
+        .index_select(&Tensor::new(gather.as_slice(), &dev)?, 0)?;
+    let logp = candle_nn::ops::log_softmax(&model.head(&picked)?.to_dtype(DType::F32)?, D::Minus1)?;
+    let n = targets.len();
+    let tok = logp
+        .gather(&Tensor::from_vec(targets, (n, 1), &dev)?, 1)?
+        .flatten_all()?
+        .to_vec1::<f32>()?;
+    let mut at = 0;
+    let mut row = 0;
+    let mut out = Vec::with_capacity(examples.len());
+    for ex in examples {
+        let mut scores = Vec::with_capacity(ex.candidates.len());
+        for _ in &ex.candidates {
+            let cand = rows[row].1;
+            let sum: f64 = tok[at..at + cand].iter().map(|&v| f64::from(v)).sum();
+            scores.push(sum / cand as f64);
+            at += cand;
+            row += 1;
+        }
+        out.push(scores);
+    }
+    Ok(out)
+}
+
+/// Cross-entropy of `label` under the softmax of `scores` (f64).
+pub fn cross_entropy(scores: &[f64], label: usize) -> Result<f64> {
+    let Some(&target) = scores.get(label) else {
+        return Err(ModelError::Config {
+            field: "label".into(),
+            message: format!("label {label} with {} scores", scores.len()),
+        });
+    };
+    let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let lse = max + scores.iter().map(|s| (s - max).exp()).sum::<f64>().ln();
+    Ok(lse - target)
+}
+
+/// The index of the highest score (the first on ties).
+pub fn argmax(scores: &[f64]) -> usize {
+    let mut best = 0;
+    for (i, s) in scores.iter().enumerate() {
+        if *s > scores[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+/// The mean cross-entropy loss over `examples` and the predicted candidate of each.
+pub fn candidate_loss_and_predictions<M: CausalLm + ?Sized>(
+    model: &M,
+    examples: &[CandidateExample],
+) -> Result<(f64, Vec<usize>)> {
+    if examples.is_empty() {
+        return Err(ModelError::Config {
+            field: "examples".into(),
+            message: "empty batch".into(),
+        });
+    }
+    let scores = candidate_scores(model, examples)?;
+    let mut total = 0.0;
+    for (s, ex) in scores.iter().zip(examples) {
+        total += cross_entropy(s, ex.label)?;
+    }
+    let loss = total / examples.len() as f64;
+    Ok((loss, scores.iter().map(|s| argmax(s)).collect()))
+}
+
+/// The mean cross-entropy loss over `examples`.
+pub fn candidate_loss<M: CausalLm + ?Sized>(
+    model: &M,
+    examples: &[CandidateExample],
+) -> Result<f64> {
+    Ok(candidate_loss_and_predictions(model, examples)?.0)
+}
+
+/// The predicted candidate of each example.
+pub fn predict<M: CausalLm + ?Sized>(
+    model: &M,
+    examples: &[CandidateExample],
+) -> Result<Vec<usize>> {
+    Ok(candidate_scores(model, examples)?
+        .iter()
+        .map(|s| argmax(s))
+        .collect())
+}
+
+/// A zeroth-order objective: the candidate cross-entropy of a model on the current minibatch. The
+/// model holds clones of the [`Weights`]' tensors, so the loss sees every in-place perturbation.
+#[derive(Debug)]
+pub struct CandidateObjective<'m, M: ?Sized> {
+    model: &'m M,
+    batch: Vec<CandidateExample>,
+}
+
+impl<'m, M: CausalLm + ?Sized> CandidateObjective<'m, M> {
+    /// An objective on `model` with an initial minibatch.
+    pub fn new(model: &'m M, batch: Vec<CandidateExample>) -> Self {
+        Self { model, batch }
+    }
+
+    /// Replace the minibatch (between optimizer steps).
+    pub fn set_batch(&mut self, batch: Vec<CandidateExample>) {
+        self.batch = batch;
+    }
+
+    /// The current minibatch.
+    pub fn batch(&self) -> &[CandidateExample] {
+        &self.batch
+    }
+}
+
+impl<M: CausalLm + ?Sized> Objective<Weights> for CandidateObjective<'_, M> {
+    fn loss(&mut self, _params: &Weights) -> Result<f64, ObjectiveError> {
+        candidate_loss(self.model, &self.batch).map_err(|e| Box::new(e) as ObjectiveError)
+    }
+}
+
+/// Load a causal language model by path: a `.gguf` file, a llama2.c `.bin` file, or a local Hugging
+/// Face folder whose `config.json` has `model_type` `opt`, `llama` or `mistral`. Returns the model
+/// and its trainable weights. A path that does not exist is a [`ModelError::Io`] naming it (model
+/// names are not resolved on the Hugging Face hub).
+pub fn load_causal_lm(
+    path: &std::path::Path,
+    precision: crate::loading::Precision,
+) -> Result<(Box<dyn CausalLm + Send + Sync>, Weights)> {
+    #[derive(serde::Deserialize)]
+    struct Kind {
+        #[serde(default)]
+        model_type: Option<String>,
+    }
+    if !path.exists() {
+        return Err(ModelError::Io {
+            path: path.to_path_buf(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "model path not found (only local folders and files are supported)",
+            ),
+        });
+    }
+    if path.is_file() {
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        return match ext.as_str() {
+            "gguf" => {
+                let m = crate::gguf::load_gguf(path, precision)?;
+                Ok((Box::new(m.model), m.weights))
+            }
+            "bin" => {
+                let m = crate::llama2c::load_llama2c(path, precision)?;
+                Ok((Box::new(m.model), m.weights))
+            }
+            _ => Err(ModelError::Malformed {
+                path: path.to_path_buf(),
+                message: "expected a .gguf file, a llama2.c .bin file or a model folder".into(),
+            }),
+        };
+    }
+    let config = path.join("config.json");
+    let kind: Kind = crate::loading::read_json(&config)?;
+    match kind.model_type.as_deref() {
+        Some("opt") => {
+            let (m, w) = crate::opt::Opt::from_hf_folder(path, precision)?;
+            Ok((Box::new(m), w))
+        }
+        Some("llama" | "mistral") => {
+            let (m, w) = crate::llama::Llama::from_hf_folder(path, precision)?;
+            Ok((Box::new(m), w))
+        }
+        other => Err(ModelError::Config {
+            field: "model_type".into(),
+            message: format!(
+                "{}: unsupported causal LM type {other:?} (opt, llama, mistral)",
+                config.display()
+            ),
+        }),
+    }
+}

@@ -1,0 +1,25 @@
+#![doc = include_str!("../README.md")]
+
+pub mod bert;
+pub mod causal;
+pub mod error;
+pub mod gguf;
+pub mod llama;
+pub mod llama2c;
+pub mod loading;
+pub mod masked;
+pub mod opt;
+pub mod tokenizer;
+pub mod weights;
+
+pub use bert::{Config as BertConfig, Flavor, MaskedLm};
+pub use causal::{CandidateExample, CandidateObjective, CausalLm, load_causal_lm};
+pub use error::{ModelError, Result};
+pub use gguf::GgufModel;
+pub use llama::{Llama, LlamaConfig};
+pub use llama2c::{Llama2cModel, Llama2cTokenizer};
+pub use loading::{Checkpoint, Precision};
+pub use masked::{MaskedLmClassifier, PromptBatch, PromptObjective, Template};
+pub use opt::{Opt, OptConfig};
+pub use tokenizer::Tokenizer;
+pub use weights::Weights;

@@ -1,0 +1,209 @@
+//! Checkpoint loading shared by every architecture: safetensors files (single or sharded) in a local
+//! Hugging Face folder, or tensors produced by another reader (GGUF, llama2.c), converted to the
+//! working precision; trainable tensors are registered in [`Weights`] as they are taken.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ModelError, Result};
+use crate::weights::Weights;
+
+/// The working precision of a model's weights.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// 32-bit floats.
+    #[default]
+    F32,
+    /// IEEE half.
+    F16,
+    /// bfloat16.
+    BF16,
+}
+
+impl Precision {
+    /// The candle dtype.
+    pub fn dtype(self) -> DType {
+        match self {
+            Self::F32 => DType::F32,
+            Self::F16 => DType::F16,
+            Self::BF16 => DType::BF16,
+        }
+    }
+}
+
+impl std::str::FromStr for Precision {
+    type Err = ModelError;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "f32" | "fp32" | "float32" => Ok(Self::F32),
+            "f16" | "fp16" | "float16" => Ok(Self::F16),
+            "bf16" | "bfloat16" => Ok(Self::BF16),
+            other => Err(ModelError::Config {
+                field: "precision".into(),
+                message: format!("unknown precision `{other}` (expected f32, f16 or bf16)"),
+            }),
+        }
+    }
+}
+
+/// Read and parse a JSON file, naming the file in any error.
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    let text = std::fs::read_to_string(path).map_err(|source| ModelError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|e| ModelError::Malformed {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
+/// The tensors of a checkpoint, with the file they came from for error messages.
+#[derive(Debug)]
+pub struct Checkpoint {
+    origin: PathBuf,
+    tensors: HashMap<String, Tensor>,
+    precision: Precision,
+    weights: Weights,
+}
+
+#[derive(Deserialize)]
+struct ShardIndex {
+    weight_map: HashMap<String, String>,
+}
+
+impl Checkpoint {
+    /// Load the safetensors weights of a local Hugging Face folder: `model.safetensors`, or the shards
+    /// named by `model.safetensors.index.json`.
+    pub fn from_hf_folder(dir: &Path, precision: Precision) -> Result<Self> {
+        let single = dir.join("model.safetensors");
+        let index = dir.join("model.safetensors.index.json");
+        let files: Vec<PathBuf> = if single.exists() {
+            vec![single]
+        } else if index.exists() {
+            let idx: ShardIndex = read_json(&index)?;
+            let mut shards: Vec<String> = idx.weight_map.into_values().collect();
+            shards.sort();
+            shards.dedup();
+            shards.into_iter().map(|s| dir.join(s)).collect()
+        } else {
+            return Err(ModelError::Io {
+                path: single,
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "no model.safetensors or model.safetensors.index.json in the model folder",
+                ),
+            });
+        };
+        let mut tensors = HashMap::new();
+        for file in &files {
+            if !file.exists() {
+                return Err(ModelError::Io {
+                    path: file.clone(),
+                    source: std::io::Error::new(std::io::ErrorKind::NotFound, "shard not found"),
+                });
+            }
+            let loaded = candle_core::safetensors::load(file, &Device::Cpu).map_err(|e| {
+                ModelError::Malformed {
+                    path: file.clone(),
+                    message: e.to_string(),
+                }
+            })?;
+            tensors.extend(loaded);
+        }
+        Ok(Self::from_tensors(dir.to_path_buf(), tensors, precision))
+    }
+
+    /// Wrap tensors read by another reader (GGUF, llama2.c).
+    pub fn from_tensors(
+        origin: PathBuf,
+        tensors: HashMap<String, Tensor>,
+        precision: Precision,
+    ) -> Self {
+        Self {
+            origin,
+            tensors,
+            precision,
+            weights: Weights::new(),
+        }
+    }
+
+    /// Where the tensors came from.
+    pub fn origin(&self) -> &Path {
+        &self.origin
+    }
+
+    /// The working precision.
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
+    /// Whether a tensor of that name exists.
+    pub fn contains(&self, name: &str) -> bool {
+        self.tensors.contains_key(name)
+    }
+
+    /// Names present in the checkpoint, sorted.
+    pub fn names(&self) -> Vec<&str> {
+        let mut v: Vec<&str> = self.tensors.keys().map(String::as_str).collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// The first of `names` that exists, checked against `shape`, converted to the working precision
+    /// and made contiguous. Not registered as trainable.
+    pub fn constant(&self, names: &[&str], shape: &[usize]) -> Result<Tensor> {
+        let (name, t) = names
+            .iter()
+            .find_map(|n| self.tensors.get(*n).map(|t| (*n, t)))
+            .ok_or_else(|| ModelError::MissingTensor {
+                name: names.join(" | "),
+                path: self.origin.clone(),
+            })?;
+        if t.dims() != shape {
+            return Err(ModelError::Shape {
+                name: name.to_string(),
+                expected: shape.to_vec(),
+                found: t.dims().to_vec(),
+            });
+        }
+        Ok(t.to_dtype(self.precision.dtype())?.contiguous()?.detach())
+    }
+
+    /// Like [`constant`](Self::constant), and registered as trainable under `canonical` (the
+    /// name the optimizer's streams are keyed by).
+    pub fn trainable(
+        &mut self,
+        canonical: &str,
+        names: &[&str],
+        shape: &[usize],
+    ) -> Result<Tensor> {
+        let t = self.constant(names, shape)?;
+        // `to_dtype` of a tensor already in that dtype shares storage with the checkpoint map: copy it
+        // so that the trainable tensor owns its storage alone.
+        let t = t.copy()?;
+        self.weights.insert(canonical, t.clone())?;
+        // Release the checkpoint's own copy at once, so that loading peaks near one model's size
+        // instead of two: the entry now shares the trainable tensor's storage (a later lookup of the
+        // same name sees the trainable tensor, as a tie would).
+        if let Some(name) = names.iter().find(|n| self.tensors.contains_key(**n)) {
+            self.tensors.insert((*name).to_string(), t.clone());
+        }
+        Ok(t)
+    }
+
+    /// Register an already-built tensor (e.g. an untied copy) as trainable.
+    pub fn register(&mut self, canonical: &str, t: &Tensor) -> Result<()> {
+        self.weights.insert(canonical, t.clone())
+    }
+
+    /// The trainable weights registered so far.
+    pub fn into_weights(self) -> Weights {
+        self.weights
+    }
+}

@@ -1,0 +1,164 @@
+//! The trainable weights of a model as a zeroth-order [`ParamSet`]: named candle tensors perturbed
+//! in place.
+//!
+//! Each weight is a plain (non-variable) candle tensor: the model's layers hold clones of the same
+//! `Tensor`, which share its storage, so a forward pass reads whatever the optimizer last wrote and
+//! builds no backprop graph. Perturbation runs as a candle in-place custom op on the storage
+//! (`Tensor::inplace_op1`), through `zo-sampler`'s fused sweeps: no temporary the size of a tensor.
+
+use std::sync::Mutex;
+
+use candle_core::{CpuStorage, DType, InplaceOp1, Layout, Tensor};
+use zo_optim::params::Visitor;
+use zo_optim::{ParamError, ParamSet, ParamSliceMut, TensorInfo, default_decay};
+
+use crate::error::{ModelError, Result};
+
+/// Named trainable tensors, in a fixed order (sorted by name).
+#[derive(Clone, Debug, Default)]
+pub struct Weights {
+    entries: Vec<(TensorInfo, Tensor)>,
+}
+
+impl Weights {
+    /// No weights.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Register a trainable tensor under `name` (weight decay by [`default_decay`]). The tensor must
+    /// be contiguous, on the CPU, in f32, bf16 or f16, and not a candle `Var`.
+    pub fn insert(&mut self, name: impl Into<String>, tensor: Tensor) -> Result<()> {
+        let name = name.into();
+        let decay = default_decay(&name);
+        self.insert_with_decay(name, tensor, decay)
+    }
+
+    /// Register a trainable tensor with an explicit weight-decay group.
+    pub fn insert_with_decay(
+        &mut self,
+        name: impl Into<String>,
+        tensor: Tensor,
+        decay: bool,
+    ) -> Result<()> {
+        let name = name.into();
+        if !matches!(tensor.dtype(), DType::F32 | DType::BF16 | DType::F16) {
+            return Err(ModelError::Config {
+                field: name,
+                message: format!(
+                    "trainable weights must be f32, bf16 or f16, got {:?}",
+                    tensor.dtype()
+                ),
+            });
+        }
+        if !tensor.is_contiguous() {
+            return Err(ModelError::Config {
+                field: name,
+                message: "trainable weights must be contiguous".into(),
+            });
+        }
+        if self.entries.iter().any(|(i, _)| i.name == name) {
+            return Err(ModelError::Config {
+                field: name,
+                message: "registered twice".into(),
+            });
+        }
+        let info = TensorInfo {
+            name,
+            shape: tensor.dims().to_vec(),
+            decay,
+        };
+        let at = self.entries.partition_point(|(i, _)| i.name < info.name);
+        self.entries.insert(at, (info, tensor));
+        Ok(())
+    }
+
+    /// The tensor called `name`.
+    pub fn get(&self, name: &str) -> Option<&Tensor> {
+        self.entries
+            .iter()
+            .find(|(i, _)| i.name == name)
+            .map(|(_, t)| t)
+    }
+
+    /// Names and tensors, sorted by name.
+    pub fn iter(&self) -> impl Iterator<Item = (&TensorInfo, &Tensor)> {
+        self.entries.iter().map(|(i, t)| (i, t))
+    }
+
+    /// The number of tensors.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether there are no tensors.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+/// The in-place op that hands a tensor's storage to a visitor.
+struct Visit<'a, 'v> {
+    info: &'a TensorInfo,
+    f: Mutex<&'a mut Visitor<'v>>,
+    result: Mutex<Option<Result<(), ParamError>>>,
+}
+
+impl InplaceOp1 for Visit<'_, '_> {
+    fn name(&self) -> &'static str {
+        "zo-visit"
+    }
+
+    fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> candle_core::Result<()> {
+        let (start, end) = layout.contiguous_offsets().ok_or_else(|| {
+            candle_core::Error::Msg(format!("`{}` is not contiguous", self.info.name))
+        })?;
+        let slice = match storage {
+            CpuStorage::F32(v) => ParamSliceMut::F32(&mut v[start..end]),
+            CpuStorage::BF16(v) => ParamSliceMut::BF16(&mut v[start..end]),
+            CpuStorage::F16(v) => ParamSliceMut::F16(&mut v[start..end]),
+            _ => {
+                return Err(candle_core::Error::Msg(format!(
+                    "`{}` has unsupported storage (trainable weights are f32, bf16 or f16)",
+                    self.info.name
+                )));
+            }
+        };
+        let mut f = self
+            .f
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("visitor poisoned".into()))?;
+        let r = (*f)(self.info, slice);
+        *self
+            .result
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("visitor poisoned".into()))? = Some(r);
+        Ok(())
+    }
+}
+
+impl ParamSet for Weights {
+    fn tensors(&self) -> Vec<TensorInfo> {
+        self.entries.iter().map(|(i, _)| i.clone()).collect()
+    }
+
+    fn visit_mut(&mut self, f: &mut Visitor<'_>) -> Result<(), ParamError> {
+        for (info, tensor) in &self.entries {
+            let op = Visit {
+                info,
+                f: Mutex::new(&mut *f),
+                result: Mutex::new(None),
+            };
+            tensor
+                .inplace_op1(&op)
+                .map_err(|e| ParamError::Backend(Box::new(e)))?;
+            let result = op.result.into_inner().unwrap_or(None);
+            result.unwrap_or_else(|| {
+                Err(ParamError::Backend(
+                    format!("`{}` was not visited", info.name).into(),
+                ))
+            })?;
+        }
+        Ok(())
+    }
+}

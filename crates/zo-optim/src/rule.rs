@@ -1,0 +1,464 @@
+//! Ways to *apply* an estimate: SGD with weight decay, momentum, sign, Adam, the conservative step,
+//! and (through the estimate's curvature) HiZOO's diagonal preconditioning.
+
+use serde::{Deserialize, Serialize};
+
+use crate::direction::{TensorDirection, Term};
+use crate::error::{ConfigError, OptimError, ParamError};
+use crate::estimator::{Estimate, Evaluator};
+use crate::objective::Objective;
+use crate::params::{Chunk, ParamSet, StateVec, for_each_chunk};
+
+/// Which sign ZO-SGD-Sign takes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SignMode {
+    /// `θ ← θ − η Σⱼ sign(gⱼ) zⱼ`: the sign of each projected gradient (the specification's form).
+    #[default]
+    Coefficient,
+    /// `θ ← θ − η sign(ĝ)` element-wise (ZO-Bench's sign-SGD on the full estimate).
+    Elementwise,
+}
+
+/// An update rule.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum UpdateRule {
+    /// `θ ← θ − η (ĝ + λ θ)` (λ only on tensors whose group has weight decay).
+    Sgd {
+        /// Weight decay λ.
+        weight_decay: f64,
+    },
+    /// Heavy-ball momentum: `m ← β m + (ĝ + λθ)`, `θ ← θ − η m` (+n floats of state).
+    Momentum {
+        /// Momentum β ∈ [0, 1).
+        beta: f64,
+        /// Weight decay λ.
+        weight_decay: f64,
+    },
+    /// Sign descent (see [`SignMode`]).
+    Sign {
+        /// Which sign.
+        mode: SignMode,
+        /// Weight decay λ.
+        weight_decay: f64,
+    },
+    /// Adam on ĝ with bias correction (+2n floats of state).
+    Adam {
+        /// β₁.
+        beta1: f64,
+        /// β₂.
+        beta2: f64,
+        /// The denominator's ε.
+        eps: f64,
+        /// Weight decay λ (added to the gradient, as `torch.optim.Adam`).
+        weight_decay: f64,
+    },
+    /// ZO-SGD-Cons: evaluate θ, θ − ηĝ and θ + ηĝ and keep the best (3 more forwards).
+    Conservative,
+}
+
+impl UpdateRule {
+    /// Validate the hyper-parameters.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let wd = |v: f64| {
+            if v.is_finite() && v >= 0.0 {
+                Ok(())
+            } else {
+                Err(ConfigError::Negative {
+                    field: "weight_decay",
+                    value: v,
+                })
+            }
+        };
+        let unit = |field: &'static str, v: f64| {
+            if v.is_finite() && (0.0..1.0).contains(&v) {
+                Ok(())
+            } else {
+                Err(ConfigError::OutOfRange {
+                    field,
+                    interval: "[0, 1)",
+                    value: v,
+                })
+            }
+        };
+        match *self {
+            Self::Sgd { weight_decay } | Self::Sign { weight_decay, .. } => wd(weight_decay),
+            Self::Momentum { beta, weight_decay } => {
+                unit("beta", beta)?;
+                wd(weight_decay)
+            }
+            Self::Adam {
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+            } => {
+                unit("beta1", beta1)?;
+                unit("beta2", beta2)?;
+                if !(eps.is_finite() && eps > 0.0) {
+                    return Err(ConfigError::NotPositive {
+                        field: "adam_eps",
+                        value: eps,
+                    });
+                }
+                wd(weight_decay)
+            }
+            Self::Conservative => Ok(()),
+        }
+    }
+
+    /// Forward passes the rule itself runs per step.
+    pub fn forwards_per_step(&self) -> usize {
+        match self {
+            Self::Conservative => 3,
+            _ => 0,
+        }
+    }
+
+    pub(crate) fn init<P: ParamSet + ?Sized>(&self, params: &P) -> RuleState {
+        match self {
+            Self::Momentum { .. } => RuleState::Momentum {
+                m: StateVec::filled_like(params, 0.0),
+            },
+            Self::Adam { .. } => RuleState::Adam {
+                m: StateVec::filled_like(params, 0.0),
+                v: StateVec::filled_like(params, 0.0),
+                t: 0,
+            },
+            _ => RuleState::Stateless,
+        }
+    }
+}
+
+/// The update rule's state carried across steps.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum RuleState {
+    /// No state.
+    Stateless,
+    /// Momentum buffer.
+    Momentum {
+        /// The buffer.
+        m: StateVec,
+    },
+    /// Adam moments and step count.
+    Adam {
+        /// First moment.
+        m: StateVec,
+        /// Second moment.
+        v: StateVec,
+        /// Adam's own step count (for bias correction).
+        t: u64,
+    },
+}
+
+/// What the rule did.
+pub(crate) struct Applied {
+    pub loss: Option<f64>,
+    pub chosen: Option<i8>,
+}
+
+/// The per-element arithmetic of one rule, given the restored parameter `p` and the estimate `g`.
+#[derive(Clone, Copy)]
+enum Kernel {
+    Sgd {
+        lr: f32,
+        wd: f32,
+    },
+    SignElementwise {
+        lr: f32,
+        wd: f32,
+    },
+    Momentum {
+        lr: f32,
+        wd: f32,
+        beta: f32,
+    },
+    Adam {
+        lr: f32,
+        wd: f32,
+        b1: f32,
+        b2: f32,
+        eps: f32,
+        c1: f32,
+        c2: f32,
+    },
+}
+
+impl UpdateRule {
+    pub(crate) fn apply<P, O>(
+        &self,
+        state: &mut RuleState,
+        params: &mut P,
+        ev: &mut Evaluator<'_, O>,
+        est: &Estimate<'_>,
+        lr: f64,
+    ) -> Result<Applied, OptimError>
+    where
+        P: ParamSet + ?Sized,
+        O: Objective<P>,
+    {
+        let plain = Applied {
+            loss: None,
+            chosen: None,
+        };
+        match *self {
+            Self::Sgd { weight_decay } => {
+                if weight_decay == 0.0 && est.curvature.is_none() {
+                    // Restore and update fused into one additive sweep.
+                    let mut terms: Vec<Term> = est
+                        .pending
+                        .iter()
+                        .map(|t| Term::new(-t.coeff, t.direction))
+                        .collect();
+                    terms.extend(
+                        est.terms
+                            .iter()
+                            .map(|t| Term::new((-lr * f64::from(t.coeff)) as f32, t.direction)),
+                    );
+                    params.add(&terms, None)?;
+                } else {
+                    let k = Kernel::Sgd {
+                        lr: lr as f32,
+                        wd: weight_decay as f32,
+                    };
+                    run_kernel(params, est, &est.terms, k, None)?;
+                }
+                Ok(plain)
+            }
+            Self::Sign { mode, weight_decay } => {
+                let lr32 = lr as f32;
+                match mode {
+                    SignMode::Coefficient => {
+                        let terms: Vec<Term> = est
+                            .terms
+                            .iter()
+                            .map(|t| {
+                                Term::new(
+                                    if t.coeff == 0.0 {
+                                        0.0
+                                    } else {
+                                        t.coeff.signum()
+                                    },
+                                    t.direction,
+                                )
+                            })
+                            .collect();
+                        run_kernel(
+                            params,
+                            est,
+                            &terms,
+                            Kernel::Sgd {
+                                lr: lr32,
+                                wd: weight_decay as f32,
+                            },
+                            None,
+                        )?;
+                    }
+                    SignMode::Elementwise => {
+                        let k = Kernel::SignElementwise {
+                            lr: lr32,
+                            wd: weight_decay as f32,
+                        };
+                        run_kernel(params, est, &est.terms, k, None)?;
+                    }
+                }
+                Ok(plain)
+            }
+            Self::Momentum { beta, weight_decay } => {
+                let RuleState::Momentum { m } = state else {
+                    return Err(OptimError::StateMismatch(
+                        "momentum needs its buffer".into(),
+                    ));
+                };
+                m.check_matches(params)?;
+                let k = Kernel::Momentum {
+                    lr: lr as f32,
+                    wd: weight_decay as f32,
+                    beta: beta as f32,
+                };
+                run_kernel(params, est, &est.terms, k, Some((m, None)))?;
+                Ok(plain)
+            }
+            Self::Adam {
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+            } => {
+                let RuleState::Adam { m, v, t } = state else {
+                    return Err(OptimError::StateMismatch("Adam needs its moments".into()));
+                };
+                m.check_matches(params)?;
+                v.check_matches(params)?;
+                let t1 = *t + 1;
+                let k = Kernel::Adam {
+                    lr: lr as f32,
+                    wd: weight_decay as f32,
+                    b1: beta1 as f32,
+                    b2: beta2 as f32,
+                    eps: eps as f32,
+                    c1: (1.0 - beta1.powf(t1 as f64)) as f32,
+                    c2: (1.0 - beta2.powf(t1 as f64)) as f32,
+                };
+                run_kernel(params, est, &est.terms, k, Some((m, Some(v))))?;
+                *t = t1;
+                Ok(plain)
+            }
+            Self::Conservative => {
+                if est.curvature.is_some() {
+                    return Err(ConfigError::Unsupported(
+                        "the conservative rule with a curvature estimate",
+                    )
+                    .into());
+                }
+                let step: Vec<Term> = est
+                    .terms
+                    .iter()
+                    .map(|t| Term::new((lr * f64::from(t.coeff)) as f32, t.direction))
+                    .collect();
+                let neg: Vec<Term> = step
+                    .iter()
+                    .map(|t| Term::new(-t.coeff, t.direction))
+                    .collect();
+                let double: Vec<Term> = step
+                    .iter()
+                    .map(|t| Term::new(2.0 * t.coeff, t.direction))
+                    .collect();
+                // Restore fused with the first candidate move: θ_now → θ − ηĝ.
+                let mut first: Vec<Term> = est
+                    .pending
+                    .iter()
+                    .map(|t| Term::new(-t.coeff, t.direction))
+                    .collect();
+                first.extend_from_slice(&neg);
+                params.add(&first, None)?;
+                let undo_minus = {
+                    let step = step.clone();
+                    move |p: &mut P| p.add(&step, None)
+                };
+                let l_minus = ev.eval(params, &undo_minus)?;
+                params.add(&double, None)?;
+                let l_plus = ev.eval(params, &|p: &mut P| p.add(&neg, None))?;
+                params.add(&neg, None)?;
+                let l0 = ev.eval(params, &|_: &mut P| Ok(()))?;
+                // Keep the best; ties prefer staying, then the descent candidate.
+                let (chosen, loss) = if l0 <= l_minus && l0 <= l_plus {
+                    (0, l0)
+                } else if l_minus <= l_plus {
+                    params.add(&neg, None)?;
+                    (-1, l_minus)
+                } else {
+                    params.add(&step, None)?;
+                    (1, l_plus)
+                };
+                Ok(Applied {
+                    loss: Some(loss),
+                    chosen: Some(chosen),
+                })
+            }
+        }
+    }
+}
+
+/// Restore the pending displacement and apply `kernel` with the estimate `Σ terms` (divided by
+/// `√H` when the estimate carries a curvature), element by element, in one sweep per tensor.
+fn run_kernel<P: ParamSet + ?Sized>(
+    params: &mut P,
+    est: &Estimate<'_>,
+    terms: &[Term],
+    kernel: Kernel,
+    mut state: Option<(&mut StateVec, Option<&mut StateVec>)>,
+) -> Result<(), ParamError> {
+    let np = est.pending.len();
+    let coeffs: Vec<f32> = est.pending.iter().chain(terms).map(|t| t.coeff).collect();
+    let mut index = 0;
+    params.visit_mut(&mut |info, data| {
+        let curv = match est.curvature {
+            Some(h) => Some(h.tensor(index, info)?),
+            None => None,
+        };
+        let (s1, s2) = match state.as_mut() {
+            Some((a, b)) => {
+                let a = a.tensor_mut(index, info)?;
+                let b = match b.as_mut() {
+                    Some(b) => Some(b.tensor_mut(index, info)?),
+                    None => None,
+                };
+                (Some(a), b)
+            }
+            None => (None, None),
+        };
+        index += 1;
+        let dirs: Vec<TensorDirection> = est
+            .pending
+            .iter()
+            .chain(terms)
+            .map(|t| TensorDirection::new(&t.direction, info))
+            .collect();
+        let decay = info.decay;
+        let body = |c: Chunk<'_>| {
+            let Chunk {
+                offset,
+                params,
+                z,
+                mut s1,
+                mut s2,
+            } = c;
+            let hc = curv.map(|h| &h[offset..offset + params.len()]);
+            params.for_each(|i, p| {
+                let mut restore = 0.0f32;
+                for j in 0..np {
+                    restore += coeffs[j] * z[j][i];
+                }
+                let p = if np > 0 { p + restore } else { p };
+                let mut g = 0.0f32;
+                for j in np..coeffs.len() {
+                    g += coeffs[j] * z[j][i];
+                }
+                if let Some(hc) = hc {
+                    g /= hc[i].sqrt();
+                }
+                match kernel {
+                    Kernel::Sgd { lr, wd } => {
+                        let wd = if decay { wd } else { 0.0 };
+                        p - lr * (g + wd * p)
+                    }
+                    Kernel::SignElementwise { lr, wd } => {
+                        let wd = if decay { wd } else { 0.0 };
+                        let s = if g == 0.0 { 0.0 } else { g.signum() };
+                        p - lr * (s + wd * p)
+                    }
+                    Kernel::Momentum { lr, wd, beta } => {
+                        let wd = if decay { wd } else { 0.0 };
+                        let m = s1.as_deref_mut().expect("momentum buffer is passed");
+                        m[i] = beta * m[i] + (g + wd * p);
+                        p - lr * m[i]
+                    }
+                    Kernel::Adam {
+                        lr,
+                        wd,
+                        b1,
+                        b2,
+                        eps,
+                        c1,
+                        c2,
+                    } => {
+                        let wd = if decay { wd } else { 0.0 };
+                        let g = g + wd * p;
+                        let m = s1.as_deref_mut().expect("first moment is passed");
+                        let v = s2.as_deref_mut().expect("second moment is passed");
+                        m[i] = b1 * m[i] + (1.0 - b1) * g;
+                        v[i] = b2 * v[i] + (1.0 - b2) * g * g;
+                        let mh = m[i] / c1;
+                        let vh = v[i] / c2;
+                        p - lr * mh / (vh.sqrt() + eps)
+                    }
+                }
+            });
+        };
+        for_each_chunk(data, &dirs, s1, s2, &body);
+        Ok(())
+    })
+}

@@ -1,0 +1,105 @@
+//! Learning-rate schedules: values the optimizer receives, separate from its configuration.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ConfigError;
+
+/// A learning rate as a function of the (0-based) step.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Schedule {
+    /// `η_t = lr`.
+    Constant {
+        /// The learning rate.
+        lr: f64,
+    },
+    /// Linear decay from `lr` at step 0 to `end_lr` at `total_steps`, constant afterwards.
+    Linear {
+        /// The initial learning rate.
+        lr: f64,
+        /// The final learning rate.
+        end_lr: f64,
+        /// Steps over which to decay.
+        total_steps: u64,
+    },
+    /// Cosine decay from `lr` to `min_lr` over `total_steps`, constant afterwards.
+    Cosine {
+        /// The initial learning rate.
+        lr: f64,
+        /// The final learning rate.
+        min_lr: f64,
+        /// Steps over which to decay.
+        total_steps: u64,
+    },
+}
+
+impl Schedule {
+    /// A constant learning rate.
+    pub const fn constant(lr: f64) -> Self {
+        Self::Constant { lr }
+    }
+
+    /// The learning rate at `step`.
+    pub fn lr(&self, step: u64) -> f64 {
+        match *self {
+            Self::Constant { lr } => lr,
+            Self::Linear {
+                lr,
+                end_lr,
+                total_steps,
+            } => {
+                let p = progress(step, total_steps);
+                lr + (end_lr - lr) * p
+            }
+            Self::Cosine {
+                lr,
+                min_lr,
+                total_steps,
+            } => {
+                let p = progress(step, total_steps);
+                min_lr + 0.5 * (lr - min_lr) * (1.0 + (std::f64::consts::PI * p).cos())
+            }
+        }
+    }
+
+    /// Check the values (learning rates finite and >= 0, the initial one > 0, total steps > 0).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let (lr, end, total) = match *self {
+            Self::Constant { lr } => (lr, lr, 1),
+            Self::Linear {
+                lr,
+                end_lr,
+                total_steps,
+            } => (lr, end_lr, total_steps),
+            Self::Cosine {
+                lr,
+                min_lr,
+                total_steps,
+            } => (lr, min_lr, total_steps),
+        };
+        if !(lr.is_finite() && lr > 0.0) {
+            return Err(ConfigError::NotPositive {
+                field: "lr",
+                value: lr,
+            });
+        }
+        if !(end.is_finite() && end >= 0.0) {
+            return Err(ConfigError::Negative {
+                field: "end_lr",
+                value: end,
+            });
+        }
+        if total == 0 {
+            return Err(ConfigError::TooSmall {
+                field: "total_steps",
+                min: 1,
+                value: 0,
+            });
+        }
+        Ok(())
+    }
+}
+
+fn progress(step: u64, total: u64) -> f64 {
+    (step.min(total) as f64) / (total.max(1) as f64)
+}
