@@ -524,10 +524,7 @@ impl MaskedLm {
     pub fn from_folder(dir: impl AsRef<Path>, precision: Precision) -> Result<(Self, Weights)> {
         let dir = dir.as_ref();
         if !dir.is_dir() {
-            return Err(ModelError::Io {
-                path: dir.to_path_buf(),
-                source: std::io::Error::new(std::io::ErrorKind::NotFound, "model folder not found"),
-            });
+            return Err(ModelError::not_found(dir, "model folder not found"));
         }
         let cfg = Config::from_file(dir.join("config.json"))?;
         let mut checkpoint = Checkpoint::from_hf_folder(dir, precision)?;

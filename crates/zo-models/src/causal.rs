@@ -278,13 +278,10 @@ pub fn load_causal_lm(
         model_type: Option<String>,
     }
     if !path.exists() {
-        return Err(ModelError::Io {
-            path: path.to_path_buf(),
-            source: std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                "model path not found (only local folders and files are supported)",
-            ),
-        });
+        return Err(ModelError::not_found(
+            path,
+            "model path not found (only local folders and files are supported)",
+        ));
     }
     if path.is_file() {
         let ext = path

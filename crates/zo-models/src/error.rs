@@ -52,5 +52,15 @@ pub enum ModelError {
     Candle(#[from] candle_core::Error),
 }
 
+impl ModelError {
+    /// A file or folder that does not exist: `what` says which.
+    pub fn not_found(path: &std::path::Path, what: &str) -> Self {
+        Self::Io {
+            path: path.to_path_buf(),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, what.to_string()),
+        }
+    }
+}
+
 /// Result alias of this crate.
 pub type Result<T, E = ModelError> = std::result::Result<T, E>;

@@ -106,13 +106,6 @@ impl Meta<'_> {
     }
 }
 
-fn not_found(path: &Path, what: &str) -> ModelError {
-    ModelError::Io {
-        path: path.to_path_buf(),
-        source: std::io::Error::new(std::io::ErrorKind::NotFound, what.to_string()),
-    }
-}
-
 /// The Hugging Face name of a GGUF tensor (Llama architecture), if it is one the model uses.
 fn hf_name(gguf: &str) -> Option<String> {
     Some(match gguf {
@@ -144,7 +137,7 @@ fn hf_name(gguf: &str) -> Option<String> {
 /// Load a Llama-architecture GGUF file (e.g. SmolLM2), dequantising every tensor to `precision`.
 pub fn load_gguf(path: &Path, precision: Precision) -> Result<GgufModel> {
     if !path.exists() {
-        return Err(not_found(path, "GGUF file not found"));
+        return Err(ModelError::not_found(path, "GGUF file not found"));
     }
     let file = File::open(path).map_err(|source| ModelError::Io {
         path: path.to_path_buf(),

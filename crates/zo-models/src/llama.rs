@@ -423,10 +423,7 @@ impl Llama {
     /// trainable weights.
     pub fn from_hf_folder(dir: &Path, precision: Precision) -> Result<(Self, Weights)> {
         if !dir.exists() {
-            return Err(ModelError::Io {
-                path: dir.to_path_buf(),
-                source: std::io::Error::new(std::io::ErrorKind::NotFound, "model folder not found"),
-            });
+            return Err(ModelError::not_found(dir, "model folder not found"));
         }
         let cfg = LlamaConfig::from_file(&dir.join("config.json"))?;
         let mut ckpt = Checkpoint::from_hf_folder(dir, precision)?;
