@@ -97,9 +97,9 @@ fn ci(args: &[String]) -> Result<()> {
     let mut test = vec!["test", "--workspace", "--locked"];
     // Optional features that need nothing from the system are always checked.
     let features = if lapack {
-        "kalman/serde,bszo/lapack"
+        "kalman/serde,zo-models/hub,bszo/lapack"
     } else {
-        "kalman/serde"
+        "kalman/serde,zo-models/hub"
     };
     clippy.extend(["--features", features]);
     test.extend(["--features", features]);

@@ -47,6 +47,14 @@ pub enum ModelError {
         /// What is wrong.
         message: String,
     },
+    /// A hub model name could not be resolved to a local folder.
+    #[error("model `{name}`: {message}")]
+    Hub {
+        /// The hub name.
+        name: String,
+        /// What went wrong.
+        message: String,
+    },
     /// The tensor library failed.
     #[error("candle: {0}")]
     Candle(#[from] candle_core::Error),
