@@ -522,14 +522,7 @@ impl MaskedLm {
     /// Load `config.json` and the safetensors weights of a local Hugging Face folder in `precision`;
     /// returns the model and its trainable weights (the checkpoint's other tensors are dropped).
     pub fn from_folder(dir: impl AsRef<Path>, precision: Precision) -> Result<(Self, Weights)> {
-        let dir = dir.as_ref();
-        if !dir.is_dir() {
-            return Err(ModelError::not_found(dir, "model folder not found"));
-        }
-        let cfg = Config::from_file(dir.join("config.json"))?;
-        let mut checkpoint = Checkpoint::from_hf_folder(dir, precision)?;
-        let model = Self::new(&cfg, &mut checkpoint)?;
-        Ok((model, checkpoint.into_weights()))
+        crate::loading::load_hf_folder(dir.as_ref(), precision, |p| Config::from_file(p), Self::new)
     }
 
     /// A model with random weights: matrices ~ N(0, 0.02²), LayerNorm weights 1, biases 0, drawn

@@ -63,6 +63,24 @@ pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     })
 }
 
+/// Load a model from a local Hugging Face folder: `config.json` parsed by `read_config`, the
+/// safetensors weights by [`Checkpoint::from_hf_folder`], the model built by `build`. Returns the
+/// model and its trainable weights (the checkpoint's other tensors are dropped).
+pub fn load_hf_folder<C, M>(
+    dir: &Path,
+    precision: Precision,
+    read_config: impl FnOnce(&Path) -> Result<C>,
+    build: impl FnOnce(&C, &mut Checkpoint) -> Result<M>,
+) -> Result<(M, Weights)> {
+    if !dir.is_dir() {
+        return Err(ModelError::not_found(dir, "model folder not found"));
+    }
+    let cfg = read_config(&dir.join("config.json"))?;
+    let mut checkpoint = Checkpoint::from_hf_folder(dir, precision)?;
+    let model = build(&cfg, &mut checkpoint)?;
+    Ok((model, checkpoint.into_weights()))
+}
+
 /// The tensors of a checkpoint, with the file they came from for error messages.
 #[derive(Debug)]
 pub struct Checkpoint {

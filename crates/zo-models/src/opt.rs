@@ -255,13 +255,7 @@ impl Opt {
     /// Load a local Hugging Face folder (`config.json` + safetensors). Returns the model and its
     /// trainable weights.
     pub fn from_hf_folder(dir: &Path, precision: Precision) -> Result<(Self, Weights)> {
-        if !dir.exists() {
-            return Err(ModelError::not_found(dir, "model folder not found"));
-        }
-        let cfg = OptConfig::from_file(&dir.join("config.json"))?;
-        let mut ckpt = Checkpoint::from_hf_folder(dir, precision)?;
-        let model = Self::new(&cfg, &mut ckpt)?;
-        Ok((model, ckpt.into_weights()))
+        crate::loading::load_hf_folder(dir, precision, OptConfig::from_file, Self::new)
     }
 
     /// The configuration.
