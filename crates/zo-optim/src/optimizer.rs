@@ -296,7 +296,8 @@ impl Optimizer {
     /// One optimizer step on the objective's current minibatch.
     ///
     /// On error the parameters are put back where the step found them (up to the rounding of the
-    /// restore) and `state` is left unchanged.
+    /// restore) and `state` is left unchanged (except after HiZOO's optional logging forward, which
+    /// runs once the update is applied).
     pub fn step<P, O>(
         &self,
         state: &mut OptimizerState,
@@ -322,10 +323,10 @@ impl Optimizer {
             forwards: 0,
             losses: Vec::new(),
         };
-        // Work on a copy of the state so that an error leaves the caller's state untouched.
-        let mut next = state.clone();
+        // Estimators and rules write their state only after every forward of the step succeeded,
+        // so an error below leaves `state` as it was.
         let est = self.config.estimator.estimate(
-            &mut next.estimator,
+            &mut state.estimator,
             params,
             &mut ev,
             state.seed,
@@ -334,20 +335,21 @@ impl Optimizer {
         let applied = self
             .config
             .rule
-            .apply(&mut next.rule, params, &mut ev, &est, lr)?;
+            .apply(&mut state.rule, params, &mut ev, &est, lr)?;
         let mut loss = applied.loss.unwrap_or(est.loss);
         let projected = est.projected.clone();
         let kalman = est.kalman.clone();
         drop(est);
+        state.step = step + 1;
         if let Estimator::Hessian {
             log_loss_after_update: true,
             ..
         } = self.config.estimator
         {
+            // The optional logging forward runs after the update: a failure here is reported with
+            // the step applied and the state advanced.
             loss = ev.eval(params, &|_: &mut P| Ok(()))?;
         }
-        next.step = step + 1;
-        *state = next;
         Ok(StepReport {
             step,
             lr,
