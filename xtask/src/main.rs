@@ -33,7 +33,7 @@ fn run() -> Result<()> {
     match cmd.as_deref() {
         Some("ci") => ci(&rest),
         Some("finetune") => bail!(
-            "`finetune` is not available yet: the training runner and model adapters are not built; \
+            "`finetune` is not available yet: the training runner is not built; \
              see README.md for what exists today"
         ),
         Some("help" | "--help" | "-h") | None => {
