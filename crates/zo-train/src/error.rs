@@ -1,0 +1,122 @@
+//! The crate's error type.
+
+use std::path::PathBuf;
+
+use zo_optim::{ObjectiveError, OptimError};
+
+use crate::model::Split;
+
+/// Everything that can stop a training run. Errors about a file name the file.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// An invalid setting of [`TrainConfig`](crate::TrainConfig).
+    #[error("invalid training setting `{field}`: {message}")]
+    Config {
+        /// The setting.
+        field: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// A fresh run would overwrite the checkpoint of an earlier run.
+    #[error(
+        "{} already holds a checkpoint; resume from it or allow overwriting",
+        path.display()
+    )]
+    OutputExists {
+        /// The existing checkpoint file.
+        path: PathBuf,
+    },
+    /// No checkpoint to resume from.
+    #[error("no checkpoint at {}", path.display())]
+    NoCheckpoint {
+        /// The checkpoint file looked for.
+        path: PathBuf,
+    },
+    /// A file or folder could not be read or written.
+    #[error("cannot access {}: {source}", path.display())]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A checkpoint, seed-log or parameter file that is not what it should be.
+    #[error("{}: {message}", path.display())]
+    BadFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong (the JSON parser's message, a missing line, …).
+        message: String,
+    },
+    /// A checkpoint made under settings that differ from the current ones.
+    #[error("{}: checkpoint field `{field}` is {found}, the current run has {expected}", path.display())]
+    Mismatch {
+        /// The checkpoint file.
+        path: PathBuf,
+        /// The field.
+        field: &'static str,
+        /// The checkpoint's value.
+        found: String,
+        /// The current value.
+        expected: String,
+    },
+    /// A training loss was NaN or infinite. The last checkpoint on disk (if any) is left as it was.
+    #[error("non-finite training loss {value} at step {step} (forward {forward}); last checkpoint: {}",
+        checkpoint.as_ref().map_or("none".to_string(), |p| p.display().to_string()))]
+    NonFiniteLoss {
+        /// The step (0-based).
+        step: u64,
+        /// The forward pass within the step (1-based).
+        forward: usize,
+        /// The value returned.
+        value: f64,
+        /// The last checkpoint written, if any.
+        checkpoint: Option<PathBuf>,
+    },
+    /// Any other failure of an optimizer step.
+    #[error("optimizer step {step}: {source}")]
+    Step {
+        /// The step (0-based).
+        step: u64,
+        /// The optimizer's error.
+        #[source]
+        source: OptimError,
+    },
+    /// The model failed to evaluate a split.
+    #[error("evaluation on {split} after {step} steps: {source}")]
+    Evaluation {
+        /// Steps completed.
+        step: u64,
+        /// The split.
+        split: Split,
+        /// The model's error.
+        #[source]
+        source: ObjectiveError,
+    },
+    /// An evaluation returned a NaN or infinite score.
+    #[error("evaluation on {split} after {step} steps returned the non-finite score {value}")]
+    NonFiniteScore {
+        /// Steps completed.
+        step: u64,
+        /// The split.
+        split: Split,
+        /// The score.
+        value: f64,
+    },
+    /// An observer failed (e.g. a metrics file could not be written).
+    #[error("observer: {0}")]
+    Observer(#[source] ObjectiveError),
+    /// The caller's parameter encoder failed.
+    #[error("saving parameters to {}: {source}", path.display())]
+    SaveParams {
+        /// The parameter file.
+        path: PathBuf,
+        /// The encoder's error.
+        #[source]
+        source: ObjectiveError,
+    },
+}
+
+/// The crate's result type.
+pub type Result<T> = std::result::Result<T, TrainError>;

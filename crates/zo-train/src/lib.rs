@@ -1,0 +1,18 @@
+#![doc = include_str!("../README.md")]
+
+pub mod checkpoint;
+pub mod error;
+pub mod model;
+pub mod observer;
+pub mod trainer;
+
+pub use checkpoint::{
+    Best, CHECKPOINT_FILE, Checkpoint, LoopState, RunState, SEED_LOG_FILE, SeedLogEntry,
+    read_seed_log, write_atomic,
+};
+pub use error::{Result, TrainError};
+pub use model::{Metrics, Split, TaskModel};
+pub use observer::{Event, JsonlWriter, Observer, Recorder};
+pub use trainer::{
+    ParamEncoder, StopReason, Summary, TestWeights, TrainConfig, Trainer, json_params,
+};

@@ -1,0 +1,587 @@
+//! The training loop.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use serde::{Deserialize, Serialize};
+use zo_data::EpochBatches;
+use zo_optim::{ObjectiveError, OptimError, Optimizer, ParamSet};
+
+use crate::checkpoint::{
+    Best, Checkpoint, FORMAT_VERSION, LoopState, RunState, SEED_LOG_FILE, SeedLogEntry, io_err,
+    truncate_seed_log, write_atomic,
+};
+use crate::error::{Result, TrainError};
+use crate::model::{BatchObjective, Metrics, Split, TaskModel};
+use crate::observer::{Event, Observer};
+
+/// The loop's settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    /// The step budget.
+    pub max_steps: u64,
+    /// Training examples per minibatch (every forward of a step sees the same minibatch).
+    pub batch_size: usize,
+    /// The seed of the minibatch order (a fresh permutation per epoch, see [`EpochBatches`]).
+    pub data_seed: u64,
+    /// Evaluate on validation every this many steps (and after the last step); 0: never.
+    pub eval_every: u64,
+    /// Stop after this many validation evaluations without a strictly better score; `None`: never.
+    pub patience: Option<u64>,
+    /// Write a checkpoint every this many steps (also at the end and on a stop); 0: only then.
+    /// Needs an output folder.
+    pub checkpoint_every: u64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            max_steps: 1000,
+            batch_size: 16,
+            data_seed: 0,
+            eval_every: 100,
+            patience: None,
+            checkpoint_every: 0,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Check the settings.
+    pub fn validate(&self) -> Result<()> {
+        if self.batch_size == 0 {
+            return Err(TrainError::Config {
+                field: "batch_size",
+                message: "must be at least 1".into(),
+            });
+        }
+        if self.patience == Some(0) {
+            return Err(TrainError::Config {
+                field: "patience",
+                message: "must be at least 1 evaluation (or None)".into(),
+            });
+        }
+        if self.patience.is_some() && self.eval_every == 0 {
+            return Err(TrainError::Config {
+                field: "patience",
+                message: "early stopping needs evaluations (`eval_every` > 0)".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Why a run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    /// The step budget was spent.
+    MaxSteps,
+    /// The validation score stopped improving.
+    EarlyStop,
+    /// The stop flag was set; the run can be resumed.
+    StopFlag,
+}
+
+/// Which weights the test split was evaluated on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TestWeights {
+    /// The best-on-validation weights (kept in memory by [`Trainer::run_keep_best`]).
+    Best,
+    /// The weights after the last step.
+    Final,
+}
+
+/// The outcome of a run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    /// Why the run ended.
+    pub reason: StopReason,
+    /// Steps completed.
+    pub steps: u64,
+    /// Forward passes of the optimizer steps.
+    pub train_forwards: u64,
+    /// Forward passes of the evaluations (test included).
+    pub eval_forwards: u64,
+    /// The best validation score.
+    pub best: Option<Best>,
+    /// The test metrics (`None` after a stop flag).
+    pub test: Option<Metrics>,
+    /// The weights the test metrics belong to (`None` after a stop flag).
+    pub test_weights: Option<TestWeights>,
+}
+
+/// Encodes the parameters for a checkpoint (see [`Trainer::save_params_with`]).
+pub type ParamEncoder<P> = Box<dyn FnMut(&P) -> std::result::Result<Vec<u8>, ObjectiveError>>;
+
+/// An encoder that writes parameters as JSON (fine for small parameter sets and tests).
+pub fn json_params<P: Serialize + ?Sized>() -> ParamEncoder<P> {
+    Box::new(|p: &P| Ok(serde_json::to_vec(p)?))
+}
+
+/// Keeps (or not) a copy of the best weights.
+trait BestKeeper<P: ?Sized> {
+    fn record(&mut self, params: &P);
+    /// Put the best weights into `params`; false when there is no copy.
+    fn restore(&mut self, params: &mut P) -> bool;
+}
+
+struct NoKeep;
+
+impl<P: ?Sized> BestKeeper<P> for NoKeep {
+    fn record(&mut self, _: &P) {}
+    fn restore(&mut self, _: &mut P) -> bool {
+        false
+    }
+}
+
+struct CloneKeep<P>(Option<P>);
+
+impl<P: Clone> BestKeeper<P> for CloneKeep<P> {
+    fn record(&mut self, params: &P) {
+        self.0 = Some(params.clone());
+    }
+    fn restore(&mut self, params: &mut P) -> bool {
+        match self.0.take() {
+            Some(best) => {
+                *params = best;
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// The training loop: one optimizer step per seeded minibatch, validation every `eval_every` steps,
+/// early stopping, best-on-validation tracking, a final test evaluation, observers, checkpoints and
+/// a stop flag.
+///
+/// Generic over the parameter set `P` and the caller's [`TaskModel`] `M`; it never prints.
+pub struct Trainer<P: ?Sized, M> {
+    optimizer: Optimizer,
+    config: TrainConfig,
+    model: M,
+    observers: Vec<Box<dyn Observer>>,
+    out_dir: Option<PathBuf>,
+    overwrite: bool,
+    stop: Option<Arc<AtomicBool>>,
+    encoder: Option<ParamEncoder<P>>,
+    last_checkpoint: Option<PathBuf>,
+}
+
+impl<P: ParamSet + ?Sized, M: TaskModel<P>> Trainer<P, M> {
+    /// A trainer with no observers, no output folder and no stop flag.
+    pub fn new(optimizer: Optimizer, config: TrainConfig, model: M) -> Result<Self> {
+        config.validate()?;
+        if model.num_train() == 0 {
+            return Err(TrainError::Config {
+                field: "num_train",
+                message: "the model has no training examples".into(),
+            });
+        }
+        Ok(Self {
+            optimizer,
+            config,
+            model,
+            observers: Vec::new(),
+            out_dir: None,
+            overwrite: false,
+            stop: None,
+            encoder: None,
+            last_checkpoint: None,
+        })
+    }
+
+    /// Add an observer (events go to observers in the order they were added).
+    pub fn observe(mut self, observer: impl Observer + 'static) -> Self {
+        self.observers.push(Box::new(observer));
+        self
+    }
+
+    /// Write checkpoints and the seed log to `dir` (created if absent). A fresh run
+    /// ([`start`](Self::start)) refuses a folder that already holds a checkpoint unless `overwrite`.
+    pub fn output_dir(mut self, dir: impl Into<PathBuf>, overwrite: bool) -> Self {
+        self.out_dir = Some(dir.into());
+        self.overwrite = overwrite;
+        self
+    }
+
+    /// Stop cleanly after the current step once `flag` is set (checked between steps).
+    pub fn stop_flag(mut self, flag: Arc<AtomicBool>) -> Self {
+        self.stop = Some(flag);
+        self
+    }
+
+    /// Save the parameters with every checkpoint, as the bytes `encoder` returns (e.g.
+    /// [`json_params`]), to `params-STEP.bin` next to `checkpoint.json`.
+    pub fn save_params_with(mut self, encoder: ParamEncoder<P>) -> Self {
+        self.encoder = Some(encoder);
+        self
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &TrainConfig {
+        &self.config
+    }
+
+    /// The model.
+    pub fn model(&self) -> &M {
+        &self.model
+    }
+
+    /// The model, mutably.
+    pub fn model_mut(&mut self) -> &mut M {
+        &mut self.model
+    }
+
+    /// The state of a fresh run from `params` with run seed `seed`. With an output folder: creates
+    /// it, refuses an existing checkpoint unless overwriting was allowed, and starts an empty seed
+    /// log.
+    pub fn start(&mut self, params: &P, seed: u64) -> Result<RunState> {
+        if let Some(dir) = &self.out_dir {
+            fs::create_dir_all(dir).map_err(io_err(dir))?;
+            let ck = Checkpoint::path(dir);
+            if ck.exists() {
+                if !self.overwrite {
+                    return Err(TrainError::OutputExists { path: ck });
+                }
+                // Remove the old run's checkpoint and its parameter file.
+                if let Ok(Some(old)) = Checkpoint::load(dir).map(|c| c.params_file) {
+                    let _ = fs::remove_file(dir.join(old));
+                }
+                fs::remove_file(&ck).map_err(io_err(&ck))?;
+            }
+            write_atomic(&dir.join(SEED_LOG_FILE), b"")?;
+            self.last_checkpoint = None;
+        }
+        Ok(RunState {
+            optimizer: self.optimizer.init(params, seed),
+            looping: LoopState::default(),
+        })
+    }
+
+    /// Load the output folder's checkpoint to resume from: checks that it was made under the same
+    /// data settings and cuts the seed log back to the checkpoint's step. Returns the checkpoint;
+    /// restore the parameters from it ([`Checkpoint::params_bytes`], [`Checkpoint::params_json`])
+    /// or from your own copy, then call [`run`](Self::run) with `checkpoint.state`.
+    pub fn resume(&mut self) -> Result<Checkpoint> {
+        let Some(dir) = self.out_dir.clone() else {
+            return Err(TrainError::Config {
+                field: "output_dir",
+                message: "resuming needs an output folder".into(),
+            });
+        };
+        let ck = Checkpoint::load(&dir)?;
+        let path = Checkpoint::path(&dir);
+        let mismatch = |field, found: String, expected: String| TrainError::Mismatch {
+            path: path.clone(),
+            field,
+            found,
+            expected,
+        };
+        if ck.config.batch_size != self.config.batch_size {
+            return Err(mismatch(
+                "batch_size",
+                ck.config.batch_size.to_string(),
+                self.config.batch_size.to_string(),
+            ));
+        }
+        if ck.config.data_seed != self.config.data_seed {
+            return Err(mismatch(
+                "data_seed",
+                ck.config.data_seed.to_string(),
+                self.config.data_seed.to_string(),
+            ));
+        }
+        if ck.state.looping.batches_drawn != ck.state.looping.step
+            || ck.state.optimizer.step != ck.state.looping.step
+        {
+            return Err(TrainError::BadFile {
+                path,
+                message: format!(
+                    "inconsistent steps: loop {}, batches {}, optimizer {}",
+                    ck.state.looping.step, ck.state.looping.batches_drawn, ck.state.optimizer.step
+                ),
+            });
+        }
+        truncate_seed_log(&dir.join(SEED_LOG_FILE), ck.state.looping.step)?;
+        self.last_checkpoint = Some(path);
+        Ok(ck)
+    }
+
+    /// Train `params` from `state` (fresh or resumed) until the step budget, early stopping or the
+    /// stop flag. The test split is evaluated on the final weights.
+    pub fn run(&mut self, params: &mut P, state: &mut RunState) -> Result<Summary> {
+        self.run_inner(params, state, &mut NoKeep)
+    }
+
+    /// Like [`run`](Self::run), but keeps a copy of the best-on-validation weights in memory (one
+    /// more full copy of the parameters: for a model, as much memory again as its weights) and
+    /// evaluates the test split on them; `params` holds the best weights afterwards. After a
+    /// resume, only a best score reached in this process has its copy; an earlier one is tested on
+    /// the final weights (reported as [`TestWeights::Final`]). Rebuilding the best weights from
+    /// the seed log is not implemented yet.
+    pub fn run_keep_best(&mut self, params: &mut P, state: &mut RunState) -> Result<Summary>
+    where
+        P: Clone + Sized,
+    {
+        self.run_inner(params, state, &mut CloneKeep(None))
+    }
+
+    fn emit(&mut self, event: Event) -> Result<()> {
+        for o in &mut self.observers {
+            o.on_event(&event).map_err(TrainError::Observer)?;
+        }
+        Ok(())
+    }
+
+    fn checkpoint(
+        &mut self,
+        params: &P,
+        state: &RunState,
+        seed_log: &mut Option<(PathBuf, BufWriter<File>)>,
+    ) -> Result<()> {
+        let Some(dir) = self.out_dir.clone() else {
+            return Ok(());
+        };
+        if let Some((path, log)) = seed_log {
+            log.flush().map_err(io_err(path))?;
+            log.get_ref().sync_data().map_err(io_err(path))?;
+        }
+        let step = state.looping.step;
+        let previous = match &self.last_checkpoint {
+            Some(p) if p.exists() => Checkpoint::load(&dir).ok().and_then(|c| c.params_file),
+            _ => None,
+        };
+        let params_file = match &mut self.encoder {
+            None => None,
+            Some(encode) => {
+                let name = format!("params-{step:08}.bin");
+                let path = dir.join(&name);
+                let bytes = encode(params).map_err(|source| TrainError::SaveParams {
+                    path: path.clone(),
+                    source,
+                })?;
+                write_atomic(&path, &bytes)?;
+                Some(name)
+            }
+        };
+        let ck = Checkpoint {
+            version: FORMAT_VERSION,
+            config: self.config.clone(),
+            state: state.clone(),
+            params_file: params_file.clone(),
+        };
+        let path = ck.save(&dir)?;
+        if let Some(old) = previous
+            && Some(&old) != params_file.as_ref()
+        {
+            let _ = fs::remove_file(dir.join(old));
+        }
+        self.last_checkpoint = Some(path.clone());
+        self.emit(Event::Checkpoint { step, path })
+    }
+
+    fn evaluate(&mut self, params: &P, split: Split, looping: &mut LoopState) -> Result<Metrics> {
+        let step = looping.step;
+        let metrics =
+            self.model
+                .evaluate(params, split)
+                .map_err(|source| TrainError::Evaluation {
+                    step,
+                    split,
+                    source,
+                })?;
+        if !metrics.score.is_finite() {
+            return Err(TrainError::NonFiniteScore {
+                step,
+                split,
+                value: metrics.score,
+            });
+        }
+        looping.eval_forwards += metrics.forwards;
+        Ok(metrics)
+    }
+
+    fn run_inner<K: BestKeeper<P>>(
+        &mut self,
+        params: &mut P,
+        state: &mut RunState,
+        keeper: &mut K,
+    ) -> Result<Summary> {
+        let n = self.model.num_train();
+        let mut batches = EpochBatches::new(n, self.config.batch_size, self.config.data_seed)
+            .map_err(|e| TrainError::Config {
+                field: "batch_size",
+                message: e.to_string(),
+            })?;
+        for _ in 0..state.looping.batches_drawn {
+            batches.next_batch();
+        }
+        let mut seed_log = match &self.out_dir {
+            Some(dir) => {
+                fs::create_dir_all(dir).map_err(io_err(dir))?;
+                let path = dir.join(SEED_LOG_FILE);
+                let file = OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&path)
+                    .map_err(io_err(&path))?;
+                Some((path, BufWriter::new(file)))
+            }
+            None => None,
+        };
+        let seed = state.optimizer.seed;
+        let mut checkpointed_at = None;
+        let reason = loop {
+            if state.looping.early_stopped {
+                break StopReason::EarlyStop;
+            }
+            if state.looping.step >= self.config.max_steps {
+                break StopReason::MaxSteps;
+            }
+            if self.stop.as_ref().is_some_and(|f| f.load(Ordering::SeqCst)) {
+                if checkpointed_at != Some(state.looping.step) {
+                    self.checkpoint(params, state, &mut seed_log)?;
+                }
+                let step = state.looping.step;
+                self.emit(Event::Stopped { step })?;
+                return Ok(Summary {
+                    reason: StopReason::StopFlag,
+                    steps: step,
+                    train_forwards: state.looping.train_forwards,
+                    eval_forwards: state.looping.eval_forwards,
+                    best: state.looping.best,
+                    test: None,
+                    test_weights: None,
+                });
+            }
+
+            // One step on one minibatch.
+            let batch = batches.next_batch();
+            let mut objective = BatchObjective {
+                model: &mut self.model,
+                batch: &batch,
+            };
+            let step = state.looping.step;
+            let report = match self
+                .optimizer
+                .step(&mut state.optimizer, params, &mut objective)
+            {
+                Ok(r) => r,
+                Err(OptimError::NonFiniteLoss {
+                    step,
+                    forward,
+                    value,
+                }) => {
+                    return Err(TrainError::NonFiniteLoss {
+                        step,
+                        forward,
+                        value,
+                        checkpoint: self.last_checkpoint.clone(),
+                    });
+                }
+                Err(source) => return Err(TrainError::Step { step, source }),
+            };
+            let looping = &mut state.looping;
+            looping.batches_drawn += 1;
+            looping.step += 1;
+            looping.train_forwards += report.forwards as u64;
+            if let Some((path, log)) = &mut seed_log {
+                let entry = SeedLogEntry {
+                    seed,
+                    report: report.clone(),
+                };
+                serde_json::to_writer(&mut *log, &entry).map_err(|e| TrainError::BadFile {
+                    path: path.clone(),
+                    message: format!("cannot write: {e}"),
+                })?;
+                log.write_all(b"\n").map_err(io_err(path))?;
+            }
+            let train_forwards = looping.train_forwards;
+            self.emit(Event::Step {
+                report,
+                train_forwards,
+            })?;
+
+            // Validation, best tracking, patience.
+            let done = state.looping.step;
+            let eval_every = self.config.eval_every;
+            if eval_every > 0 && (done.is_multiple_of(eval_every) || done == self.config.max_steps)
+            {
+                let metrics = self.evaluate(params, Split::Validation, &mut state.looping)?;
+                let looping = &mut state.looping;
+                looping.evaluations += 1;
+                let better = looping.best.is_none_or(|b| metrics.score > b.score);
+                if better {
+                    looping.best = Some(Best {
+                        step: done,
+                        score: metrics.score,
+                    });
+                    looping.evals_since_best = 0;
+                    keeper.record(params);
+                } else {
+                    looping.evals_since_best += 1;
+                }
+                let eval_forwards = looping.eval_forwards;
+                self.emit(Event::Evaluation {
+                    step: done,
+                    split: Split::Validation,
+                    metrics,
+                    best: better,
+                    eval_forwards,
+                })?;
+                if let (Some(patience), Some(best)) = (self.config.patience, state.looping.best)
+                    && state.looping.evals_since_best >= patience
+                {
+                    state.looping.early_stopped = true;
+                    self.emit(Event::EarlyStop {
+                        step: done,
+                        best_step: best.step,
+                        best_score: best.score,
+                    })?;
+                }
+            }
+            let every = self.config.checkpoint_every;
+            if every > 0 && done.is_multiple_of(every) {
+                self.checkpoint(params, state, &mut seed_log)?;
+                checkpointed_at = Some(done);
+            }
+        };
+
+        if checkpointed_at != Some(state.looping.step) {
+            self.checkpoint(params, state, &mut seed_log)?;
+        }
+        let test_weights = if keeper.restore(params) {
+            TestWeights::Best
+        } else {
+            TestWeights::Final
+        };
+        let test = self.evaluate(params, Split::Test, &mut state.looping)?;
+        let eval_forwards = state.looping.eval_forwards;
+        self.emit(Event::Evaluation {
+            step: state.looping.step,
+            split: Split::Test,
+            metrics: test.clone(),
+            best: false,
+            eval_forwards,
+        })?;
+        let summary = Summary {
+            reason,
+            steps: state.looping.step,
+            train_forwards: state.looping.train_forwards,
+            eval_forwards,
+            best: state.looping.best,
+            test: Some(test),
+            test_weights: Some(test_weights),
+        };
+        self.emit(Event::Finish {
+            summary: summary.clone(),
+        })?;
+        Ok(summary)
+    }
+}
