@@ -294,17 +294,7 @@ pub(crate) fn attention(
 }
 
 fn linear(ckpt: &mut Checkpoint, name: &str, out: usize, inp: usize, bias: bool) -> Result<Linear> {
-    let w = ckpt.trainable(
-        &format!("{name}.weight"),
-        &[&format!("{name}.weight")],
-        &[out, inp],
-    )?;
-    let b = if bias {
-        Some(ckpt.trainable(&format!("{name}.bias"), &[&format!("{name}.bias")], &[out])?)
-    } else {
-        None
-    };
-    Ok(Linear::new(w, b))
+    ckpt.trainable_linear(&[""], name, (out, inp), bias)
 }
 
 fn rms_norm(x: &Tensor, w: &Tensor, eps: f32) -> Result<Tensor> {

@@ -215,6 +215,38 @@ impl Checkpoint {
         Ok(t)
     }
 
+    /// The trainable tensor `<prefixes[0]><name>`, accepting `<p><name>` for any of `prefixes` in
+    /// the file (checkpoints saved from a bare decoder drop the outer prefix, for instance).
+    pub fn trainable_prefixed(
+        &mut self,
+        prefixes: &[&str],
+        name: &str,
+        shape: &[usize],
+    ) -> Result<Tensor> {
+        let names: Vec<String> = prefixes.iter().map(|p| format!("{p}{name}")).collect();
+        let accepted: Vec<&str> = names.iter().map(String::as_str).collect();
+        let canonical = accepted.first().copied().unwrap_or(name);
+        self.trainable(canonical, &accepted, shape)
+    }
+
+    /// A trainable linear layer `<name>.weight` of shape `[out, inp]`, with `<name>.bias` of shape
+    /// `[out]` when `bias`, under [`trainable_prefixed`](Self::trainable_prefixed)'s naming.
+    pub fn trainable_linear(
+        &mut self,
+        prefixes: &[&str],
+        name: &str,
+        (out, inp): (usize, usize),
+        bias: bool,
+    ) -> Result<candle_nn::Linear> {
+        let w = self.trainable_prefixed(prefixes, &format!("{name}.weight"), &[out, inp])?;
+        let b = if bias {
+            Some(self.trainable_prefixed(prefixes, &format!("{name}.bias"), &[out])?)
+        } else {
+            None
+        };
+        Ok(candle_nn::Linear::new(w, b))
+    }
+
     /// Register an already-built tensor (e.g. an untied copy) as trainable.
     pub fn register(&mut self, canonical: &str, t: &Tensor) -> Result<()> {
         self.weights.insert(canonical, t.clone())

@@ -154,19 +154,15 @@ impl Norm {
 /// A trainable tensor `model.decoder.<name>`, accepting the `decoder.<name>` form of checkpoints
 /// saved from the bare decoder.
 fn param(ckpt: &mut Checkpoint, name: &str, shape: &[usize]) -> Result<Tensor> {
-    let canonical = format!("model.decoder.{name}");
-    ckpt.trainable(&canonical, &[&canonical, &format!("decoder.{name}")], shape)
+    ckpt.trainable_prefixed(DECODER, name, shape)
 }
 
 fn linear(ckpt: &mut Checkpoint, name: &str, out: usize, inp: usize, bias: bool) -> Result<Linear> {
-    let w = param(ckpt, &format!("{name}.weight"), &[out, inp])?;
-    let b = if bias {
-        Some(param(ckpt, &format!("{name}.bias"), &[out])?)
-    } else {
-        None
-    };
-    Ok(Linear::new(w, b))
+    ckpt.trainable_linear(DECODER, name, (out, inp), bias)
 }
+
+/// The decoder's canonical prefix and the bare-decoder form some checkpoints use.
+const DECODER: &[&str] = &["model.decoder.", "decoder."];
 
 #[derive(Clone, Debug)]
 struct Layer {
