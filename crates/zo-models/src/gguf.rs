@@ -134,11 +134,8 @@ fn hf_name(gguf: &str) -> Option<String> {
     })
 }
 
-/// Load a Llama-architecture GGUF file (e.g. SmolLM2), dequantising every tensor to `precision`.
-pub fn load_gguf(path: &Path, precision: Precision) -> Result<GgufModel> {
-    if !path.exists() {
-        return Err(ModelError::not_found(path, "GGUF file not found"));
-    }
+/// Open a GGUF file and read its header, metadata and tensor directory.
+fn open_gguf(path: &Path) -> Result<(BufReader<File>, Content)> {
     let file = File::open(path).map_err(|source| ModelError::Io {
         path: path.to_path_buf(),
         source,
@@ -148,6 +145,15 @@ pub fn load_gguf(path: &Path, precision: Precision) -> Result<GgufModel> {
         path: path.to_path_buf(),
         message: format!("not a readable GGUF file: {e}"),
     })?;
+    Ok((reader, content))
+}
+
+/// Load a Llama-architecture GGUF file (e.g. SmolLM2), dequantising every tensor to `precision`.
+pub fn load_gguf(path: &Path, precision: Precision) -> Result<GgufModel> {
+    if !path.exists() {
+        return Err(ModelError::not_found(path, "GGUF file not found"));
+    }
+    let (mut reader, content) = open_gguf(path)?;
     let meta = Meta {
         path,
         content: &content,
@@ -321,15 +327,7 @@ fn byte_level_bpe(meta: &Meta<'_>, tokens: &[&str]) -> Result<Tokenizer> {
 
 /// Dequantise one tensor of a GGUF file to f32 (for inspection).
 pub fn read_gguf_tensor(path: &Path, name: &str) -> Result<Tensor> {
-    let file = File::open(path).map_err(|source| ModelError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let mut reader = BufReader::new(file);
-    let content = Content::read(&mut reader).map_err(|e| ModelError::Malformed {
-        path: path.to_path_buf(),
-        message: format!("not a readable GGUF file: {e}"),
-    })?;
+    let (mut reader, content) = open_gguf(path)?;
     if !content.tensor_infos.contains_key(name) {
         return Err(ModelError::MissingTensor {
             name: name.into(),
