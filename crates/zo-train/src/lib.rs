@@ -4,6 +4,8 @@ pub mod checkpoint;
 pub mod error;
 pub mod model;
 pub mod observer;
+pub mod plot;
+pub mod progress;
 pub mod trainer;
 
 pub use checkpoint::{

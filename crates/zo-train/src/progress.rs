@@ -1,0 +1,1 @@
+//! A terminal progress bar as an observer.
