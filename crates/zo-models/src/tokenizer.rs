@@ -35,11 +35,20 @@ impl Tokenizer {
                 ),
             });
         }
-        let mut inner =
-            tokenizers::Tokenizer::from_file(&path).map_err(|e| ModelError::Malformed {
-                path: path.clone(),
-                message: e.to_string(),
-            })?;
+        let inner = tokenizers::Tokenizer::from_file(&path).map_err(|e| ModelError::Malformed {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        Self::from_tokenizer(inner, path)
+    }
+
+    /// Wrap a `tokenizers` tokenizer (e.g. one built from GGUF metadata); `origin` names where it
+    /// came from in errors.
+    pub fn from_tokenizer(
+        mut inner: tokenizers::Tokenizer,
+        origin: impl Into<PathBuf>,
+    ) -> Result<Self> {
+        let path = origin.into();
         let pad = inner.get_padding().map(|p| p.pad_id);
         inner.with_padding(None);
         inner

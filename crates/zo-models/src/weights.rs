@@ -95,6 +95,101 @@ impl Weights {
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
+
+    /// Overwrite every tensor's values, in place, with those of the same-named tensor of `other`
+    /// (e.g. the base weights reloaded from disk). Names, shapes and dtypes must match; the model
+    /// sharing this storage sees the new values at once.
+    pub fn copy_from(&mut self, other: &Weights) -> Result<()> {
+        if self.entries.len() != other.entries.len() {
+            return Err(ModelError::Config {
+                field: "weights".into(),
+                message: format!(
+                    "{} tensors to copy into {} tensors",
+                    other.entries.len(),
+                    self.entries.len()
+                ),
+            });
+        }
+        for ((info, t), (oinfo, o)) in self.entries.iter().zip(&other.entries) {
+            if info.name != oinfo.name || info.shape != oinfo.shape || t.dtype() != o.dtype() {
+                return Err(ModelError::Shape {
+                    name: info.name.clone(),
+                    expected: info.shape.clone(),
+                    found: oinfo.shape.clone(),
+                });
+            }
+        }
+        for ((info, t), (_, o)) in self.entries.iter().zip(&other.entries) {
+            let flat = o.flatten_all()?;
+            let source = match o.dtype() {
+                DType::F32 => Source::F32(flat.to_vec1::<f32>()?),
+                DType::BF16 => Source::BF16(flat.to_vec1::<half::bf16>()?),
+                _ => Source::F16(flat.to_vec1::<half::f16>()?),
+            };
+            let mut visit = |_: &TensorInfo, data: ParamSliceMut<'_>| {
+                match (data, &source) {
+                    (ParamSliceMut::F32(d), Source::F32(s)) => d.copy_from_slice(s),
+                    (ParamSliceMut::BF16(d), Source::BF16(s)) => d.copy_from_slice(s),
+                    (ParamSliceMut::F16(d), Source::F16(s)) => d.copy_from_slice(s),
+                    _ => {
+                        return Err(ParamError::Backend(
+                            format!("`{}`: dtype changed during the copy", info.name).into(),
+                        ));
+                    }
+                }
+                Ok(())
+            };
+            visit_tensor(info, t, &mut visit).map_err(|e| ModelError::Config {
+                field: info.name.clone(),
+                message: e.to_string(),
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Write the weights to a safetensors file under their (Hugging Face) names, atomically: to a
+    /// temporary file in the same folder, then renamed over `path`.
+    pub fn save_safetensors(&self, path: &std::path::Path) -> Result<()> {
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => std::path::PathBuf::from("."),
+        };
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+        let tensors: Vec<(&str, &Tensor)> = self
+            .entries
+            .iter()
+            .map(|(i, t)| (i.name.as_str(), t))
+            .collect();
+        let result = candle_core::safetensors::save(
+            &tensors
+                .into_iter()
+                .map(|(n, t)| (n.to_string(), t.clone()))
+                .collect::<std::collections::HashMap<_, _>>(),
+            &tmp,
+        )
+        .map_err(ModelError::from)
+        .and_then(|()| {
+            std::fs::rename(&tmp, path).map_err(|e| ModelError::Io {
+                path: path.to_path_buf(),
+                source: e,
+            })
+        });
+        if result.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        result
+    }
+}
+
+/// A tensor's values on the host, by dtype.
+enum Source {
+    F32(Vec<f32>),
+    BF16(Vec<half::bf16>),
+    F16(Vec<half::f16>),
 }
 
 /// The in-place op that hands a tensor's storage to a visitor.
@@ -144,21 +239,26 @@ impl ParamSet for Weights {
 
     fn visit_mut(&mut self, f: &mut Visitor<'_>) -> Result<(), ParamError> {
         for (info, tensor) in &self.entries {
-            let op = Visit {
-                info,
-                f: Mutex::new(&mut *f),
-                result: Mutex::new(None),
-            };
-            tensor
-                .inplace_op1(&op)
-                .map_err(|e| ParamError::Backend(Box::new(e)))?;
-            let result = op.result.into_inner().unwrap_or(None);
-            result.unwrap_or_else(|| {
-                Err(ParamError::Backend(
-                    format!("`{}` was not visited", info.name).into(),
-                ))
-            })?;
+            visit_tensor(info, tensor, f)?;
         }
         Ok(())
     }
+}
+
+/// Hand one tensor's storage to `f`, in place.
+fn visit_tensor(info: &TensorInfo, tensor: &Tensor, f: &mut Visitor<'_>) -> Result<(), ParamError> {
+    let op = Visit {
+        info,
+        f: Mutex::new(f),
+        result: Mutex::new(None),
+    };
+    tensor
+        .inplace_op1(&op)
+        .map_err(|e| ParamError::Backend(Box::new(e)))?;
+    let result = op.result.into_inner().unwrap_or(None);
+    result.unwrap_or_else(|| {
+        Err(ParamError::Backend(
+            format!("`{}` was not visited", info.name).into(),
+        ))
+    })
 }

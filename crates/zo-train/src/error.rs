@@ -104,6 +104,14 @@ pub enum TrainError {
         /// The score.
         value: f64,
     },
+    /// Replaying the seed log failed (see [`replay`](crate::replay())).
+    #[error("replaying the seed log at step {step}: {message}")]
+    Replay {
+        /// The step that could not be replayed.
+        step: u64,
+        /// What went wrong.
+        message: String,
+    },
     /// An observer failed (e.g. a metrics file could not be written).
     #[error("observer: {0}")]
     Observer(#[source] ObjectiveError),
@@ -115,6 +123,28 @@ pub enum TrainError {
         /// The encoder's error.
         #[source]
         source: ObjectiveError,
+    },
+    /// A plot could not be drawn or encoded.
+    #[error("cannot draw {}: {message}", path.display())]
+    Plot {
+        /// The image file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// No font for the text of a PNG plot (SVG plots need none).
+    #[error(
+        "cannot draw {}: no font for PNG text; set {env} to a TrueType/OpenType file (tried {})",
+        path.display(),
+        tried.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+    )]
+    NoFont {
+        /// The image file.
+        path: PathBuf,
+        /// The environment variable that names a font file.
+        env: &'static str,
+        /// The font files looked for.
+        tried: Vec<PathBuf>,
     },
 }
 

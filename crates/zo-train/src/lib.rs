@@ -6,6 +6,7 @@ pub mod model;
 pub mod observer;
 pub mod plot;
 pub mod progress;
+pub mod replay;
 pub mod trainer;
 
 pub use checkpoint::{
@@ -15,6 +16,9 @@ pub use checkpoint::{
 pub use error::{Result, TrainError};
 pub use model::{Metrics, Split, TaskModel};
 pub use observer::{Event, JsonlWriter, Observer, Recorder};
+pub use plot::{LinePlot, Series, plot_run};
+pub use progress::ProgressBar;
+pub use replay::replay;
 pub use trainer::{
     ParamEncoder, StopReason, Summary, TestWeights, TrainConfig, Trainer, json_params,
 };

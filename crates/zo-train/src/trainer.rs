@@ -2,7 +2,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufWriter, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -12,11 +12,12 @@ use zo_optim::{ObjectiveError, OptimError, Optimizer, ParamSet};
 
 use crate::checkpoint::{
     Best, Checkpoint, FORMAT_VERSION, LoopState, RunState, SEED_LOG_FILE, SeedLogEntry, io_err,
-    truncate_seed_log, write_atomic,
+    read_seed_log, truncate_seed_log, write_atomic,
 };
 use crate::error::{Result, TrainError};
 use crate::model::{BatchObjective, Metrics, Split, TaskModel};
 use crate::observer::{Event, Observer};
+use crate::replay::replay;
 
 /// The loop's settings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -123,19 +124,27 @@ pub fn json_params<P: Serialize + ?Sized>() -> ParamEncoder<P> {
     Box::new(|p: &P| Ok(serde_json::to_vec(p)?))
 }
 
-/// Keeps (or not) a copy of the best weights.
+/// Where the test split's best weights come from.
+struct RestoreCtx<'a> {
+    optimizer: &'a Optimizer,
+    out_dir: Option<&'a Path>,
+    best: Option<Best>,
+    steps: u64,
+}
+
+/// Keeps (or not) the means to recover the best weights.
 trait BestKeeper<P: ?Sized> {
     fn record(&mut self, params: &P);
-    /// Put the best weights into `params`; false when there is no copy.
-    fn restore(&mut self, params: &mut P) -> bool;
+    /// Put the best weights into `params`; false when they cannot be had.
+    fn restore(&mut self, params: &mut P, ctx: RestoreCtx<'_>) -> Result<bool>;
 }
 
 struct NoKeep;
 
 impl<P: ?Sized> BestKeeper<P> for NoKeep {
     fn record(&mut self, _: &P) {}
-    fn restore(&mut self, _: &mut P) -> bool {
-        false
+    fn restore(&mut self, _: &mut P, _: RestoreCtx<'_>) -> Result<bool> {
+        Ok(false)
     }
 }
 
@@ -145,14 +154,43 @@ impl<P: Clone> BestKeeper<P> for CloneKeep<P> {
     fn record(&mut self, params: &P) {
         self.0 = Some(params.clone());
     }
-    fn restore(&mut self, params: &mut P) -> bool {
-        match self.0.take() {
+    fn restore(&mut self, params: &mut P, _: RestoreCtx<'_>) -> Result<bool> {
+        Ok(match self.0.take() {
             Some(best) => {
                 *params = best;
                 true
             }
             None => false,
+        })
+    }
+}
+
+/// Rebuilds the best weights from the base weights and the seed log.
+struct ReplayKeep<F>(F);
+
+impl<P, F> BestKeeper<P> for ReplayKeep<F>
+where
+    P: ParamSet + ?Sized,
+    F: FnMut(&mut P) -> std::result::Result<(), ObjectiveError>,
+{
+    fn record(&mut self, _: &P) {}
+    fn restore(&mut self, params: &mut P, ctx: RestoreCtx<'_>) -> Result<bool> {
+        let Some(best) = ctx.best else {
+            return Ok(false);
+        };
+        if best.step == ctx.steps {
+            return Ok(true);
         }
+        let Some(dir) = ctx.out_dir else {
+            return Ok(false);
+        };
+        (self.0)(params).map_err(|e| TrainError::Replay {
+            step: 0,
+            message: format!("restoring the base weights: {e}"),
+        })?;
+        let log = read_seed_log(&dir.join(SEED_LOG_FILE))?;
+        replay(ctx.optimizer, params, &log, best.step)?;
+        Ok(true)
     }
 }
 
@@ -323,13 +361,43 @@ impl<P: ParamSet + ?Sized, M: TaskModel<P>> Trainer<P, M> {
     /// more full copy of the parameters: for a model, as much memory again as its weights) and
     /// evaluates the test split on them; `params` holds the best weights afterwards. After a
     /// resume, only a best score reached in this process has its copy; an earlier one is tested on
-    /// the final weights (reported as [`TestWeights::Final`]). Rebuilding the best weights from
-    /// the seed log is not implemented yet.
+    /// the final weights (reported as [`TestWeights::Final`]); [`run_replay_best`](Self::run_replay_best)
+    /// has no such gap and needs no second copy.
     pub fn run_keep_best(&mut self, params: &mut P, state: &mut RunState) -> Result<Summary>
     where
         P: Clone + Sized,
     {
         self.run_inner(params, state, &mut CloneKeep(None))
+    }
+
+    /// Like [`run`](Self::run), but evaluates the test split on the best-on-validation weights,
+    /// rebuilt without a second copy of the parameters: `reset` puts the run's initial (base)
+    /// weights back into `params` (e.g. by reloading them from disk), and the seed log in the output
+    /// folder is replayed up to the best step (see [`replay`]). Works across resumes, since the
+    /// whole trajectory is on disk. Needs an output folder; `params` holds the best weights
+    /// afterwards.
+    pub fn run_replay_best<F>(
+        &mut self,
+        params: &mut P,
+        state: &mut RunState,
+        reset: F,
+    ) -> Result<Summary>
+    where
+        F: FnMut(&mut P) -> std::result::Result<(), ObjectiveError>,
+    {
+        if self.out_dir.is_none() {
+            return Err(TrainError::Config {
+                field: "output_dir",
+                message: "rebuilding the best weights from the seed log needs an output folder"
+                    .into(),
+            });
+        }
+        self.run_inner(params, state, &mut ReplayKeep(reset))
+    }
+
+    /// The optimizer.
+    pub fn optimizer(&self) -> &Optimizer {
+        &self.optimizer
     }
 
     fn emit(&mut self, event: Event) -> Result<()> {
@@ -556,7 +624,13 @@ impl<P: ParamSet + ?Sized, M: TaskModel<P>> Trainer<P, M> {
         if checkpointed_at != Some(state.looping.step) {
             self.checkpoint(params, state, &mut seed_log)?;
         }
-        let test_weights = if keeper.restore(params) {
+        let ctx = RestoreCtx {
+            optimizer: &self.optimizer,
+            out_dir: self.out_dir.as_deref(),
+            best: state.looping.best,
+            steps: state.looping.step,
+        };
+        let test_weights = if keeper.restore(params, ctx)? {
             TestWeights::Best
         } else {
             TestWeights::Final

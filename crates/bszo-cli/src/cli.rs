@@ -1,0 +1,338 @@
+//! The command line: subcommands, flags and how they override a preset.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Result, anyhow};
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{OptimizerSection, RunConfig, VarianceSetting};
+
+/// Fine-tune language models with zeroth-order optimizers (forward passes only).
+#[derive(Debug, Parser)]
+#[command(name = "bszo", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Fine-tune a model on a task; prints zero-shot and fine-tuned test accuracy and writes the
+    /// run's folder (config, checkpoint, seed log, metrics, report, plots, weights).
+    Finetune(Box<FinetuneArgs>),
+    /// Rebuild a run's weights at a step from the base weights and its seed log, and write them
+    /// to a safetensors file.
+    Export(ExportArgs),
+}
+
+/// `bszo export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The run's folder.
+    #[arg(long, value_name = "DIR")]
+    pub run: PathBuf,
+    /// The step to rebuild: a number, `best` (best validation score) or `last` (the checkpoint).
+    #[arg(long, default_value = "best")]
+    pub step: String,
+    /// The safetensors file to write.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// Replace an existing file.
+    #[arg(long)]
+    pub overwrite: bool,
+}
+
+/// `bszo finetune`: a preset (default: the embedded `configs/default.toml`) with flags on top.
+#[derive(Debug, Default, Args)]
+#[command(next_help_heading = "Run")]
+pub struct FinetuneArgs {
+    /// A TOML preset: a file, or the name of one in `configs/` (e.g. `paper-bszo`).
+    #[arg(long, short = 'c', value_name = "FILE|NAME")]
+    pub config: Option<String>,
+    /// Print the resolved configuration as TOML and exit.
+    #[arg(long)]
+    pub print_config: bool,
+    /// The output folder (default: `[output].dir`, else a new `runs/TASK-OPTIMIZER-TIME`).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Replace an earlier run in the output folder.
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Continue the run in `--out DIR` from its checkpoint (bitwise as if never stopped); only
+    /// `--steps`, the evaluation cadence and output flags may change.
+    #[arg(long)]
+    pub resume: bool,
+    /// No progress bar.
+    #[arg(long)]
+    pub no_progress: bool,
+    /// No plots.
+    #[arg(long)]
+    pub no_plots: bool,
+    /// Write the best weights to `best.safetensors` in the output folder.
+    #[arg(long)]
+    pub export: bool,
+
+    /// The model: a path (Hugging Face folder, `.gguf`, llama2.c `.bin`), a provisioned name
+    /// (`splade-tiny`, `smollm2-135m`) or a hub name `org/name`.
+    #[arg(long, help_heading = "Model")]
+    pub model: Option<String>,
+    /// The prompt head: auto, masked (label words at the mask) or causal (candidate
+    /// log-likelihoods).
+    #[arg(long, help_heading = "Model")]
+    pub model_kind: Option<String>,
+    /// Weight precision: f32, bf16 or f16.
+    #[arg(long, help_heading = "Model")]
+    pub precision: Option<String>,
+    /// Longest prompt in tokens (the text is cut, never the label slot).
+    #[arg(long, help_heading = "Model")]
+    pub max_length: Option<usize>,
+    /// A tokenizer.json to use instead of the model's own.
+    #[arg(long, help_heading = "Model")]
+    pub tokenizer: Option<PathBuf>,
+
+    /// The task: sst2, sst5, trec, rte, cb, snli, mnli, boolq, copa, wsc, wic.
+    #[arg(long, help_heading = "Task")]
+    pub task: Option<String>,
+    /// few-shot (LM-BFF 16-shot folders) or sampled (1000 train / 500 validation / original test).
+    #[arg(long, help_heading = "Task")]
+    pub protocol: Option<String>,
+    /// The data seed (few-shot: 13, 21, 42, 87 or 100).
+    #[arg(long, help_heading = "Task")]
+    pub data_seed: Option<u64>,
+    /// Sampled protocol: at most this many training examples.
+    #[arg(long, help_heading = "Task")]
+    pub train_size: Option<usize>,
+    /// Sampled protocol: at most this many validation examples.
+    #[arg(long, help_heading = "Task")]
+    pub validation_size: Option<usize>,
+    /// The data folder (default: ZO_DATA_DIR, then ./data, then ../shared/data).
+    #[arg(long, help_heading = "Task")]
+    pub data_dir: Option<PathBuf>,
+    /// Examples per evaluation forward.
+    #[arg(long, help_heading = "Task")]
+    pub eval_batch_size: Option<usize>,
+
+    /// mezo, nspsa, mezo_adam, zo_sgd_mmt, zo_sgd_sign, zo_sgd_cons, hizoo, lozo, bszo, bszo_b.
+    /// Switching algorithm away from the preset's drops the preset's algorithm-specific settings.
+    #[arg(long, help_heading = "Optimizer")]
+    pub optimizer: Option<String>,
+    /// Learning rate η.
+    #[arg(long, help_heading = "Optimizer")]
+    pub lr: Option<f64>,
+    /// Perturbation scale ε (HiZOO's μ).
+    #[arg(long, help_heading = "Optimizer")]
+    pub eps: Option<f64>,
+    /// Learning-rate schedule: constant, linear or cosine (over the step budget).
+    #[arg(long, help_heading = "Optimizer")]
+    pub schedule: Option<String>,
+    /// Final learning rate of a linear or cosine schedule.
+    #[arg(long, help_heading = "Optimizer")]
+    pub end_lr: Option<f64>,
+    /// Weight decay λ (SGD, momentum, sign, Adam rules).
+    #[arg(long, help_heading = "Optimizer")]
+    pub weight_decay: Option<f64>,
+    /// SPSA (mezo, nspsa, …): directions averaged per step.
+    #[arg(long, help_heading = "Optimizer")]
+    pub samples: Option<usize>,
+    /// SPSA: one-sided differences (true/false).
+    #[arg(long, help_heading = "Optimizer")]
+    pub one_sided: Option<bool>,
+    /// SPSA: direction distribution, normal or rademacher.
+    #[arg(long, help_heading = "Optimizer")]
+    pub distribution: Option<String>,
+    /// ZO-SGD-MMT: momentum β.
+    #[arg(long, help_heading = "Optimizer")]
+    pub momentum: Option<f64>,
+    /// MeZO-Adam: β₁.
+    #[arg(long, help_heading = "Optimizer")]
+    pub beta1: Option<f64>,
+    /// MeZO-Adam: β₂.
+    #[arg(long, help_heading = "Optimizer")]
+    pub beta2: Option<f64>,
+    /// MeZO-Adam: the denominator's ε.
+    #[arg(long, help_heading = "Optimizer")]
+    pub adam_eps: Option<f64>,
+    /// ZO-SGD-Sign: coefficient (sign of each projected gradient) or elementwise.
+    #[arg(long, help_heading = "Optimizer")]
+    pub sign_mode: Option<String>,
+    /// HiZOO: curvature EMA weight α (default 1e-8·(ε/1e-3)²; α/ε² is what matters).
+    #[arg(long, help_heading = "Optimizer")]
+    pub hizoo_alpha: Option<f64>,
+    /// HiZOO: a fourth forward after the update, only to log the loss there.
+    #[arg(long, help_heading = "Optimizer")]
+    pub log_loss_after_update: Option<bool>,
+    /// LOZO: rank r.
+    #[arg(long, help_heading = "Optimizer")]
+    pub rank: Option<u32>,
+    /// LOZO: V is redrawn every this many steps (ν).
+    #[arg(long, help_heading = "Optimizer")]
+    pub interval: Option<u64>,
+    /// BSZO: subspace dimension k (m defaults to k + 1).
+    #[arg(long, help_heading = "Optimizer")]
+    pub k: Option<usize>,
+    /// BSZO: observations per step m ≥ k.
+    #[arg(long, help_heading = "Optimizer")]
+    pub m: Option<usize>,
+    /// BSZO: noise EMA weight α.
+    #[arg(long, help_heading = "Optimizer")]
+    pub noise_ema: Option<f64>,
+    /// BSZO: prior variance σ_p²: auto (n·1e-6) or a number.
+    #[arg(long, help_heading = "Optimizer")]
+    pub prior_variance: Option<VarianceSetting>,
+    /// BSZO: initial noise variance σ_e²: auto (n·1e-6) or a number.
+    #[arg(long, help_heading = "Optimizer")]
+    pub noise_variance: Option<VarianceSetting>,
+    /// BSZO: floor of σ_e as a fraction of its initial value.
+    #[arg(long, help_heading = "Optimizer")]
+    pub noise_floor: Option<f64>,
+    /// BSZO: every_observation (the authors' code) or extra_samples_only (the paper's Algorithm 1).
+    #[arg(long, help_heading = "Optimizer")]
+    pub noise_update: Option<String>,
+    /// BSZO: diagonal jitter added to the posterior covariance.
+    #[arg(long, help_heading = "Optimizer")]
+    pub jitter: Option<f64>,
+
+    /// The step budget.
+    #[arg(long, help_heading = "Training")]
+    pub steps: Option<u64>,
+    /// Training examples per minibatch.
+    #[arg(long, help_heading = "Training")]
+    pub batch_size: Option<usize>,
+    /// Evaluate on validation every this many steps (0: only at the end).
+    #[arg(long, help_heading = "Training")]
+    pub eval_every: Option<u64>,
+    /// Stop after this many evaluations without improvement (0: never).
+    #[arg(long, help_heading = "Training")]
+    pub patience: Option<u64>,
+    /// The run seed (directions; the minibatch order uses seed + 1).
+    #[arg(long, help_heading = "Training")]
+    pub seed: Option<u64>,
+    /// Write a checkpoint every this many steps (0: only at the end and on Ctrl-C).
+    #[arg(long, help_heading = "Training")]
+    pub checkpoint_every: Option<u64>,
+}
+
+/// Find a preset: an existing file, else `configs/NAME.toml` in the current folder or the
+/// workspace.
+pub fn preset_path(spec: &str) -> Result<PathBuf> {
+    let p = Path::new(spec);
+    if p.is_file() {
+        return Ok(p.to_path_buf());
+    }
+    let name = if spec.ends_with(".toml") {
+        spec.to_string()
+    } else {
+        format!("{spec}.toml")
+    };
+    for base in [
+        PathBuf::from("configs"),
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs"),
+    ] {
+        let candidate = base.join(&name);
+        if candidate.is_file() {
+            return Ok(candidate);
+        }
+    }
+    Err(anyhow!(
+        "--config: no file `{spec}` and no preset `configs/{name}`"
+    ))
+}
+
+impl FinetuneArgs {
+    /// The preset (or the embedded default) with these flags applied.
+    pub fn to_config(&self) -> Result<RunConfig> {
+        let mut c = match &self.config {
+            Some(spec) => RunConfig::load(&preset_path(spec)?)?,
+            None => RunConfig::embedded_default(),
+        };
+        self.apply(&mut c);
+        Ok(c)
+    }
+
+    /// Apply the flags that were given.
+    pub fn apply(&self, c: &mut RunConfig) {
+        fn set<T: Clone>(dst: &mut T, v: &Option<T>) {
+            if let Some(v) = v {
+                *dst = v.clone();
+            }
+        }
+        fn set_opt<T: Clone>(dst: &mut Option<T>, v: &Option<T>) {
+            if v.is_some() {
+                dst.clone_from(v);
+            }
+        }
+        set(&mut c.model.name, &self.model);
+        set(&mut c.model.kind, &self.model_kind);
+        set(&mut c.model.precision, &self.precision);
+        set(&mut c.model.max_length, &self.max_length);
+        set_opt(&mut c.model.tokenizer, &self.tokenizer);
+
+        set(&mut c.task.name, &self.task);
+        set(&mut c.task.protocol, &self.protocol);
+        set(&mut c.task.data_seed, &self.data_seed);
+        set_opt(&mut c.task.train_size, &self.train_size);
+        set_opt(&mut c.task.validation_size, &self.validation_size);
+        set_opt(&mut c.task.data_dir, &self.data_dir);
+        set(&mut c.task.eval_batch_size, &self.eval_batch_size);
+
+        let o = &mut c.optimizer;
+        if let Some(name) = &self.optimizer {
+            let norm = |s: &str| s.trim().to_ascii_lowercase().replace('-', "_");
+            if norm(name) != norm(&o.name) {
+                *o = OptimizerSection {
+                    name: name.clone(),
+                    lr: o.lr,
+                    eps: o.eps,
+                    schedule: o.schedule.take(),
+                    end_lr: o.end_lr,
+                    ..OptimizerSection::default()
+                };
+            }
+        }
+        set(&mut o.lr, &self.lr);
+        set(&mut o.eps, &self.eps);
+        set_opt(&mut o.schedule, &self.schedule);
+        set_opt(&mut o.end_lr, &self.end_lr);
+        set_opt(&mut o.weight_decay, &self.weight_decay);
+        set_opt(&mut o.samples, &self.samples);
+        set_opt(&mut o.one_sided, &self.one_sided);
+        set_opt(&mut o.distribution, &self.distribution);
+        set_opt(&mut o.momentum, &self.momentum);
+        set_opt(&mut o.beta1, &self.beta1);
+        set_opt(&mut o.beta2, &self.beta2);
+        set_opt(&mut o.adam_eps, &self.adam_eps);
+        set_opt(&mut o.sign_mode, &self.sign_mode);
+        set_opt(&mut o.hizoo_alpha, &self.hizoo_alpha);
+        set_opt(&mut o.log_loss_after_update, &self.log_loss_after_update);
+        set_opt(&mut o.rank, &self.rank);
+        set_opt(&mut o.interval, &self.interval);
+        set_opt(&mut o.k, &self.k);
+        set_opt(&mut o.m, &self.m);
+        set_opt(&mut o.noise_ema, &self.noise_ema);
+        set_opt(&mut o.prior_variance, &self.prior_variance);
+        set_opt(&mut o.noise_variance, &self.noise_variance);
+        set_opt(&mut o.noise_floor, &self.noise_floor);
+        set_opt(&mut o.noise_update, &self.noise_update);
+        set_opt(&mut o.jitter, &self.jitter);
+        if self.k.is_some() && self.m.is_none() {
+            // m follows k unless given.
+            o.m = None;
+        }
+
+        set(&mut c.train.steps, &self.steps);
+        set(&mut c.train.batch_size, &self.batch_size);
+        set(&mut c.train.eval_every, &self.eval_every);
+        set(&mut c.train.patience, &self.patience);
+        set(&mut c.train.seed, &self.seed);
+        set(&mut c.train.checkpoint_every, &self.checkpoint_every);
+
+        if self.out.is_some() {
+            c.output.dir.clone_from(&self.out);
+        }
+        c.output.overwrite |= self.overwrite;
+        c.output.plots &= !self.no_plots;
+        c.output.export |= self.export;
+    }
+}

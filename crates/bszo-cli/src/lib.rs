@@ -1,0 +1,11 @@
+#![doc = include_str!("../README.md")]
+
+pub mod cli;
+pub mod config;
+pub mod export;
+pub mod finetune;
+pub mod load;
+pub mod task_model;
+
+pub use config::{DEFAULT_TOML, RunConfig};
+pub use finetune::{Options, Outcome, Report, finetune};

@@ -1,0 +1,203 @@
+//! Finding and loading the model named by a run configuration.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow, bail};
+use zo_data::Task;
+use zo_models::gguf::load_gguf;
+use zo_models::{
+    HubOptions, MaskedLm, MaskedLmClassifier, Precision, Tokenizer, Weights, load_causal_lm,
+};
+
+use crate::config::{ModelKind, ModelSection};
+use crate::task_model::Head;
+
+/// Models that `crates/zo-models/scripts/provision.sh` puts in the models folder, by name.
+pub const PROVISIONED: [(&str, &str); 2] = [
+    ("splade-tiny", "splade-tiny"),
+    (
+        "smollm2-135m",
+        "smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf",
+    ),
+];
+
+/// The folder of provisioned models: `ZO_MODELS_DIR`, else `./.cache/models` if it exists, else
+/// the workspace's `.cache/models`.
+pub fn models_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("ZO_MODELS_DIR") {
+        return PathBuf::from(dir);
+    }
+    let local = PathBuf::from(".cache/models");
+    if local.is_dir() {
+        return local;
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.cache/models")
+}
+
+/// Resolve `[model].name`: an existing path, a provisioned name, or a hub name.
+pub fn resolve(name: &str) -> Result<PathBuf> {
+    let path = Path::new(name);
+    if path.exists() {
+        return Ok(path.to_path_buf());
+    }
+    if let Some((_, rel)) = PROVISIONED
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+    {
+        let p = models_dir().join(rel);
+        if p.exists() {
+            return Ok(p);
+        }
+        bail!(
+            "model.name: `{name}` is not provisioned ({} is missing); run `bash crates/zo-models/scripts/provision.sh` (or `cargo xtask finetune`, which does it)",
+            p.display()
+        );
+    }
+    zo_models::resolve_model(name, &HubOptions::from_env()).map_err(|e| anyhow!("model.name: {e}"))
+}
+
+/// The head a checkpoint calls for: masked for BERT/RoBERTa folders, causal for OPT/Llama/Mistral
+/// folders and `.gguf`/`.bin` files.
+pub fn detect_kind(path: &Path) -> Result<ModelKind> {
+    if path.is_file() {
+        return Ok(ModelKind::Causal);
+    }
+    #[derive(serde::Deserialize)]
+    struct Kind {
+        #[serde(default)]
+        model_type: Option<String>,
+    }
+    let config = path.join("config.json");
+    let kind: Kind = zo_models::loading::read_json(&config)?;
+    match kind.model_type.as_deref() {
+        Some("opt" | "llama" | "mistral") => Ok(ModelKind::Causal),
+        Some("bert" | "roberta" | "xlm-roberta" | "camembert") | None => Ok(ModelKind::Masked),
+        Some(other) => bail!(
+            "{}: model_type `{other}` is not supported (bert, roberta, opt, llama, mistral)",
+            config.display()
+        ),
+    }
+}
+
+/// A loaded model: its head and its trainable weights.
+pub struct Loaded {
+    /// The head.
+    pub head: Head,
+    /// The weights (shared with the head's model).
+    pub weights: Weights,
+    /// The resolved path.
+    pub path: PathBuf,
+    /// The head kind.
+    pub kind: ModelKind,
+}
+
+/// Load the model of `section` for `task`.
+pub fn load(
+    section: &ModelSection,
+    kind: Option<ModelKind>,
+    precision: Precision,
+    task: Task,
+) -> Result<Loaded> {
+    let path = resolve(&section.name)?;
+    let kind = match kind {
+        Some(k) => k,
+        None => detect_kind(&path)?,
+    };
+    let tokenizer_override = section
+        .tokenizer
+        .as_ref()
+        .map(|p| Tokenizer::from_file(p).map_err(|e| anyhow!("model.tokenizer: {e}")))
+        .transpose()?;
+    let (head, weights) = match kind {
+        ModelKind::Masked => {
+            if path.is_file() {
+                bail!(
+                    "model.kind: {} is a file; masked LMs load from a Hugging Face folder",
+                    path.display()
+                );
+            }
+            let prompt = task.masked_prompt()?;
+            let (model, weights) = MaskedLm::from_folder(&path, precision)?;
+            let tokenizer = match tokenizer_override {
+                Some(t) => t,
+                None => Tokenizer::from_folder(&path)?,
+            };
+            let max_length = section.max_length.min(model.max_sequence_length());
+            let clf =
+                MaskedLmClassifier::new(model, tokenizer, prompt.template, prompt.label_words)
+                    .and_then(|c| c.with_max_length(max_length))
+                    .with_context(|| {
+                        format!("{} as a {} classifier", path.display(), task.display_name())
+                    })?;
+            (Head::Masked(clf), weights)
+        }
+        ModelKind::Causal => {
+            let is_gguf = path
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("gguf"));
+            if is_gguf {
+                let m = load_gguf(&path, precision)?;
+                let tokenizer = match (tokenizer_override, m.tokenizer) {
+                    (Some(t), _) => t,
+                    (None, Some(t)) => Tokenizer::from_tokenizer(t, &path)?,
+                    (None, None) => bail!(
+                        "{}: the GGUF metadata has no byte-level BPE tokenizer; set model.tokenizer",
+                        path.display()
+                    ),
+                };
+                let prefix = match (m.add_bos_token, m.bos_token_id) {
+                    (true, Some(b)) => vec![b],
+                    _ => Vec::new(),
+                };
+                let head = Head::Causal {
+                    model: Box::new(m.model),
+                    tokenizer,
+                    prefix,
+                    max_length: section.max_length,
+                };
+                (head, m.weights)
+            } else {
+                let (model, weights) = load_causal_lm(&path, precision)?;
+                let tokenizer = match tokenizer_override {
+                    Some(t) => t,
+                    None if path.is_dir() => Tokenizer::from_folder(&path)?,
+                    None => bail!(
+                        "{}: a llama2.c checkpoint has no tokenizer.json; set model.tokenizer",
+                        path.display()
+                    ),
+                };
+                let prefix = tokenizer.prefix().to_vec();
+                let head = Head::Causal {
+                    model,
+                    tokenizer,
+                    prefix,
+                    max_length: section.max_length,
+                };
+                (head, weights)
+            }
+        }
+    };
+    Ok(Loaded {
+        head,
+        weights,
+        path,
+        kind,
+    })
+}
+
+/// Load only the weights of the checkpoint at `path` (to put the base weights back).
+pub fn load_weights(path: &Path, kind: ModelKind, precision: Precision) -> Result<Weights> {
+    Ok(match kind {
+        ModelKind::Masked => MaskedLm::from_folder(path, precision)?.1,
+        ModelKind::Causal => {
+            if path
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
+            {
+                load_gguf(path, precision)?.weights
+            } else {
+                load_causal_lm(path, precision)?.1
+            }
+        }
+    })
+}

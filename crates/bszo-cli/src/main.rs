@@ -1,0 +1,135 @@
+//! `bszo`: fine-tune language models with zeroth-order optimizers.
+
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::Result;
+use bszo_cli::cli::{Cli, Command};
+use bszo_cli::export::{StepChoice, export};
+use bszo_cli::finetune::{Options, finetune};
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                let _ = e.print();
+                return ExitCode::SUCCESS;
+            }
+            if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                let _ = e.print();
+                return ExitCode::from(2);
+            }
+            // One line: clap's first line, without its usage block.
+            let text = e.to_string();
+            let first = text
+                .lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("bad arguments");
+            eprintln!("{} (see --help)", first.trim_end());
+            return ExitCode::from(2);
+        }
+    };
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {}", one_line(&format!("{e:#}")));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn percent(x: f64) -> String {
+    format!("{:.2}%", 100.0 * x)
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Export(a) => {
+            let step: StepChoice = a.step.parse()?;
+            let at = export(&a.run, step, &a.out, a.overwrite)?;
+            println!("wrote the weights after step {at} to {}", a.out.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Finetune(args) => {
+            let config = args.to_config()?;
+            if args.print_config {
+                config.resolve()?;
+                print!("{}", config.to_toml());
+                return Ok(ExitCode::SUCCESS);
+            }
+            let stop = Arc::new(AtomicBool::new(false));
+            let flag = stop.clone();
+            ctrlc::set_handler(move || {
+                if flag.swap(true, Ordering::SeqCst) {
+                    // A second Ctrl-C: leave now (the last checkpoint is intact).
+                    std::process::exit(130);
+                }
+            })?;
+            let outcome = finetune(Options {
+                config,
+                out_dir: args.out.clone(),
+                resume: args.resume,
+                progress: !args.no_progress,
+                stop,
+            })?;
+            let r = &outcome.report;
+            let dir = outcome.dir.display();
+            println!(
+                "{} on {} with {} ({} parameters, {} train / {} validation / {} test examples)",
+                r.config.model.name,
+                r.config.task.name,
+                r.config.optimizer.name,
+                r.parameters,
+                r.sizes[0],
+                r.sizes[1],
+                r.sizes[2]
+            );
+            println!(
+                "zero-shot test accuracy:  {}",
+                percent(r.zero_shot.test.score)
+            );
+            match &r.test {
+                Some(test) => {
+                    let best = r
+                        .best
+                        .map(|b| {
+                            format!(", best validation {} at step {}", percent(b.score), b.step)
+                        })
+                        .unwrap_or_default();
+                    println!(
+                        "fine-tuned test accuracy: {} ({:+.2} points; {} steps, {} training forwards{best})",
+                        percent(test.score),
+                        100.0 * (test.score - r.zero_shot.test.score),
+                        r.steps,
+                        r.forwards.train
+                    );
+                    println!(
+                        "wall time {:.1} s, peak RSS {}; results in {dir} (report.json)",
+                        r.wall_time_s,
+                        r.peak_rss_bytes
+                            .map(|b| format!("{:.1} MiB", b as f64 / 1048576.0))
+                            .unwrap_or_else(|| "unknown".into())
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                None => {
+                    println!(
+                        "stopped after step {}; a checkpoint is in {dir}: continue with `--resume --out {dir}`",
+                        r.steps
+                    );
+                    Ok(ExitCode::from(130))
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,219 @@
+//! The task models: a zo-models prompt head joined with zo-data splits, as a zo-train
+//! [`TaskModel`] over the model's [`Weights`].
+
+use anyhow::{Context, Result, anyhow, bail};
+use zo_data::{Example, Splits, Task, accuracy, macro_f1};
+use zo_models::causal::{CandidateExample, candidate_loss_and_predictions};
+use zo_models::masked::{MaskedLmClassifier, PromptBatch};
+use zo_models::{CausalLm, Tokenizer, Weights};
+use zo_optim::ObjectiveError;
+use zo_train::{Metrics, Split, TaskModel};
+
+/// How a prompt becomes a prediction.
+// One value per run: the size difference between the variants costs nothing.
+#[allow(clippy::large_enum_variant)]
+pub enum Head {
+    /// A masked LM: the label words' logits at the mask.
+    Masked(MaskedLmClassifier),
+    /// A causal LM: the candidates' mean log-likelihoods.
+    Causal {
+        /// The model.
+        model: Box<dyn CausalLm + Send + Sync>,
+        /// Its tokenizer.
+        tokenizer: Tokenizer,
+        /// Tokens put before every context (e.g. BOS).
+        prefix: Vec<u32>,
+        /// Longest sequence (context + candidate) in tokens.
+        max_length: usize,
+    },
+}
+
+/// One encoded minibatch.
+enum Batch {
+    Masked(PromptBatch, Vec<usize>),
+    Causal(Vec<CandidateExample>),
+}
+
+/// A prompt-based classifier on one task's splits.
+pub struct PromptTask {
+    head: Head,
+    task: Task,
+    train: Vec<Example>,
+    validation: Vec<Batch>,
+    test: Vec<Batch>,
+    validation_labels: Vec<usize>,
+    test_labels: Vec<usize>,
+    cache: Option<(Vec<usize>, Batch)>,
+}
+
+impl PromptTask {
+    /// Encode the validation and test splits in chunks of `eval_batch` examples.
+    pub fn new(head: Head, splits: Splits, eval_batch: usize) -> Result<Self> {
+        let task = splits.task;
+        if splits.train.is_empty() {
+            bail!("{}: the training split is empty", task.display_name());
+        }
+        let mut me = Self {
+            head,
+            task,
+            train: splits.train,
+            validation: Vec::new(),
+            test: Vec::new(),
+            validation_labels: splits.validation.iter().map(|e| e.label).collect(),
+            test_labels: splits.test.iter().map(|e| e.label).collect(),
+            cache: None,
+        };
+        me.validation = splits
+            .validation
+            .chunks(eval_batch)
+            .map(|c| me.encode(c))
+            .collect::<Result<_>>()
+            .context("encoding the validation split")?;
+        me.test = splits
+            .test
+            .chunks(eval_batch)
+            .map(|c| me.encode(c))
+            .collect::<Result<_>>()
+            .context("encoding the test split")?;
+        Ok(me)
+    }
+
+    /// The task.
+    pub fn task(&self) -> Task {
+        self.task
+    }
+
+    /// The number of validation and test examples.
+    pub fn eval_sizes(&self) -> (usize, usize) {
+        (self.validation_labels.len(), self.test_labels.len())
+    }
+
+    /// The head.
+    pub fn head(&self) -> &Head {
+        &self.head
+    }
+
+    fn encode(&self, examples: &[Example]) -> Result<Batch> {
+        match &self.head {
+            Head::Masked(clf) => {
+                let prompt = self.task.masked_prompt()?;
+                let texts: Vec<Vec<&str>> = examples.iter().map(|e| prompt.slot_texts(e)).collect();
+                let batch = clf.encode_examples(&texts)?;
+                Ok(Batch::Masked(
+                    batch,
+                    examples.iter().map(|e| e.label).collect(),
+                ))
+            }
+            Head::Causal {
+                tokenizer,
+                prefix,
+                max_length,
+                ..
+            } => {
+                let rows = examples
+                    .iter()
+                    .map(|e| {
+                        let p = self.task.causal_prompt(e)?;
+                        let enc = p.encode(
+                            |t: &str| tokenizer.encode(t, false),
+                            prefix,
+                            Some(*max_length),
+                        )?;
+                        Ok(CandidateExample {
+                            context: enc.context,
+                            candidates: enc.candidates,
+                            label: enc.label,
+                        })
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                Ok(Batch::Causal(rows))
+            }
+        }
+    }
+
+    fn run(&self, batch: &Batch) -> Result<(f64, Vec<usize>)> {
+        Ok(match (&self.head, batch) {
+            (Head::Masked(clf), Batch::Masked(b, labels)) => clf.loss_and_predictions(b, labels)?,
+            (Head::Causal { model, .. }, Batch::Causal(rows)) => {
+                candidate_loss_and_predictions(model.as_ref(), rows)?
+            }
+            _ => return Err(anyhow!("a batch was encoded for another head")),
+        })
+    }
+
+    fn rows(batch: &Batch) -> usize {
+        match batch {
+            Batch::Masked(_, labels) => labels.len(),
+            Batch::Causal(rows) => rows.len(),
+        }
+    }
+
+    /// Evaluate a split: accuracy (the score), mean loss and macro-F1.
+    pub fn evaluate_split(&self, split: Split) -> Result<Metrics> {
+        let (batches, labels) = match split {
+            Split::Validation => (&self.validation, &self.validation_labels),
+            Split::Test => (&self.test, &self.test_labels),
+        };
+        if labels.is_empty() {
+            bail!("the {split} split is empty");
+        }
+        let mut predictions = Vec::with_capacity(labels.len());
+        let mut loss = 0.0;
+        for b in batches {
+            let (l, p) = self.run(b)?;
+            loss += l * Self::rows(b) as f64;
+            predictions.extend(p);
+        }
+        let num_classes = match self.task {
+            // COPA's classes are its two choices.
+            Task::Copa => 2,
+            t => t.num_classes(),
+        };
+        let mut extra = std::collections::BTreeMap::new();
+        extra.insert(
+            "macro_f1".to_string(),
+            macro_f1(&predictions, labels, num_classes)?,
+        );
+        Ok(Metrics {
+            score: accuracy(&predictions, labels)?,
+            loss: Some(loss / labels.len() as f64),
+            forwards: batches.len() as u64,
+            extra,
+        })
+    }
+}
+
+impl TaskModel<Weights> for PromptTask {
+    fn num_train(&self) -> usize {
+        self.train.len()
+    }
+
+    fn train_loss(&mut self, _params: &Weights, batch: &[usize]) -> Result<f64, ObjectiveError> {
+        // Every forward of a step sees the same minibatch: encode it once.
+        let hit = self.cache.as_ref().is_some_and(|(idx, _)| idx == batch);
+        if !hit {
+            let examples: Vec<Example> = batch
+                .iter()
+                .map(|&i| {
+                    self.train
+                        .get(i)
+                        .cloned()
+                        .ok_or_else(|| anyhow!("training index {i} out of range"))
+                })
+                .collect::<Result<_>>()
+                .map_err(into_objective)?;
+            let encoded = self.encode(&examples).map_err(into_objective)?;
+            self.cache = Some((batch.to_vec(), encoded));
+        }
+        let (_, encoded) = self.cache.as_ref().expect("cached above");
+        self.run(encoded).map(|(l, _)| l).map_err(into_objective)
+    }
+
+    fn evaluate(&mut self, _params: &Weights, split: Split) -> Result<Metrics, ObjectiveError> {
+        self.evaluate_split(split).map_err(into_objective)
+    }
+}
+
+fn into_objective(e: anyhow::Error) -> ObjectiveError {
+    format!("{e:#}").into()
+}

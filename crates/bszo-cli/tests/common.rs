@@ -1,0 +1,88 @@
+//! Shared helpers: the real model and data, a scratch folder, running the binary.
+#![allow(dead_code, clippy::print_stderr)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// Whether SPLADE-tiny and the datasets are present. Missing ones fail the test when
+/// `BSZO_REQUIRE_MODELS` is set (CI sets it after provisioning), and skip it otherwise.
+pub fn real_assets(test: &str) -> bool {
+    let models = match std::env::var_os("ZO_MODELS_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.cache/models"),
+    };
+    let splade = models.join("splade-tiny/model.safetensors");
+    let data = data_dir();
+    let sst2 = data.join("sst2");
+    let ok = splade.is_file() && sst2.is_dir();
+    if !ok {
+        let msg = format!(
+            "{test}: needs {} (crates/zo-models/scripts/provision.sh) and {}",
+            splade.display(),
+            sst2.display()
+        );
+        assert!(std::env::var_os("BSZO_REQUIRE_MODELS").is_none(), "{msg}");
+        eprintln!("SKIP {msg}");
+    }
+    ok
+}
+
+/// The datasets folder: `ZO_DATA_DIR`, else the workspace's `../shared/data`.
+pub fn data_dir() -> PathBuf {
+    match std::env::var_os("ZO_DATA_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"),
+    }
+}
+
+/// The workspace root (where the binary resolves `../shared/data`).
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// An empty scratch folder for `name`.
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("bszo-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The `bszo` binary, run in the workspace root.
+pub fn bszo(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_bszo"))
+        .args(args)
+        .current_dir(workspace())
+        .output()
+        .expect("the bszo binary runs")
+}
+
+/// stderr as text.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// stdout as text.
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// The tensors of a safetensors file as (name, f32 bits), sorted by name.
+pub fn tensor_bits(path: &Path) -> Vec<(String, Vec<u32>)> {
+    let bytes = std::fs::read(path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut out: Vec<(String, Vec<u32>)> = st
+        .tensors()
+        .into_iter()
+        .map(|(name, view)| {
+            let bits = view
+                .data()
+                .chunks_exact(4)
+                .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect();
+            (name, bits)
+        })
+        .collect();
+    out.sort();
+    out
+}

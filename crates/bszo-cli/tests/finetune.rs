@@ -1,0 +1,309 @@
+//! End to end on real data: SPLADE-tiny on SST-2 through the same path as `cargo xtask finetune`.
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use bszo_cli::cli::FinetuneArgs;
+use bszo_cli::finetune::{Options, Outcome, finetune};
+use common::{bszo, data_dir, real_assets, scratch, stderr, stdout, tensor_bits, workspace};
+use zo_optim::Algorithm;
+use zo_train::{StopReason, TestWeights};
+
+fn args(optimizer: &str, steps: u64) -> FinetuneArgs {
+    FinetuneArgs {
+        optimizer: Some(optimizer.into()),
+        steps: Some(steps),
+        eval_every: Some(10),
+        checkpoint_every: Some(10),
+        no_progress: true,
+        no_plots: true,
+        data_dir: Some(data_dir()),
+        ..FinetuneArgs::default()
+    }
+}
+
+fn run(a: &FinetuneArgs, dir: &Path, resume: bool, stop: bool) -> Outcome {
+    finetune(Options {
+        config: a.to_config().unwrap(),
+        out_dir: Some(dir.to_path_buf()),
+        resume,
+        progress: false,
+        stop: Arc::new(AtomicBool::new(stop)),
+    })
+    .unwrap_or_else(|e| panic!("{e:#}"))
+}
+
+#[test]
+fn a_short_fine_tune_writes_a_complete_report_and_its_weights_rebuild_exactly() {
+    if !real_assets("a_short_fine_tune") {
+        return;
+    }
+    let dir = scratch("short");
+    let run_dir = dir.join("run");
+    let a = FinetuneArgs {
+        no_plots: false,
+        export: true,
+        ..args("bszo", 30)
+    };
+    let outcome = run(&a, &run_dir, false, false);
+    let r = &outcome.report;
+    assert_eq!(
+        r.sizes,
+        [32, 32, 872],
+        "SST-2 16-shot: 32 / 32 / the 872 test sentences"
+    );
+    assert_eq!(r.steps, 30);
+    assert_eq!(r.stop_reason, StopReason::MaxSteps);
+    assert_eq!(r.forwards.train, 30 * 3, "BSZO: 3 forwards a step");
+    assert_eq!(r.forwards.per_step, 3);
+    assert!(r.parameters > 4_000_000);
+    let zero = r.zero_shot.test.score;
+    assert!(
+        (0.5..0.6).contains(&zero),
+        "SPLADE-tiny's zero-shot SST-2 is about 54%: {zero}"
+    );
+    let test = r.test.as_ref().unwrap();
+    assert!(test.score.is_finite() && test.loss.unwrap().is_finite());
+    assert_eq!(r.test_weights, Some(TestWeights::Best));
+    assert!(r.peak_rss_bytes.unwrap() > 10 << 20);
+    assert!(r.wall_time_s > 0.0);
+    for f in [
+        "config.toml",
+        "zero_shot.json",
+        "checkpoint.json",
+        "seed_log.jsonl",
+        "metrics.jsonl",
+        "report.json",
+        "best.safetensors",
+        "loss.svg",
+        "loss.png",
+        "validation.svg",
+        "validation.png",
+    ] {
+        assert!(run_dir.join(f).is_file(), "{f} missing");
+        assert!(
+            r.files.iter().any(|x| x == f),
+            "{f} not listed in the report"
+        );
+    }
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run_dir.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["steps"], 30);
+    assert!(report["config"]["optimizer"]["name"] == "bszo");
+
+    // The exported best weights are the base weights plus the seed log, replayed.
+    let best = r.best.unwrap();
+    let exported = dir.join("rebuilt.safetensors");
+    let out = bszo(&[
+        "export",
+        "--run",
+        run_dir.to_str().unwrap(),
+        "--step",
+        "best",
+        "--out",
+        exported.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains(&format!("after step {}", best.step)));
+    assert_eq!(
+        tensor_bits(&exported),
+        tensor_bits(&run_dir.join("best.safetensors"))
+    );
+    // A step-0 export is the base model itself.
+    let base = dir.join("base.safetensors");
+    let out = bszo(&[
+        "export",
+        "--run",
+        run_dir.to_str().unwrap(),
+        "--step",
+        "0",
+        "--out",
+        base.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_ne!(
+        tensor_bits(&base),
+        tensor_bits(&exported),
+        "training moved the weights"
+    );
+    // Nothing is overwritten without a flag.
+    let out = bszo(&[
+        "export",
+        "--run",
+        run_dir.to_str().unwrap(),
+        "--out",
+        base.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success() && stderr(&out).contains("--overwrite"));
+    let err = finetune(Options {
+        config: a.to_config().unwrap(),
+        out_dir: Some(run_dir.clone()),
+        resume: false,
+        progress: false,
+        stop: Arc::new(AtomicBool::new(false)),
+    })
+    .unwrap_err();
+    assert!(format!("{err:#}").contains("--overwrite"), "{err:#}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn resuming_is_bitwise_identical_to_an_uninterrupted_run() {
+    if !real_assets("resuming_is_bitwise_identical") {
+        return;
+    }
+    for optimizer in ["bszo", "mezo_adam"] {
+        let dir = scratch(&format!("resume-{optimizer}"));
+        let whole = dir.join("whole");
+        let parts = dir.join("parts");
+        let a = FinetuneArgs {
+            export: true,
+            ..args(optimizer, 24)
+        };
+        let w = run(&a, &whole, false, false);
+        // Ctrl-C before the first step: a resumable checkpoint, no test evaluation, no report.
+        let stopped = run(&a, &parts, false, true);
+        assert_eq!(stopped.report.stop_reason, StopReason::StopFlag);
+        assert!(stopped.report.test.is_none());
+        assert!(!parts.join("report.json").exists());
+        // Then 10 steps (a multiple of the evaluation interval, so that no extra evaluation can
+        // change the best step), then resumed to 24.
+        run(
+            &FinetuneArgs {
+                steps: Some(10),
+                ..args(optimizer, 24)
+            },
+            &parts,
+            true,
+            false,
+        );
+        let p = run(&a, &parts, true, false);
+        assert_eq!(
+            std::fs::read(whole.join("seed_log.jsonl")).unwrap(),
+            std::fs::read(parts.join("seed_log.jsonl")).unwrap(),
+            "{optimizer}: same trajectory"
+        );
+        assert_eq!(
+            tensor_bits(&whole.join("best.safetensors")),
+            tensor_bits(&parts.join("best.safetensors")),
+            "{optimizer}: same best weights"
+        );
+        assert_eq!(w.report.best, p.report.best);
+        assert_eq!(w.report.test, p.report.test);
+        assert_eq!(w.report.forwards.train, p.report.forwards.train);
+        // Same final weights and optimizer state.
+        let cw: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(whole.join("checkpoint.json")).unwrap()).unwrap();
+        let cp: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(parts.join("checkpoint.json")).unwrap()).unwrap();
+        assert_eq!(
+            cw["state"]["optimizer"], cp["state"]["optimizer"],
+            "{optimizer}"
+        );
+
+        // A resume may not change the optimizer.
+        let err = finetune(Options {
+            config: FinetuneArgs { lr: Some(1.0), ..a }.to_config().unwrap(),
+            out_dir: Some(parts.clone()),
+            resume: true,
+            progress: false,
+            stop: Arc::new(AtomicBool::new(false)),
+        })
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("optimizer.lr"), "{err:#}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
+#[test]
+fn every_optimizer_of_the_family_runs_through_the_same_command() {
+    if !real_assets("every_optimizer") {
+        return;
+    }
+    let dir = scratch("family");
+    for algorithm in Algorithm::ALL {
+        let name = algorithm.name();
+        let run_dir = dir.join(name);
+        let a = FinetuneArgs {
+            lr: Some(if algorithm == Algorithm::ZoSgdSign {
+                1e-6
+            } else {
+                1e-5
+            }),
+            eval_every: Some(2),
+            ..args(name, 4)
+        };
+        let r = run(&a, &run_dir, false, false).report;
+        let per_step = algorithm.config(1e-4).forwards_per_step();
+        assert_eq!(r.forwards.train, 4 * per_step as u64, "{name}");
+        assert_eq!(r.steps, 4, "{name}");
+        assert!(r.test.unwrap().score.is_finite(), "{name}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn ctrl_c_stops_after_the_current_step_with_a_resumable_checkpoint() {
+    if !real_assets("ctrl_c") {
+        return;
+    }
+    let dir = scratch("sigint");
+    let run_dir = dir.join("run");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_bszo"))
+        .current_dir(workspace())
+        .args([
+            "finetune",
+            "--steps",
+            "100000",
+            "--no-progress",
+            "--checkpoint-every",
+            "0",
+            "--out",
+            run_dir.to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until training has started (the metrics stream has a line), then interrupt.
+    let started = std::time::Instant::now();
+    loop {
+        let lines = std::fs::read_to_string(run_dir.join("metrics.jsonl"))
+            .map(|t| t.lines().count())
+            .unwrap_or(0);
+        if lines > 0 {
+            break;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            let out = child.wait_with_output().unwrap();
+            panic!("bszo exited before training ({status}): {}", stderr(&out));
+        }
+        assert!(started.elapsed().as_secs() < 120, "training never started");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let pid = child.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+    assert!(stdout(&out).contains("--resume"), "{}", stdout(&out));
+    let ck: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run_dir.join("checkpoint.json")).unwrap()).unwrap();
+    let step = ck["state"]["looping"]["step"].as_u64().unwrap();
+    assert!(step > 0 && step < 100_000, "stopped at step {step}");
+    let log = std::fs::read_to_string(run_dir.join("seed_log.jsonl")).unwrap();
+    assert_eq!(
+        log.lines().count() as u64,
+        step,
+        "the seed log matches the checkpoint"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
