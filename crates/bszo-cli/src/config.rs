@@ -74,6 +74,10 @@ pub struct TaskSection {
     /// For `sampled`: at most this many validation examples (default: the specification's).
     #[serde(default)]
     pub validation_size: Option<usize>,
+    /// At most this many test examples (the first ones; for quick checks — reported results use
+    /// the whole test set).
+    #[serde(default)]
+    pub test_size: Option<usize>,
     /// The data folder (default: `ZO_DATA_DIR`, then `./data`, then `../shared/data`).
     #[serde(default)]
     pub data_dir: Option<PathBuf>,
@@ -385,6 +389,9 @@ impl RunConfig {
                 bail!("task.protocol: unknown protocol `{other}` (expected few-shot or sampled)")
             }
         };
+        if self.task.test_size == Some(0) {
+            bail!("task.test_size must be at least 1");
+        }
         if self.task.eval_batch_size == 0 {
             bail!("task.eval_batch_size must be at least 1");
         }

@@ -273,7 +273,10 @@ pub fn finetune(options: Options) -> Result<Outcome> {
 
     // Data and model.
     let data_dir = resolve_data_dir(config.task.data_dir.clone())?;
-    let splits = load_splits(&data_dir, resolved.task, resolved.protocol)?;
+    let mut splits = load_splits(&data_dir, resolved.task, resolved.protocol)?;
+    if let Some(n) = config.task.test_size {
+        splits.test.truncate(n);
+    }
     let sizes = [
         splits.train.len(),
         splits.validation.len(),

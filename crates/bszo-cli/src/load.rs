@@ -6,11 +6,12 @@ use anyhow::{Context, Result, anyhow, bail};
 use zo_data::Task;
 use zo_models::gguf::load_gguf;
 use zo_models::{
-    HubOptions, MaskedLm, MaskedLmClassifier, Precision, Tokenizer, Weights, load_causal_lm,
+    HubOptions, Llama2cTokenizer, MaskedLm, MaskedLmClassifier, Precision, Tokenizer, Weights,
+    load_causal_lm,
 };
 
 use crate::config::{ModelKind, ModelSection};
-use crate::task_model::Head;
+use crate::task_model::{CausalTokenizer, Head};
 
 /// Models that `crates/zo-models/scripts/provision.sh` puts in the models folder, by name.
 pub const PROVISIONED: [(&str, &str); 2] = [
@@ -52,6 +53,21 @@ pub fn resolve(name: &str) -> Result<PathBuf> {
             "model.name: `{name}` is not provisioned ({} is missing); run `bash crates/zo-models/scripts/provision.sh` (or `cargo xtask finetune`, which does it)",
             p.display()
         );
+    }
+    if name.eq_ignore_ascii_case("stories260k") {
+        // The tiny llama2.c model shipped with the shared data.
+        let rel = "shared/models/stories260k/stories260K.bin";
+        let candidates = [
+            Path::new("..").join(rel),
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../..")
+                .join(rel),
+        ];
+        return candidates
+            .iter()
+            .find(|p| p.is_file())
+            .cloned()
+            .ok_or_else(|| anyhow!("model.name: stories260k not found at ../{rel}"));
     }
     zo_models::resolve_model(name, &HubOptions::from_env()).map_err(|e| anyhow!("model.name: {e}"))
 }
@@ -106,6 +122,7 @@ pub fn load(
     let tokenizer_override = section
         .tokenizer
         .as_ref()
+        .filter(|p| p.extension().is_none_or(|e| e != "bin"))
         .map(|p| Tokenizer::from_file(p).map_err(|e| anyhow!("model.tokenizer: {e}")))
         .transpose()?;
     let (head, weights) = match kind {
@@ -151,22 +168,47 @@ pub fn load(
                 };
                 let head = Head::Causal {
                     model: Box::new(m.model),
-                    tokenizer,
+                    tokenizer: CausalTokenizer::Hf(tokenizer),
                     prefix,
                     max_length: section.max_length,
                 };
                 (head, m.weights)
             } else {
                 let (model, weights) = load_causal_lm(&path, precision)?;
-                let tokenizer = match tokenizer_override {
-                    Some(t) => t,
-                    None if path.is_dir() => Tokenizer::from_folder(&path)?,
-                    None => bail!(
-                        "{}: a llama2.c checkpoint has no tokenizer.json; set model.tokenizer",
-                        path.display()
-                    ),
+                let (tokenizer, prefix) = if path.is_dir() {
+                    let t = match tokenizer_override {
+                        Some(t) => t,
+                        None => Tokenizer::from_folder(&path)?,
+                    };
+                    let prefix = t.prefix().to_vec();
+                    (CausalTokenizer::Hf(t), prefix)
+                } else {
+                    // A llama2.c checkpoint: its tokenizer file sits beside it (or is named).
+                    let file = match &section.tokenizer {
+                        Some(p) => p.clone(),
+                        None => ["tok512.bin", "tokenizer.bin"]
+                            .iter()
+                            .map(|n| path.with_file_name(n))
+                            .find(|p| p.is_file())
+                            .ok_or_else(|| {
+                                anyhow!(
+                                    "{}: no tok512.bin or tokenizer.bin beside the llama2.c checkpoint; set model.tokenizer",
+                                    path.display()
+                                )
+                            })?,
+                    };
+                    if file.extension().is_some_and(|e| e == "json") {
+                        let t = Tokenizer::from_file(&file)?;
+                        let prefix = t.prefix().to_vec();
+                        (CausalTokenizer::Hf(t), prefix)
+                    } else {
+                        let t = Llama2cTokenizer::from_file(&file)?;
+                        (
+                            CausalTokenizer::Llama2c(t),
+                            vec![zo_models::llama2c::LLAMA2C_BOS],
+                        )
+                    }
                 };
-                let prefix = tokenizer.prefix().to_vec();
                 let head = Head::Causal {
                     model,
                     tokenizer,

@@ -5,7 +5,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use zo_data::{Example, Splits, Task, accuracy, macro_f1};
 use zo_models::causal::{CandidateExample, candidate_loss_and_predictions};
 use zo_models::masked::{MaskedLmClassifier, PromptBatch};
-use zo_models::{CausalLm, Tokenizer, Weights};
+use zo_models::{CausalLm, Llama2cTokenizer, Tokenizer, Weights};
 use zo_optim::ObjectiveError;
 use zo_train::{Metrics, Split, TaskModel};
 
@@ -20,12 +20,33 @@ pub enum Head {
         /// The model.
         model: Box<dyn CausalLm + Send + Sync>,
         /// Its tokenizer.
-        tokenizer: Tokenizer,
+        tokenizer: CausalTokenizer,
         /// Tokens put before every context (e.g. BOS).
         prefix: Vec<u32>,
         /// Longest sequence (context + candidate) in tokens.
         max_length: usize,
     },
+}
+
+/// A causal LM's tokenizer: a `tokenizer.json` or llama2.c's `tok512.bin` format.
+// One value per run: the size difference between the variants costs nothing.
+#[allow(clippy::large_enum_variant)]
+pub enum CausalTokenizer {
+    /// A Hugging Face tokenizer (also built from GGUF metadata).
+    Hf(Tokenizer),
+    /// llama2.c's SentencePiece-style BPE (it adds the dummy-prefix space itself).
+    Llama2c(Llama2cTokenizer),
+}
+
+impl CausalTokenizer {
+    /// Token ids of `text`, without special tokens.
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        Ok(match self {
+            Self::Hf(t) => t.encode(text, false)?,
+            // llama2.c puts a space before the text; a candidate's own leading space is that one.
+            Self::Llama2c(t) => t.encode(text.strip_prefix(' ').unwrap_or(text), false, false),
+        })
+    }
 }
 
 /// One encoded minibatch.
@@ -115,7 +136,7 @@ impl PromptTask {
                     .map(|e| {
                         let p = self.task.causal_prompt(e)?;
                         let enc = p.encode(
-                            |t: &str| tokenizer.encode(t, false),
+                            |t: &str| tokenizer.encode(t).map_err(|e| format!("{e:#}")),
                             prefix,
                             Some(*max_length),
                         )?;

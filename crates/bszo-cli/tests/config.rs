@@ -95,7 +95,15 @@ fn bad_input_is_one_line_naming_what_is_wrong() {
         "task.protocol",
     );
     fails_with(
-        &["finetune", "--data-seed", "7", "--out", o],
+        &[
+            "finetune",
+            "--protocol",
+            "few-shot",
+            "--data-seed",
+            "7",
+            "--out",
+            o,
+        ],
         "task.data_seed",
     );
     fails_with(&["finetune", "--precision", "f8", "--out", o], "precision");

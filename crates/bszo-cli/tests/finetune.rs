@@ -21,6 +21,9 @@ fn args(optimizer: &str, steps: u64) -> FinetuneArgs {
         no_progress: true,
         no_plots: true,
         data_dir: Some(data_dir()),
+        // The 16-shot splits keep the tests quick (the default samples 1000 / 500).
+        protocol: Some("few-shot".into()),
+        data_seed: Some(42),
         ..FinetuneArgs::default()
     }
 }
