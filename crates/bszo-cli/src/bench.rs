@@ -927,7 +927,7 @@ fn render(opts: &BenchOptions, r: &Results, plots: &[String]) -> String {
             );
             let _ = writeln!(
                 s,
-                "| optimizer | forwards/step | steps | lr grid | picked lr | test accuracy % | best validation % | seconds/run |"
+                "| optimizer | forwards/step | steps | lr grid | picked lr | test accuracy % | best validation % | seconds/run (wall, indicative) |"
             );
             let _ = writeln!(s, "|---|---|---|---|---|---|---|---|");
             let _ = writeln!(s, "| zero-shot | — | 0 | — | — | {} | — | — |", pct(zero));
@@ -1034,8 +1034,8 @@ fn render(opts: &BenchOptions, r: &Results, plots: &[String]) -> String {
         "Median over {} steps of each optimizer on the same batch (same probes as above): the step's \
          wall time split into its forward passes, its perturbation sweeps (every pass over the \
          parameters) and the rest; the last column is step time / time of its forwards alone (target \
-         ≤ 1.05 for BSZO). On a model this small the sweeps over the 3.9M-parameter embedding cost \
-         as much as the forwards; the larger model shows the ratio where forwards dominate.\n",
+         ≤ 1.05 for BSZO). \"Rest\" is what the two timers leave (Kalman fusion, bookkeeping); timer \
+         noise can make it slightly negative.\n",
         plan.reps
     );
     let _ = writeln!(
