@@ -423,16 +423,7 @@ pub struct Probe {
 }
 
 fn status_kb(field: &str) -> Result<u64> {
-    let status = std::fs::read_to_string("/proc/self/status")?;
-    let line = status
-        .lines()
-        .find(|l| l.starts_with(field))
-        .ok_or_else(|| anyhow!("no {field} in /proc/self/status"))?;
-    Ok(line
-        .split_whitespace()
-        .nth(1)
-        .ok_or_else(|| anyhow!("bad line {line:?}"))?
-        .parse()?)
+    crate::finetune::status_kb(field).ok_or_else(|| anyhow!("no {field} in /proc/self/status"))
 }
 
 /// Run one memory/time scenario in this process (the `bench-probe` subcommand).

@@ -115,12 +115,16 @@ pub struct Outcome {
     pub report: Report,
 }
 
+/// A `kB` field of this process's `/proc/self/status` (Linux), e.g. `VmHWM:`.
+pub fn status_kb(field: &str) -> Option<u64> {
+    let status = fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
 /// Peak resident set size of this process (Linux `VmHWM`), in bytes.
 pub fn peak_rss_bytes() -> Option<u64> {
-    let status = fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
+    status_kb("VmHWM:").map(|kb| kb * 1024)
 }
 
 fn default_out_dir(config: &RunConfig) -> PathBuf {
