@@ -300,6 +300,10 @@ impl Cell {
     fn tests(&self) -> Vec<f64> {
         self.picked.iter().map(|r| r.test).collect()
     }
+
+    fn validations(&self) -> Vec<f64> {
+        self.picked.iter().map(|r| r.best_validation).collect()
+    }
 }
 
 /// Grid search on the first seed and the other seeds at the best learning rate.
@@ -924,13 +928,7 @@ fn render(opts: &BenchOptions, r: &Results, plots: &[String]) -> String {
             let _ = writeln!(s, "| zero-shot | — | 0 | — | — | {} | — | — |", pct(zero));
             for (opt, cell) in cells {
                 let (m, sd) = mean_std(&cell.tests());
-                let (vm, _) = mean_std(
-                    &cell
-                        .picked
-                        .iter()
-                        .map(|p| p.best_validation)
-                        .collect::<Vec<_>>(),
-                );
+                let (vm, _) = mean_std(&cell.validations());
                 let p0 = &cell.picked[0];
                 let grid: Vec<String> = cell.grid.iter().map(|g| format!("{:e}", g.lr)).collect();
                 let secs = median(cell.picked.iter().map(|p| p.wall_time_s).collect());
@@ -1070,13 +1068,7 @@ fn render(opts: &BenchOptions, r: &Results, plots: &[String]) -> String {
     let _ = writeln!(s, "|---|---|---|---|---|---|");
     for (k, cell) in &r.ablation {
         let (m, sd) = mean_std(&cell.tests());
-        let (vm, _) = mean_std(
-            &cell
-                .picked
-                .iter()
-                .map(|p| p.best_validation)
-                .collect::<Vec<_>>(),
-        );
+        let (vm, _) = mean_std(&cell.validations());
         let _ = writeln!(
             s,
             "| {k} | {} | {} | {:e} | {} ± {} | {} |",
