@@ -449,7 +449,7 @@ pub fn probe(model: &str, scenario: &str, reps: usize, data_dir: Option<PathBuf>
     };
     let params = weights.num_params();
     let clf = MaskedLmClassifier::new(m, tokenizer, "<S> It was [MASK] .", &["terrible", "great"])?;
-    let data = zo_data::resolve_data_dir(data_dir)?;
+    let data = crate::load::data_dir(data_dir)?;
     let train =
         zo_data::load_splits(&data, zo_data::Task::Sst2, zo_data::Protocol::few_shot(13))?.train;
     let texts: Vec<&str> = train.iter().take(16).map(|e| e.texts[0].as_str()).collect();

@@ -45,7 +45,7 @@ pub struct BenchArgs {
     /// Where the runs' folders go (a run whose configuration matches is reused).
     #[arg(long, value_name = "DIR", default_value = "target/bench")]
     pub work: PathBuf,
-    /// The data folder (default: ZO_DATA_DIR, then ./data, then ../shared/data).
+    /// The data folder; it must exist (default: $ZO_DATA_DIR if set, else ./data, else the repository's data/).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
 }
@@ -150,7 +150,7 @@ pub struct FinetuneArgs {
     /// At most this many test examples (the first; for quick checks).
     #[arg(long, help_heading = "Task")]
     pub test_size: Option<usize>,
-    /// The data folder (default: ZO_DATA_DIR, then ./data, then ../shared/data).
+    /// The data folder; it must exist (default: $ZO_DATA_DIR if set, else ./data, else the repository's data/).
     #[arg(long, help_heading = "Task")]
     pub data_dir: Option<PathBuf>,
     /// Examples per evaluation forward.
@@ -218,7 +218,7 @@ pub struct FinetuneArgs {
     /// BSZO: observations per step m ≥ k.
     #[arg(long, help_heading = "Optimizer")]
     pub m: Option<usize>,
-    /// BSZO: noise EMA weight α.
+    /// BSZO: noise EMA weight α in [0, 1) (0: a fixed noise level, no adaptation).
     #[arg(long, help_heading = "Optimizer")]
     pub noise_ema: Option<f64>,
     /// BSZO: prior variance σ_p²: auto (n·1e-6) or a number.
@@ -236,6 +236,13 @@ pub struct FinetuneArgs {
     /// BSZO: diagonal jitter added to the posterior covariance.
     #[arg(long, help_heading = "Optimizer")]
     pub jitter: Option<f64>,
+    /// BSZO: observations beyond the first k: cached (bszo), fresh (bszo_b) or requery (a fresh
+    /// forward along axis τ mod k: the authors' adaptive sampling off).
+    #[arg(long, help_heading = "Optimizer")]
+    pub extra_sample: Option<String>,
+    /// BSZO: one_sided (default) or central finite differences.
+    #[arg(long, help_heading = "Optimizer")]
+    pub difference: Option<String>,
 
     /// The step budget.
     #[arg(long, help_heading = "Training")]
@@ -360,6 +367,8 @@ impl FinetuneArgs {
         set_opt(&mut o.noise_floor, &self.noise_floor);
         set_opt(&mut o.noise_update, &self.noise_update);
         set_opt(&mut o.jitter, &self.jitter);
+        set_opt(&mut o.extra_sample, &self.extra_sample);
+        set_opt(&mut o.difference, &self.difference);
         if self.k.is_some() && self.m.is_none() {
             // m follows k unless given.
             o.m = None;

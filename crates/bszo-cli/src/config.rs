@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 use zo_data::{FEW_SHOT_SEEDS, Protocol, Task};
 use zo_models::Precision;
 use zo_optim::{
-    Algorithm, Distribution, Estimator, KalmanSubspace, NoiseUpdate, Optimizer, Schedule, SignMode,
-    UpdateRule, Variance,
+    Algorithm, Difference, Distribution, Estimator, ExtraSample, KalmanSubspace, NoiseUpdate,
+    Optimizer, Schedule, SignMode, UpdateRule, Variance,
 };
 use zo_train::TrainConfig;
 
@@ -78,7 +78,7 @@ pub struct TaskSection {
     /// the whole test set).
     #[serde(default)]
     pub test_size: Option<usize>,
-    /// The data folder (default: `ZO_DATA_DIR`, then `./data`, then `../shared/data`).
+    /// The data folder; it must exist (default: `$ZO_DATA_DIR` if set, else `./data`, else the repository's `data/`).
     #[serde(default)]
     pub data_dir: Option<PathBuf>,
     /// Examples per evaluation forward.
@@ -166,6 +166,13 @@ pub struct OptimizerSection {
     /// BSZO: diagonal jitter added to the posterior covariance.
     #[serde(default)]
     pub jitter: Option<f64>,
+    /// BSZO: observations beyond the first k: `cached` (bszo), `fresh` (bszo_b: the posterior's
+    /// principal direction) or `requery` (a fresh forward along axis τ mod k).
+    #[serde(default)]
+    pub extra_sample: Option<String>,
+    /// BSZO: `one_sided` or `central` finite differences.
+    #[serde(default)]
+    pub difference: Option<String>,
 }
 
 /// A variance: `"auto"` or a number.
@@ -523,6 +530,8 @@ impl OptimizerSection {
             ("noise_floor", self.noise_floor.is_some()),
             ("noise_update", self.noise_update.is_some()),
             ("jitter", self.jitter.is_some()),
+            ("extra_sample", self.extra_sample.is_some()),
+            ("difference", self.difference.is_some()),
         ];
         for (group, fits) in [
             (&spsa_only[..], matches!(est, Estimator::Spsa { .. })),
@@ -666,6 +675,25 @@ impl OptimizerSection {
         }
         if let Some(v) = self.jitter {
             ks.jitter = v;
+        }
+        if let Some(v) = &self.extra_sample {
+            ks.extra = match v.to_ascii_lowercase().replace('-', "_").as_str() {
+                "cached" => ExtraSample::Cached,
+                "fresh" => ExtraSample::Fresh,
+                "requery" => ExtraSample::Requery,
+                other => bail!(
+                    "optimizer.extra_sample: unknown kind `{other}` (cached, fresh or requery)"
+                ),
+            };
+        }
+        if let Some(v) = &self.difference {
+            ks.difference = match v.to_ascii_lowercase().replace('-', "_").as_str() {
+                "one_sided" => Difference::OneSided,
+                "central" => Difference::Central,
+                other => bail!(
+                    "optimizer.difference: unknown difference `{other}` (one_sided or central)"
+                ),
+            };
         }
         Ok(())
     }

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, anyhow, bail};
 use serde::{Deserialize, Serialize};
-use zo_data::{Protocol, load_splits, resolve_data_dir};
+use zo_data::{Protocol, load_splits};
 use zo_optim::ParamSet;
 use zo_train::{
     Best, CHECKPOINT_FILE, Event, JsonlWriter, Metrics, SEED_LOG_FILE, Split, StopReason,
@@ -276,7 +276,7 @@ pub fn finetune(options: Options) -> Result<Outcome> {
     let resolved = config.resolve()?;
 
     // Data and model.
-    let data_dir = resolve_data_dir(config.task.data_dir.clone())?;
+    let data_dir = crate::load::data_dir(config.task.data_dir.clone())?;
     let mut splits = load_splits(&data_dir, resolved.task, resolved.protocol)?;
     if let Some(n) = config.task.test_size {
         splits.test.truncate(n);

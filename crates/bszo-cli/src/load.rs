@@ -32,7 +32,32 @@ pub fn models_dir() -> PathBuf {
     if local.is_dir() {
         return local;
     }
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.cache/models")
+    workspace().join(".cache/models")
+}
+
+/// The repository this binary was built from (its data folder, shipped models and provisioned
+/// models are the defaults when the current directory has none).
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The data folder: `--data-dir` (or `[task].data_dir`) if given, else `$ZO_DATA_DIR` if set —
+/// either must exist — else `./data`, else the repository's `data/`.
+pub fn data_dir(flag: Option<PathBuf>) -> Result<PathBuf> {
+    let env = std::env::var_os(zo_data::DATA_DIR_ENV).map(PathBuf::from);
+    let cwd = std::env::current_dir().context("cannot read the current directory")?;
+    let dir = zo_data::resolve_data_dir_from(flag, env, &cwd, &[workspace().join("data")])
+        .map_err(|e| match e {
+            zo_data::DataError::DataDirMissing {
+                origin: zo_data::DataDirOrigin::Explicit,
+                path,
+            } => anyhow!(
+                "task.data_dir (--data-dir): the data folder {} does not exist",
+                path.display()
+            ),
+            other => anyhow!(other),
+        })?;
+    Ok(std::fs::canonicalize(&dir).unwrap_or(dir))
 }
 
 /// Resolve `[model].name`: an existing path, a provisioned name, or a hub name.
@@ -55,19 +80,22 @@ pub fn resolve(name: &str) -> Result<PathBuf> {
         );
     }
     if name.eq_ignore_ascii_case("stories260k") {
-        // The tiny llama2.c model shipped with the shared data.
-        let rel = "shared/models/stories260k/stories260K.bin";
-        let candidates = [
-            Path::new("..").join(rel),
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../../..")
-                .join(rel),
-        ];
+        // The tiny llama2.c model that ships with the repository (models/stories260k/).
+        let rel = Path::new("models")
+            .join("stories260k")
+            .join("stories260K.bin");
+        let candidates = [rel.clone(), workspace().join(&rel)];
         return candidates
             .iter()
             .find(|p| p.is_file())
             .cloned()
-            .ok_or_else(|| anyhow!("model.name: stories260k not found at ../{rel}"));
+            .ok_or_else(|| {
+                anyhow!(
+                    "model.name: stories260k not found at {} or {}",
+                    candidates[0].display(),
+                    candidates[1].display()
+                )
+            });
     }
     zo_models::resolve_model(name, &HubOptions::from_env()).map_err(|e| anyhow!("model.name: {e}"))
 }

@@ -27,15 +27,15 @@ pub fn real_assets(test: &str) -> bool {
     ok
 }
 
-/// The datasets folder: `ZO_DATA_DIR`, else the workspace's `../shared/data`.
+/// The datasets folder: `ZO_DATA_DIR`, else the repository's `data/`.
 pub fn data_dir() -> PathBuf {
     match std::env::var_os("ZO_DATA_DIR") {
         Some(d) => PathBuf::from(d),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"),
+        None => workspace().join("data"),
     }
 }
 
-/// The workspace root (where the binary resolves `../shared/data`).
+/// The workspace root (where the binary finds `data/` and `models/`).
 pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }

@@ -201,3 +201,86 @@ fn print_config_shows_the_resolved_toml() {
     assert_eq!(c.optimizer.name, "hizoo");
     assert_eq!(c.optimizer.lr, 1e-5);
 }
+
+/// The BSZO authors' switches and the BSZO paper's HiZOO setting are expressible as flags and
+/// presets, with the right forward counts; they are refused for algorithms that lack them.
+#[test]
+fn official_switches_and_the_paper_hizoo_rerun() {
+    use zo_optim::{Difference, Estimator, ExtraSample};
+    let args = FinetuneArgs {
+        difference: Some("central".into()),
+        extra_sample: Some("requery".into()),
+        noise_ema: Some(0.0),
+        ..FinetuneArgs::default()
+    };
+    let r = args.to_config().unwrap().resolve().unwrap();
+    assert_eq!(
+        r.optimizer.forwards_per_step(),
+        1 + 2 * 3,
+        "f0 + 2 per query, m = 3"
+    );
+    match r.optimizer.config().estimator {
+        Estimator::KalmanSubspace(ks) => {
+            assert_eq!(ks.difference, Difference::Central);
+            assert_eq!(ks.extra, ExtraSample::Requery);
+            assert_eq!(ks.alpha, 0.0);
+        }
+        other => panic!("{other:?}"),
+    }
+    // n-SPSA is two-point by default (2n forwards); one-sided on request (1 + n).
+    let nspsa = |one_sided| FinetuneArgs {
+        optimizer: Some("nspsa".into()),
+        one_sided,
+        ..FinetuneArgs::default()
+    };
+    let fw = |a: FinetuneArgs| {
+        a.to_config()
+            .unwrap()
+            .resolve()
+            .unwrap()
+            .optimizer
+            .forwards_per_step()
+    };
+    assert_eq!(fw(nspsa(None)), 8);
+    assert_eq!(fw(nspsa(Some(true))), 5);
+
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
+    let alpha = |preset: &str| {
+        let c = RunConfig::load(&dir.join(preset))
+            .unwrap()
+            .resolve()
+            .unwrap();
+        match c.optimizer.config().estimator {
+            Estimator::Hessian { eps, alpha, .. } => (eps, alpha),
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(alpha("paper-hizoo-rerun.toml"), (1e-4, 1e-8));
+    assert_eq!(alpha("paper-hizoo.toml"), (1e-4, 1e-10));
+
+    let dir = scratch("switches");
+    let out = dir.join("run");
+    let o = out.to_str().unwrap();
+    fails_with(
+        &[
+            "finetune",
+            "--optimizer",
+            "mezo",
+            "--difference",
+            "central",
+            "--out",
+            o,
+        ],
+        "difference",
+    );
+    fails_with(
+        &["finetune", "--difference", "sideways", "--out", o],
+        "sideways",
+    );
+    fails_with(
+        &["finetune", "--extra-sample", "often", "--out", o],
+        "often",
+    );
+    fails_with(&["finetune", "--noise-ema", "1", "--out", o], "alpha");
+    assert!(!out.exists());
+}

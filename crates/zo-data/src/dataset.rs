@@ -1,4 +1,4 @@
-//! Loading a task's examples from the files of the data folder (layout: `../shared/data/README.md`).
+//! Loading a task's examples from the files of the data folder (layout: `data/README.md` in the repository).
 //!
 //! | task | k-shot (`k-shot/16-SEED/`) | pool (`pool/`) | FewGLUE |
 //! |---|---|---|---|

@@ -77,6 +77,14 @@ pub enum DataError {
         /// Every candidate that was tried, in order.
         tried: Vec<PathBuf>,
     },
+    /// A data folder that was named explicitly (or by `ZO_DATA_DIR`) does not exist.
+    #[error("{origin}: the data folder {} does not exist", path.display())]
+    DataDirMissing {
+        /// Who named it.
+        origin: crate::datadir::DataDirOrigin,
+        /// The folder.
+        path: PathBuf,
+    },
     /// An invalid argument (empty inputs, mismatched lengths, a zero batch size, …).
     #[error("invalid argument `{field}`: {message}")]
     Invalid {

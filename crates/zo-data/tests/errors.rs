@@ -6,8 +6,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use zo_data::{
-    DataError, FewGlueSplit, KShotSplit, PoolSplit, Protocol, Task, load_fewglue, load_kshot,
-    load_pool, load_splits, resolve_data_dir_from,
+    DataDirOrigin, DataError, FewGlueSplit, KShotSplit, PoolSplit, Protocol, Task, load_fewglue,
+    load_kshot, load_pool, load_splits, resolve_data_dir_from,
 };
 
 fn write(path: &Path, text: &str) {
@@ -234,42 +234,69 @@ fn data_dir_resolution_order() {
     let env = root.join("env");
     let cwd = root.join("work").join("here");
     let local = cwd.join("data");
-    let shared = cwd.join("..").join("shared").join("data");
+    let install = root.join("install").join("data");
+    let sibling = cwd.join("..").join("shared").join("data");
     fs::create_dir_all(&cwd).unwrap();
+    // A sibling folder beside the current one is never looked at.
+    fs::create_dir_all(&sibling).unwrap();
 
-    // Nothing exists: the error lists all four candidates in order.
-    let err = resolve_data_dir_from(Some(flag.clone()), Some(env.clone()), &cwd).unwrap_err();
+    // Nothing named and no default exists: the error lists the defaults in order.
+    let err = resolve_data_dir_from(None, None, &cwd, std::slice::from_ref(&install)).unwrap_err();
     match &err {
         DataError::DataDirNotFound { tried } => {
-            assert_eq!(
-                tried,
-                &[flag.clone(), env.clone(), local.clone(), shared.clone()]
-            );
+            assert_eq!(tried, &[local.clone(), install.clone()]);
         }
         other => panic!("unexpected {other:?}"),
     }
-    assert!(err.to_string().contains("flag"));
+    assert!(!err.to_string().contains("shared"), "{err}");
 
-    fs::create_dir_all(&shared).unwrap();
-    assert_eq!(resolve_data_dir_from(None, None, &cwd).unwrap(), shared);
+    // The defaults in order: ./data first, then the extra folders.
+    fs::create_dir_all(&install).unwrap();
+    assert_eq!(
+        resolve_data_dir_from(None, None, &cwd, std::slice::from_ref(&install)).unwrap(),
+        install
+    );
     fs::create_dir_all(&local).unwrap();
     assert_eq!(
-        resolve_data_dir_from(None, Some(env.clone()), &cwd).unwrap(),
+        resolve_data_dir_from(None, None, &cwd, std::slice::from_ref(&install)).unwrap(),
         local
     );
+    // An empty environment value counts as unset.
+    assert_eq!(
+        resolve_data_dir_from(None, Some(PathBuf::new()), &cwd, &[]).unwrap(),
+        local
+    );
+
+    // A named folder that does not exist is an error naming who named it, not a fall-back to
+    // an existing folder.
+    let err = resolve_data_dir_from(None, Some(env.clone()), &cwd, &[]).unwrap_err();
+    assert!(
+        matches!(&err, DataError::DataDirMissing { origin: DataDirOrigin::Environment, path } if *path == env),
+        "{err:?}"
+    );
+    assert!(err.to_string().starts_with("ZO_DATA_DIR: "), "{err}");
     fs::create_dir_all(&env).unwrap();
     assert_eq!(
-        resolve_data_dir_from(Some(flag.clone()), Some(env.clone()), &cwd).unwrap(),
+        resolve_data_dir_from(None, Some(env.clone()), &cwd, &[]).unwrap(),
         env
+    );
+    let err = resolve_data_dir_from(Some(flag.clone()), Some(env.clone()), &cwd, &[]).unwrap_err();
+    assert!(
+        matches!(&err, DataError::DataDirMissing { origin: DataDirOrigin::Explicit, path } if *path == flag),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains(&flag.display().to_string()),
+        "{err}"
     );
     fs::create_dir_all(&flag).unwrap();
     assert_eq!(
-        resolve_data_dir_from(Some(flag.clone()), Some(env), &cwd).unwrap(),
+        resolve_data_dir_from(Some(flag.clone()), Some(env), &cwd, &[]).unwrap(),
         flag
     );
     // Relative values are taken relative to the current directory.
     assert_eq!(
-        resolve_data_dir_from(Some(PathBuf::from("data")), None, &cwd).unwrap(),
+        resolve_data_dir_from(Some(PathBuf::from("data")), None, &cwd, &[]).unwrap(),
         local
     );
     let _ = fs::remove_dir_all(&root);

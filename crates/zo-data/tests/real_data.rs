@@ -1,4 +1,4 @@
-//! Reads the real files of the shared data folder (skips when it is absent).
+//! Reads the real files of the repository's data folder.
 
 mod common;
 
@@ -23,9 +23,7 @@ fn keys(examples: &[Example]) -> HashSet<Vec<String>> {
 
 #[test]
 fn kshot_splits_have_sixteen_per_class_and_full_test_sets() {
-    let Some(dir) = common::data_dir() else {
-        return;
-    };
+    let dir = common::data_dir();
     let tests: [(Task, Option<&[usize]>); 6] = [
         (Task::Sst2, Some(&[428, 444])),
         (Task::Sst5, Some(&[279, 633, 389, 510, 399])),
@@ -58,9 +56,7 @@ fn kshot_splits_have_sixteen_per_class_and_full_test_sets() {
 
 #[test]
 fn pools_and_fewglue_files_have_the_documented_sizes() {
-    let Some(dir) = common::data_dir() else {
-        return;
-    };
+    let dir = common::data_dir();
     for (task, train, dev) in [
         (Task::Sst2, 6227, 692),
         (Task::Sst5, 7689, 855),
@@ -112,9 +108,7 @@ fn pools_and_fewglue_files_have_the_documented_sizes() {
 
 #[test]
 fn trec_label_order_is_lm_bffs() {
-    let Some(dir) = common::data_dir() else {
-        return;
-    };
+    let dir = common::data_dir();
     let test = load_kshot(&dir, Task::Trec, 13, KShotSplit::Test).unwrap();
     let labels_of = |prefix: &str| -> HashSet<usize> {
         test.iter()
@@ -134,9 +128,7 @@ fn trec_label_order_is_lm_bffs() {
 
 #[test]
 fn few_shot_protocol_splits() {
-    let Some(dir) = common::data_dir() else {
-        return;
-    };
+    let dir = common::data_dir();
     for task in Task::ALL {
         for seed in FEW_SHOT_SEEDS {
             let s = load_splits(&dir, task, Protocol::few_shot(seed)).unwrap();
@@ -169,9 +161,7 @@ fn few_shot_protocol_splits() {
 
 #[test]
 fn sampled_protocol_is_deterministic_and_disjoint() {
-    let Some(dir) = common::data_dir() else {
-        return;
-    };
+    let dir = common::data_dir();
     for task in Task::ALL {
         let a = load_splits(&dir, task, Protocol::sampled(task, 0)).unwrap();
         let b = load_splits(&dir, task, Protocol::sampled(task, 0)).unwrap();
@@ -212,9 +202,7 @@ fn sampled_protocol_is_deterministic_and_disjoint() {
 
 #[test]
 fn every_task_renders_its_prompts() {
-    let Some(dir) = common::data_dir() else {
-        return;
-    };
+    let dir = common::data_dir();
     for task in Task::ALL {
         let s = load_splits(&dir, task, Protocol::few_shot(13)).unwrap();
         let all = s.train.iter().chain(&s.validation).chain(&s.test);

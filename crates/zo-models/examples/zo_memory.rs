@@ -46,7 +46,7 @@ fn models_dir() -> PathBuf {
 fn data_dir() -> PathBuf {
     match std::env::var_os("ZO_DATA_DIR") {
         Some(d) => PathBuf::from(d),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data"),
     }
 }
 

@@ -9,19 +9,17 @@ use zo_models::causal::{CandidateExample, CausalLm, candidate_scores, generate_g
 use zo_models::llama2c::{LLAMA2C_BOS, LLAMA2C_EOS, Llama2cTokenizer, load_llama2c};
 
 fn dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/models/stories260k")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/stories260k")
 }
 
 #[test]
 fn stories260k_greedy_story_from_bos() {
     let d = dir();
-    if !d.join("stories260K.bin").exists() {
-        eprintln!(
-            "skipping: {} not found",
-            d.join("stories260K.bin").display()
-        );
-        return;
-    }
+    assert!(
+        d.join("stories260K.bin").is_file(),
+        "{} ships with the repository",
+        d.join("stories260K.bin").display()
+    );
     let t0 = Instant::now();
     let m = load_llama2c(&d.join("stories260K.bin"), Precision::F32).unwrap();
     assert_eq!(
@@ -70,10 +68,11 @@ fn stories260k_greedy_story_from_bos() {
 #[test]
 fn tok512_encodes_and_decodes() {
     let path = dir().join("tok512.bin");
-    if !path.exists() {
-        eprintln!("skipping: {} not found", path.display());
-        return;
-    }
+    assert!(
+        path.is_file(),
+        "{} ships with the repository",
+        path.display()
+    );
     let tok = Llama2cTokenizer::from_file(&path).unwrap();
     let text = "Once upon a time, there was a little girl named Lily.";
     let ids = tok.encode(text, true, false);

@@ -52,11 +52,28 @@ pub enum NoiseUpdate {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ExtraSample {
-    /// BSZO: re-use the cached value along the axis of largest posterior variance (no forward).
+    /// BSZO: re-use the cached value along the axis of largest posterior variance (no forward;
+    /// the authors' code with `bayesian_adaptive_sampling = True`).
     #[default]
     Cached,
     /// BSZO-B: a fresh forward along the principal eigenvector of the posterior covariance.
     Fresh,
+    /// A fresh forward along the axis `e_(τ mod k)`: observation `τ` re-queries direction
+    /// `τ mod k` (the authors' code with adaptive sampling off, `bayesian_adaptive_sampling =
+    /// False`, AeonianQuill/BSZO `bszo_optimizer_v3.py`).
+    Requery,
+}
+
+/// The finite difference behind one BSZO observation `y ≈ dᵀ g̃`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Difference {
+    /// `(L(θ + ε B d) − L(θ)) / ε`: one forward per queried observation (the paper's default).
+    #[default]
+    OneSided,
+    /// `(L(θ + ε B d) − L(θ − ε B d)) / 2ε`: two forwards per queried observation (the authors'
+    /// code with `bayesian_one_sided = False`); `L(θ)` is still evaluated once, for the logged loss.
+    Central,
 }
 
 /// Configuration of the Kalman-subspace (BSZO) estimator.
@@ -68,7 +85,8 @@ pub struct KalmanSubspace {
     pub m: usize,
     /// Perturbation scale ε (paper: 1e-4).
     pub eps: f64,
-    /// Noise EMA weight α ∈ (0, 1) (paper: 0.1).
+    /// Noise EMA weight α ∈ [0, 1) (paper: 0.1). With α = 0 the noise level stays at σ_e,init
+    /// (the authors' code with `bayesian_adaptive_noise = False`).
     pub alpha: f64,
     /// Prior variance σ_p² of the projected gradient.
     pub prior_variance: Variance,
@@ -78,8 +96,11 @@ pub struct KalmanSubspace {
     pub noise_floor: f64,
     /// Placement of the noise update.
     pub noise_update: NoiseUpdate,
-    /// Cached (BSZO) or fresh (BSZO-B) extra samples.
+    /// Cached (BSZO), fresh eigen-direction (BSZO-B) or re-queried axis extra samples.
     pub extra: ExtraSample,
+    /// One-sided (default) or central differences.
+    #[serde(default)]
+    pub difference: Difference,
     /// Diagonal jitter added to the posterior covariance after each update (authors' code: 1e-10).
     pub jitter: f64,
 }
@@ -96,6 +117,7 @@ impl Default for KalmanSubspace {
             noise_floor: 0.1,
             noise_update: NoiseUpdate::EveryObservation,
             extra: ExtraSample::Cached,
+            difference: Difference::OneSided,
             jitter: 1e-10,
         }
     }
@@ -144,18 +166,6 @@ fn positive(field: &'static str, v: f64) -> Result<(), ConfigError> {
         Ok(())
     } else {
         Err(ConfigError::NotPositive { field, value: v })
-    }
-}
-
-fn open_unit(field: &'static str, v: f64) -> Result<(), ConfigError> {
-    if v.is_finite() && v > 0.0 && v < 1.0 {
-        Ok(())
-    } else {
-        Err(ConfigError::OutOfRange {
-            field,
-            interval: "(0, 1)",
-            value: v,
-        })
     }
 }
 
@@ -216,7 +226,13 @@ impl Estimator {
                     return Err(ConfigError::SamplesBelowSubspace { m: c.m, k: c.k });
                 }
                 positive("eps", c.eps)?;
-                open_unit("alpha", c.alpha)?;
+                if !(c.alpha.is_finite() && (0.0..1.0).contains(&c.alpha)) {
+                    return Err(ConfigError::OutOfRange {
+                        field: "alpha",
+                        interval: "[0, 1)",
+                        value: c.alpha,
+                    });
+                }
                 c.prior_variance.validate("prior_variance")?;
                 c.noise_variance.validate("noise_variance")?;
                 if !(c.noise_floor.is_finite() && c.noise_floor >= 0.0) {
@@ -253,10 +269,17 @@ impl Estimator {
                 log_loss_after_update,
                 ..
             } => 3 + usize::from(log_loss_after_update),
-            Self::KalmanSubspace(c) => match c.extra {
-                ExtraSample::Cached => 1 + c.k,
-                ExtraSample::Fresh => 1 + c.m,
-            },
+            Self::KalmanSubspace(c) => {
+                let queried = match c.extra {
+                    ExtraSample::Cached => c.k,
+                    ExtraSample::Fresh | ExtraSample::Requery => c.m,
+                };
+                let per_query = match c.difference {
+                    Difference::OneSided => 1,
+                    Difference::Central => 2,
+                };
+                1 + per_query * queried
+            }
         }
     }
 
@@ -702,17 +725,33 @@ where
     let mut pending: Vec<Term> = Vec::new();
     let mut noise = (residual_ema.sqrt().max(floor)).powi(2);
     let f0 = ev.eval(params, &|_: &mut P| Ok(()))?;
+    // The observation along `to` (the displacement ε B d): one-sided against f0, or central.
+    let mut query =
+        |params: &mut P, pending: &mut Vec<Term>, to: Vec<Term>| -> Result<f64, OptimError> {
+            move_to(params, pending, &to)?;
+            *pending = to;
+            let lp = ev.eval(params, &undo_with(pending.clone()))?;
+            match c.difference {
+                Difference::OneSided => Ok((lp - f0) / eps),
+                Difference::Central => {
+                    let back = negate(pending);
+                    move_to(params, pending, &back)?;
+                    *pending = back;
+                    let lm = ev.eval(params, &undo_with(pending.clone()))?;
+                    Ok((lp - lm) / (2.0 * eps))
+                }
+            }
+        };
     for tau in 0..c.m {
-        let (d, y) = if tau < k {
-            let to = [Term::new(e, dirs[tau])];
-            move_to(params, &pending, &to)?;
-            pending = to.to_vec();
-            let l = ev.eval(params, &undo_with(pending.clone()))?;
-            let y = (l - f0) / eps;
-            cached[tau] = y;
+        let axis = |j: usize| {
             let mut d = Array1::zeros(k);
-            d[tau] = 1.0;
-            (d, y)
+            d[j] = 1.0;
+            d
+        };
+        let (d, y) = if tau < k {
+            let y = query(params, &mut pending, vec![Term::new(e, dirs[tau])])?;
+            cached[tau] = y;
+            (axis(tau), y)
         } else {
             match c.extra {
                 ExtraSample::Cached => {
@@ -723,9 +762,7 @@ where
                             j = i;
                         }
                     }
-                    let mut d = Array1::zeros(k);
-                    d[j] = 1.0;
-                    (d, cached[j])
+                    (axis(j), cached[j])
                 }
                 ExtraSample::Fresh => {
                     let v = principal_eigenvector(post.cov());
@@ -734,10 +771,13 @@ where
                         .zip(v.iter())
                         .map(|(dir, vi)| Term::new(e * *vi as f32, *dir))
                         .collect();
-                    move_to(params, &pending, &to)?;
-                    pending = to;
-                    let l = ev.eval(params, &undo_with(pending.clone()))?;
-                    (v, (l - f0) / eps)
+                    let y = query(params, &mut pending, to)?;
+                    (v, y)
+                }
+                ExtraSample::Requery => {
+                    let j = tau % k;
+                    let y = query(params, &mut pending, vec![Term::new(e, dirs[j])])?;
+                    (axis(j), y)
                 }
             }
         };

@@ -12,7 +12,8 @@ pub mod schedule;
 pub use direction::{Direction, DirectionKind, Term};
 pub use error::{ConfigError, ObjectiveError, OptimError, ParamError};
 pub use estimator::{
-    Estimator, EstimatorState, ExtraSample, KalmanReport, KalmanSubspace, NoiseUpdate, Variance,
+    Difference, Estimator, EstimatorState, ExtraSample, KalmanReport, KalmanSubspace, NoiseUpdate,
+    Variance,
 };
 pub use objective::{Counted, Objective};
 pub use optimizer::{

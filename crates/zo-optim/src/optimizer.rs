@@ -29,7 +29,8 @@ pub struct OptimizerConfig {
 pub enum Algorithm {
     /// MeZO: two-point SPSA + SGD (2 forwards).
     Mezo,
-    /// n-SPSA: SPSA averaged over n directions + SGD (2n forwards, or 1 + n one-sided).
+    /// n-SPSA: SPSA averaged over n directions + SGD (two-point by default: 2n forwards, as
+    /// MeZO's `medium_models` trainer; 1 + n with one-sided differences).
     Nspsa,
     /// MeZO-Adam: two-point SPSA + Adam (2 forwards, +2n floats).
     MezoAdam,
@@ -95,7 +96,7 @@ impl Algorithm {
                 Estimator::Spsa {
                     eps,
                     samples: 4,
-                    one_sided: true,
+                    one_sided: false,
                     distribution: Distribution::Normal,
                 },
                 sgd,

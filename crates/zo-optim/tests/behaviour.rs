@@ -7,9 +7,9 @@ mod problems;
 
 use problems::{Quadratic, Rng};
 use zo_optim::{
-    Algorithm, ConfigError, Counted, Estimator, ExtraSample, KalmanSubspace, NoiseUpdate,
-    Objective, ObjectiveError, OptimError, Optimizer, OptimizerConfig, OptimizerState, ParamSet,
-    ParamStore, Schedule, TensorData, TensorInfo, UpdateRule, Variance,
+    Algorithm, ConfigError, Counted, Difference, Estimator, ExtraSample, KalmanSubspace,
+    NoiseUpdate, Objective, ObjectiveError, OptimError, Optimizer, OptimizerConfig, OptimizerState,
+    ParamSet, ParamStore, Schedule, TensorData, TensorInfo, UpdateRule, Variance,
 };
 use zo_optim::{DirectionKey, Distribution};
 
@@ -24,7 +24,7 @@ fn quad_start(n: usize) -> (Quadratic, Vec<f32>) {
 fn forwards_per_step_are_as_specified_and_counted() {
     let expected = [
         (Algorithm::Mezo, 2),
-        (Algorithm::Nspsa, 5), // one-sided, n = 4: 1 + n
+        (Algorithm::Nspsa, 8), // two-point, n = 4: 2n (MeZO's medium_models trainer)
         (Algorithm::MezoAdam, 2),
         (Algorithm::ZoSgdMmt, 2),
         (Algorithm::ZoSgdSign, 2),
@@ -49,39 +49,50 @@ fn forwards_per_step_are_as_specified_and_counted() {
         assert_eq!(obj.forwards(), 7 * fw as u64, "{alg} counted");
         assert_eq!(state.step, 7);
     }
-    // Two-sided n-SPSA: 2n; the HiZOO logging forward: 4; BSZO with other k, m.
+    // One-sided n-SPSA: 1 + n; the HiZOO logging forward: 4; BSZO with other k, m, extra samples
+    // and differences.
     let c = |estimator| OptimizerConfig {
         estimator,
         rule: UpdateRule::Sgd { weight_decay: 0.0 },
     };
-    let two_sided = c(Estimator::Spsa {
+    let one_sided = c(Estimator::Spsa {
         eps: 1e-3,
         samples: 3,
-        one_sided: false,
+        one_sided: true,
         distribution: Default::default(),
     });
-    assert_eq!(two_sided.forwards_per_step(), 6);
+    assert_eq!(one_sided.forwards_per_step(), 4);
     let hizoo_log = c(Estimator::Hessian {
         eps: 1e-3,
         alpha: 1e-8,
         log_loss_after_update: true,
     });
     assert_eq!(hizoo_log.forwards_per_step(), 4);
-    let bszo = |extra| {
+    let bszo = |extra, difference| {
         c(Estimator::KalmanSubspace(KalmanSubspace {
             k: 4,
             m: 6,
             extra,
+            difference,
             ..Default::default()
         }))
     };
-    assert_eq!(bszo(ExtraSample::Cached).forwards_per_step(), 5);
-    assert_eq!(bszo(ExtraSample::Fresh).forwards_per_step(), 7);
+    let (one, central) = (Difference::OneSided, Difference::Central);
+    assert_eq!(bszo(ExtraSample::Cached, one).forwards_per_step(), 5);
+    assert_eq!(bszo(ExtraSample::Fresh, one).forwards_per_step(), 7);
+    assert_eq!(bszo(ExtraSample::Requery, one).forwards_per_step(), 7);
+    assert_eq!(bszo(ExtraSample::Cached, central).forwards_per_step(), 9);
+    assert_eq!(bszo(ExtraSample::Fresh, central).forwards_per_step(), 13);
+    assert_eq!(bszo(ExtraSample::Requery, central).forwards_per_step(), 13);
     for cfg in [
-        two_sided,
+        one_sided,
         hizoo_log,
-        bszo(ExtraSample::Cached),
-        bszo(ExtraSample::Fresh),
+        bszo(ExtraSample::Cached, one),
+        bszo(ExtraSample::Fresh, one),
+        bszo(ExtraSample::Requery, one),
+        bszo(ExtraSample::Cached, central),
+        bszo(ExtraSample::Fresh, central),
+        bszo(ExtraSample::Requery, central),
     ] {
         let opt = Optimizer::new(cfg, Schedule::constant(1e-4)).unwrap();
         let mut theta = theta0.clone();
@@ -240,6 +251,7 @@ fn bszo_posterior_matches_the_closed_form_step_by_step() {
                 noise_floor: floor,
                 noise_update: placement,
                 extra: ExtraSample::Cached,
+                difference: Difference::OneSided,
                 jitter: 0.0,
             }),
             rule: UpdateRule::Sgd { weight_decay: 0.0 },
@@ -321,6 +333,109 @@ fn bszo_posterior_matches_the_closed_form_step_by_step() {
             assert!((kal.gamma - sp2 / (sp2 + sig[2])).abs() < 1e-12);
         }
     }
+}
+
+/// The authors' switches (AeonianQuill/BSZO `bszo_optimizer_v3.py`): central differences
+/// (`bayesian_one_sided = False`), fresh re-queries along axis τ mod k (`bayesian_adaptive_sampling =
+/// False`) and a fixed noise level (α = 0, i.e. `bayesian_adaptive_noise = False`). Every
+/// observation is checked against the losses the objective returned at the points it was asked
+/// for, and the posterior against the batch formula with R = σ_e,init² I.
+#[test]
+fn bszo_central_requery_fixed_noise_match_their_definitions() {
+    let n = 12;
+    let (q, mut theta) = quad_start(n);
+    let (sp2, se2, eps, k, m) = (0.7, 0.3, 1e-3, 2, 5);
+    let cfg = OptimizerConfig {
+        estimator: Estimator::KalmanSubspace(KalmanSubspace {
+            k,
+            m,
+            eps,
+            alpha: 0.0,
+            prior_variance: Variance::Value(sp2),
+            noise_variance: Variance::Value(se2),
+            noise_floor: 0.1,
+            noise_update: NoiseUpdate::EveryObservation,
+            extra: ExtraSample::Requery,
+            difference: Difference::Central,
+            jitter: 0.0,
+        }),
+        rule: UpdateRule::Sgd { weight_decay: 0.0 },
+    };
+    let opt = Optimizer::new(cfg, Schedule::constant(1e-3)).unwrap();
+    assert_eq!(opt.forwards_per_step(), 1 + 2 * m);
+    let mut state = opt.init(&theta, 4);
+    for _ in 0..3 {
+        let start = theta.clone();
+        let mut seen: Vec<(Vec<f32>, f64)> = Vec::new();
+        let r = opt
+            .step(&mut state, &mut theta, &mut |p: &Vec<f32>| {
+                let l = q.loss(p);
+                seen.push((p.clone(), l));
+                l
+            })
+            .unwrap();
+        assert_eq!(seen.len(), 1 + 2 * m);
+        assert_eq!(seen[0].0, start, "f0 at the unperturbed point");
+        let kal = r.kalman.unwrap();
+        let y = &kal.observations;
+        assert_eq!(y.len(), m);
+        // Observation τ is (L(θ + εz_j) − L(θ − εz_j)) / 2ε with j = τ mod k: the two points are
+        // symmetric about θ, and re-queries of an axis visit the same points.
+        let mut dirs: Vec<Vec<f64>> = Vec::new();
+        for tau in 0..m {
+            let (plus, lp) = &seen[1 + 2 * tau];
+            let (minus, lm) = &seen[2 + 2 * tau];
+            assert_eq!(y[tau], (lp - lm) / (2.0 * eps), "y[{tau}]");
+            let d: Vec<f64> = plus
+                .iter()
+                .zip(&start)
+                .map(|(p, s)| f64::from(p - s) / eps)
+                .collect();
+            for i in 0..n {
+                let mid = 0.5 * (f64::from(plus[i]) + f64::from(minus[i]));
+                assert!((mid - f64::from(start[i])).abs() < 1e-6, "symmetric");
+            }
+            if tau < k {
+                dirs.push(d);
+            } else {
+                let same = &dirs[tau % k];
+                for i in 0..n {
+                    assert!((d[i] - same[i]).abs() < 1e-2, "axis {} re-queried", tau % k);
+                }
+            }
+        }
+        // Central differences of a quadratic are exact: two queries of one axis agree closely.
+        for tau in k..m {
+            let a = y[tau % k];
+            assert!(
+                (y[tau] - a).abs() < 1e-3 * (1.0 + a.abs()),
+                "{} vs {a}",
+                y[tau]
+            );
+        }
+        // Batch posterior with rows e_(τ mod k) and R = σ_e² I (no adaptation).
+        assert!(
+            (kal.noise_variance - se2).abs() < 1e-15,
+            "{}",
+            kal.noise_variance
+        );
+        for a in 0..k {
+            let count = (0..m).filter(|t| t % k == a).count() as f64;
+            let sum: f64 = (0..m).filter(|t| t % k == a).map(|t| y[t]).sum();
+            let se2 = kal.noise_variance;
+            let var = 1.0 / (1.0 / sp2 + count / se2);
+            let mu = var * sum / se2;
+            assert!((kal.posterior_cov[a * k + a] - var).abs() < 1e-12);
+            assert!(
+                (kal.posterior_mean[a] - mu).abs() < 1e-9 * (1.0 + mu.abs()),
+                "μ[{a}] {} vs {mu}",
+                kal.posterior_mean[a]
+            );
+        }
+    }
+    // α = 0 keeps the noise state at its initial value across steps.
+    let saved = serde_json::to_value(&state).unwrap().to_string();
+    assert!(saved.contains("\"residual_ema\":0.3"), "{saved}");
 }
 
 fn big_store(n: usize) -> ParamStore {
@@ -501,8 +616,31 @@ impl Objective<Vec<f32>> for FailAt {
 #[test]
 fn bad_losses_restore_parameters_and_state() {
     let (q, theta0) = quad_start(12);
-    for alg in Algorithm::ALL {
-        let opt = Optimizer::named(alg, 1e-3, 1e-3).unwrap();
+    let mut optimizers: Vec<(String, Optimizer)> = Algorithm::ALL
+        .iter()
+        .map(|&alg| (alg.to_string(), Optimizer::named(alg, 1e-3, 1e-3).unwrap()))
+        .collect();
+    for (extra, difference) in [
+        (ExtraSample::Requery, Difference::Central),
+        (ExtraSample::Fresh, Difference::Central),
+        (ExtraSample::Cached, Difference::Central),
+        (ExtraSample::Requery, Difference::OneSided),
+    ] {
+        let cfg = OptimizerConfig {
+            estimator: Estimator::KalmanSubspace(KalmanSubspace {
+                k: 2,
+                m: 3,
+                eps: 1e-3,
+                extra,
+                difference,
+                ..Default::default()
+            }),
+            rule: UpdateRule::Sgd { weight_decay: 0.0 },
+        };
+        let name = format!("bszo {extra:?} {difference:?}");
+        optimizers.push((name, Optimizer::new(cfg, Schedule::constant(1e-3)).unwrap()));
+    }
+    for (alg, opt) in &optimizers {
         for at in 1..=opt.forwards_per_step() {
             for value in [Some(f64::NAN), Some(f64::INFINITY), None] {
                 let mut theta = theta0.clone();
@@ -592,8 +730,16 @@ fn invalid_configurations_are_typed_errors() {
             Estimator::KalmanSubspace(KalmanSubspace { alpha: 1.0, ..ks }),
             ConfigError::OutOfRange {
                 field: "alpha",
-                interval: "(0, 1)",
+                interval: "[0, 1)",
                 value: 1.0,
+            },
+        ),
+        (
+            Estimator::KalmanSubspace(KalmanSubspace { alpha: -0.1, ..ks }),
+            ConfigError::OutOfRange {
+                field: "alpha",
+                interval: "[0, 1)",
+                value: -0.1,
             },
         ),
         (

@@ -3,19 +3,19 @@
 
 use std::path::PathBuf;
 
-/// The shared data folder, or `None` (with the reason printed) when it is absent.
-pub fn data_dir() -> Option<PathBuf> {
-    let beside = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data");
-    if beside.is_dir() {
-        return Some(beside);
-    }
-    match zo_data::resolve_data_dir(None) {
-        Ok(dir) => Some(dir),
-        Err(e) => {
-            eprintln!("skipping: the shared data folder is absent ({e})");
-            None
-        }
-    }
+/// The repository's data folder (`ZO_DATA_DIR` when set). It ships with the repository, so a
+/// missing folder fails the test.
+pub fn data_dir() -> PathBuf {
+    let dir = match std::env::var_os(zo_data::DATA_DIR_ENV) {
+        Some(d) => PathBuf::from(d),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data"),
+    };
+    assert!(
+        dir.join("sst2").is_dir(),
+        "the data folder {} is missing or incomplete",
+        dir.display()
+    );
+    dir
 }
 
 /// A fresh, empty temporary folder for one test.

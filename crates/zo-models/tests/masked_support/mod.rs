@@ -18,11 +18,11 @@ pub fn models_dir() -> PathBuf {
     }
 }
 
-/// The datasets folder: `ZO_DATA_DIR`, else `<workspace>/../shared/data`.
+/// The datasets folder: `ZO_DATA_DIR`, else the repository's `data/`.
 pub fn data_dir() -> PathBuf {
     match std::env::var_os("ZO_DATA_DIR") {
         Some(d) => PathBuf::from(d),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data"),
     }
 }
 
