@@ -11,8 +11,6 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -249,15 +247,9 @@ fn run_case(opts: &BenchOptions, dir: &Path, mut args: FinetuneArgs) -> Result<R
     let report = match cached {
         Some(r) => r,
         None => {
-            finetune(Options {
-                config: config.clone(),
-                out_dir: Some(dir.to_path_buf()),
-                resume: false,
-                progress: false,
-                stop: Arc::new(AtomicBool::new(false)),
-            })
-            .with_context(|| format!("bench run {}", dir.display()))?
-            .report
+            finetune(Options::new(config.clone(), Some(dir.to_path_buf())))
+                .with_context(|| format!("bench run {}", dir.display()))?
+                .report
         }
     };
     let per_step = report.forwards.per_step;
@@ -424,6 +416,13 @@ pub struct Probe {
     pub sweep_ms: f64,
     /// Sweeps over the parameters per step.
     pub sweeps_per_step: u64,
+    /// Median time to write a checkpoint of the optimizer state (sidecar included, synced) into a
+    /// scratch folder (ms; 0 for inference).
+    #[serde(default)]
+    pub checkpoint_ms: f64,
+    /// The checkpoint's size on disk (`checkpoint.json` and the sidecar, bytes).
+    #[serde(default)]
+    pub checkpoint_bytes: u64,
 }
 
 fn status_kb(field: &str) -> Result<u64> {
@@ -471,6 +470,8 @@ pub fn probe(model: &str, scenario: &str, reps: usize, data_dir: Option<PathBuf>
         step_forward_ms: 0.0,
         sweep_ms: 0.0,
         sweeps_per_step: 0,
+        checkpoint_ms: 0.0,
+        checkpoint_bytes: 0,
     };
     if scenario == "inference" {
         for _ in 0..12 {
@@ -527,6 +528,32 @@ pub fn probe(model: &str, scenario: &str, reps: usize, data_dir: Option<PathBuf>
     result.step_forward_ms = median(fwds);
     result.sweep_ms = median(sweeps);
     result.forward_ms = median(forward_times);
+    // Checkpoint writes, as the trainer does them (sidecar, then checkpoint.json; synced).
+    let scratch = std::env::temp_dir().join(format!("bszo-probe-ck-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch)?;
+    let ck = zo_train::Checkpoint {
+        version: zo_train::checkpoint::FORMAT_VERSION,
+        config: zo_train::TrainConfig::default(),
+        state: zo_train::RunState {
+            optimizer: state,
+            looping: zo_train::LoopState::default(),
+        },
+        params_file: None,
+        state_file: None,
+        logs: Vec::new(),
+    };
+    let mut times = Vec::new();
+    for _ in 0..reps.max(1) {
+        let t = Instant::now();
+        ck.save(&scratch)?;
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    result.checkpoint_ms = median(times);
+    result.checkpoint_bytes = std::fs::read_dir(&scratch)?
+        .filter_map(|e| e.ok()?.metadata().ok())
+        .map(|m| m.len())
+        .sum();
+    std::fs::remove_dir_all(&scratch)?;
     Ok(result)
 }
 

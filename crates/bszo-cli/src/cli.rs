@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Result, anyhow};
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{OptimizerSection, RunConfig, VarianceSetting};
+use crate::config::{DEFAULT_TOML, OptimizerSection, RunConfig, VarianceSetting};
 
 /// Fine-tune language models with zeroth-order optimizers (forward passes only).
 #[derive(Debug, Parser)]
@@ -82,11 +82,14 @@ pub struct ExportArgs {
     /// Replace an existing file.
     #[arg(long)]
     pub overwrite: bool,
+    /// Rebuild even if the base weights or tokenizer differ from those the run recorded.
+    #[arg(long)]
+    pub accept_changed_inputs: bool,
 }
 
 /// `bszo finetune`: a preset (default: the embedded `configs/default.toml`) with flags on top.
 #[derive(Debug, Default, Args)]
-#[command(next_help_heading = "Run")]
+#[command(next_help_heading = "Run", allow_negative_numbers = true)]
 pub struct FinetuneArgs {
     /// A TOML preset: a file, or the name of one in `configs/` (e.g. `paper-bszo`).
     #[arg(long, short = 'c', value_name = "FILE|NAME")]
@@ -97,13 +100,23 @@ pub struct FinetuneArgs {
     /// The output folder (default: `[output].dir`, else a new `runs/TASK-OPTIMIZER-TIME`).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
-    /// Replace an earlier run in the output folder.
-    #[arg(long)]
+    /// Replace an earlier run in the output folder: its files are removed first (only the files
+    /// a run writes; others are kept).
+    #[arg(long, conflicts_with = "resume")]
     pub overwrite: bool,
-    /// Continue the run in `--out DIR` from its checkpoint (bitwise as if never stopped); only
-    /// `--steps`, the evaluation cadence and output flags may change.
+    /// Continue the run in `--out DIR` from its checkpoint (bitwise as if never stopped; a run
+    /// stopped before its first checkpoint starts over); only `--steps`, the evaluation cadence
+    /// and output flags may change.
     #[arg(long)]
     pub resume: bool,
+    /// Go on although the base weights, tokenizer or data files differ from those the run
+    /// recorded when it started (its results will not be reproducible).
+    #[arg(long)]
+    pub accept_changed_inputs: bool,
+    /// Refuse a configuration whose estimated memory exceeds SIZE (e.g. 8G, 512M; default: the
+    /// memory available on this machine).
+    #[arg(long, value_name = "SIZE")]
+    pub max_memory: Option<String>,
     /// No progress bar.
     #[arg(long)]
     pub no_progress: bool,
@@ -111,8 +124,11 @@ pub struct FinetuneArgs {
     #[arg(long)]
     pub no_plots: bool,
     /// Write the best weights to `best.safetensors` in the output folder.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "no_export")]
     pub export: bool,
+    /// Do not write `best.safetensors` (they can be rebuilt later with `bszo export`).
+    #[arg(long)]
+    pub no_export: bool,
 
     /// The model: a path (Hugging Face folder, `.gguf`, llama2.c `.bin`), a provisioned name
     /// (`splade-tiny`, `smollm2-135m`) or a hub name `org/name`.
@@ -285,9 +301,39 @@ pub fn preset_path(spec: &str) -> Result<PathBuf> {
             return Ok(candidate);
         }
     }
+    // A path (a folder in it, or an absolute one) names a file, never a preset.
+    if spec.contains(std::path::MAIN_SEPARATOR) || spec.contains('/') || p.is_absolute() {
+        return Err(anyhow!("--config: no file {}", p.display()));
+    }
     Err(anyhow!(
-        "--config: no file `{spec}` and no preset `configs/{name}`"
+        "--config: no file `{spec}` and no preset `{name}` in configs/ (presets: {})",
+        presets().join(", ")
     ))
+}
+
+/// The names of the presets in `configs/` (of the current folder, else the workspace).
+pub fn presets() -> Vec<String> {
+    for base in [
+        PathBuf::from("configs"),
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs"),
+    ] {
+        if let Ok(entries) = std::fs::read_dir(&base) {
+            let mut names: Vec<String> = entries
+                .filter_map(|e| e.ok())
+                .filter_map(|e| {
+                    e.file_name()
+                        .to_string_lossy()
+                        .strip_suffix(".toml")
+                        .map(str::to_string)
+                })
+                .collect();
+            names.sort();
+            if !names.is_empty() {
+                return names;
+            }
+        }
+    }
+    Vec::new()
 }
 
 impl FinetuneArgs {
@@ -386,6 +432,193 @@ impl FinetuneArgs {
         }
         c.output.overwrite |= self.overwrite;
         c.output.plots &= !self.no_plots;
-        c.output.export |= self.export;
+        c.output.export = (c.output.export || self.export) && !self.no_export;
     }
+}
+
+/// Each `finetune` knob: its argument, its place in a preset (`section.key`), what applies when the
+/// embedded preset leaves it unset, and its valid values.
+const KNOBS: &[(&str, &str, &str, &str)] = &[
+    (
+        "model",
+        "model.name",
+        "",
+        "a path, a provisioned name or org/name",
+    ),
+    ("model_kind", "model.kind", "auto", "auto, masked, causal"),
+    ("precision", "model.precision", "f32", "f32, bf16, f16"),
+    ("max_length", "model.max_length", "128", "≥ 8"),
+    (
+        "tokenizer",
+        "model.tokenizer",
+        "the model's own",
+        "a tokenizer.json",
+    ),
+    (
+        "task",
+        "task.name",
+        "",
+        "sst2, sst5, trec, rte, cb, snli, mnli, boolq, copa, wsc, wic",
+    ),
+    ("protocol", "task.protocol", "few-shot", "few-shot, sampled"),
+    (
+        "data_seed",
+        "task.data_seed",
+        "42",
+        "few-shot: 13, 21, 42, 87, 100; sampled: any",
+    ),
+    (
+        "train_size",
+        "task.train_size",
+        "1000 (the protocol's)",
+        "≥ 1",
+    ),
+    (
+        "validation_size",
+        "task.validation_size",
+        "500 (the protocol's)",
+        "≥ 1",
+    ),
+    ("test_size", "task.test_size", "the whole test set", "≥ 1"),
+    (
+        "data_dir",
+        "task.data_dir",
+        "ZO_DATA_DIR, ./data, ../shared/data",
+        "a folder",
+    ),
+    ("eval_batch_size", "task.eval_batch_size", "64", "≥ 1"),
+    (
+        "optimizer",
+        "optimizer.name",
+        "",
+        "mezo, nspsa, mezo_adam, zo_sgd_mmt, zo_sgd_sign, zo_sgd_cons, hizoo, lozo, bszo, bszo_b",
+    ),
+    ("lr", "optimizer.lr", "", "> 0"),
+    ("eps", "optimizer.eps", "", "> 0"),
+    (
+        "schedule",
+        "optimizer.schedule",
+        "constant",
+        "constant, linear, cosine",
+    ),
+    ("end_lr", "optimizer.end_lr", "0", "≥ 0"),
+    ("weight_decay", "optimizer.weight_decay", "0", "≥ 0"),
+    ("samples", "optimizer.samples", "1", "≥ 1"),
+    (
+        "one_sided",
+        "optimizer.one_sided",
+        "per algorithm",
+        "true, false",
+    ),
+    (
+        "distribution",
+        "optimizer.distribution",
+        "normal",
+        "normal, rademacher",
+    ),
+    ("momentum", "optimizer.momentum", "per algorithm", "[0, 1)"),
+    ("beta1", "optimizer.beta1", "per algorithm", "[0, 1)"),
+    ("beta2", "optimizer.beta2", "per algorithm", "[0, 1)"),
+    ("adam_eps", "optimizer.adam_eps", "per algorithm", "> 0"),
+    (
+        "sign_mode",
+        "optimizer.sign_mode",
+        "per algorithm",
+        "coefficient, elementwise",
+    ),
+    (
+        "hizoo_alpha",
+        "optimizer.hizoo_alpha",
+        "1e-8·(ε/1e-3)²",
+        "[0, 1)",
+    ),
+    (
+        "log_loss_after_update",
+        "optimizer.log_loss_after_update",
+        "false",
+        "true, false",
+    ),
+    ("rank", "optimizer.rank", "per algorithm", "≥ 1"),
+    ("interval", "optimizer.interval", "per algorithm", "≥ 1"),
+    (
+        "k",
+        "optimizer.k",
+        "per algorithm",
+        "≥ 1 (memory grows as k²)",
+    ),
+    ("m", "optimizer.m", "k + 1", "≥ k"),
+    (
+        "noise_ema",
+        "optimizer.noise_ema",
+        "per algorithm",
+        "(0, 1)",
+    ),
+    (
+        "prior_variance",
+        "optimizer.prior_variance",
+        "auto",
+        "auto or > 0",
+    ),
+    (
+        "noise_variance",
+        "optimizer.noise_variance",
+        "auto",
+        "auto or > 0",
+    ),
+    (
+        "noise_floor",
+        "optimizer.noise_floor",
+        "per algorithm",
+        "≥ 0",
+    ),
+    (
+        "noise_update",
+        "optimizer.noise_update",
+        "per algorithm",
+        "every_observation, extra_samples_only",
+    ),
+    ("jitter", "optimizer.jitter", "per algorithm", "≥ 0"),
+    ("steps", "train.steps", "", "≥ 1"),
+    ("batch_size", "train.batch_size", "16", "≥ 1"),
+    ("eval_every", "train.eval_every", "100", "≥ 0"),
+    ("patience", "train.patience", "0", "≥ 0"),
+    ("seed", "train.seed", "0", "any"),
+    ("checkpoint_every", "train.checkpoint_every", "100", "≥ 0"),
+];
+
+/// A preset value as a flag would spell it (small floats in exponent form: `3e-4`).
+fn show(v: &toml::Value) -> String {
+    match v {
+        toml::Value::String(s) => s.clone(),
+        toml::Value::Float(f) if *f != 0.0 && f.abs() < 1e-2 => format!("{f:e}"),
+        other => other.to_string(),
+    }
+}
+
+/// The `bszo` command line, with every `finetune` knob's help ending in its default (the embedded
+/// preset `configs/default.toml`, else the value that applies when it is unset) and its valid
+/// values.
+pub fn command() -> clap::Command {
+    use clap::CommandFactory;
+    let preset: toml::Table = toml::from_str(DEFAULT_TOML).unwrap_or_default();
+    Cli::command().mut_subcommand("finetune", |mut c| {
+        for (id, path, unset, range) in KNOBS {
+            let (section, key) = path.split_once('.').unwrap_or((path, ""));
+            let default = preset
+                .get(section)
+                .and_then(|s| s.get(key))
+                .map(show)
+                .unwrap_or_else(|| unset.to_string());
+            c = c.mut_arg(*id, |a| {
+                let help = a.get_help().map(|h| h.to_string()).unwrap_or_default();
+                let default = if default.is_empty() {
+                    String::new()
+                } else {
+                    format!(" [default: {default}]")
+                };
+                a.help(format!("{help}{default} [valid: {range}]"))
+            });
+        }
+        c.after_help("Defaults are those of the embedded preset configs/default.toml; a --config preset replaces them.")
+    })
 }

@@ -2,11 +2,12 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Result, anyhow, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use zo_train::{Checkpoint, SEED_LOG_FILE, read_seed_log, replay};
 
 use crate::config::RunConfig;
 use crate::finetune::CONFIG_FILE;
+use crate::inputs::{self, Inputs, Role};
 use crate::load;
 
 /// Which step to rebuild.
@@ -35,23 +36,42 @@ impl std::str::FromStr for StepChoice {
 }
 
 /// Rebuild the weights of the run in `run` after `step` steps (from the base weights and the seed
-/// log) and write them to `out`. Returns the step.
-pub fn export(run: &Path, step: StepChoice, out: &Path, overwrite: bool) -> Result<u64> {
+/// log) and write them to `out`. Returns the step. The base weights and tokenizer must be those the
+/// run recorded in `inputs.json`, unless `accept_changed_inputs`.
+///
+/// Every step the seed log holds completely can be rebuilt, also past the last checkpoint of a run
+/// that was killed (a torn last line is left out); `best` and `last` read the checkpoint.
+pub fn export(
+    run: &Path,
+    step: StepChoice,
+    out: &Path,
+    overwrite: bool,
+    accept_changed_inputs: bool,
+) -> Result<u64> {
     if out.exists() && !overwrite {
         bail!("{} exists; pass --overwrite to replace it", out.display());
     }
     let config = RunConfig::load(&run.join(CONFIG_FILE))?;
     let resolved = config.resolve()?;
-    let ck = Checkpoint::load(run)?;
+    let looping = || -> Result<serde_json::Value> {
+        let path = Checkpoint::path(run);
+        let text = std::fs::read_to_string(&path).with_context(|| {
+            format!(
+                "cannot read {} (no checkpoint yet: name a step)",
+                path.display()
+            )
+        })?;
+        let v: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| anyhow!("{}: bad JSON: {e}", path.display()))?;
+        Ok(v["state"]["looping"].clone())
+    };
     let steps = match step {
-        StepChoice::Best => {
-            ck.state
-                .looping
-                .best
-                .ok_or_else(|| anyhow!("{}: the run has no validation score yet", run.display()))?
-                .step
-        }
-        StepChoice::Last => ck.state.looping.step,
+        StepChoice::Best => looping()?["best"]["step"]
+            .as_u64()
+            .ok_or_else(|| anyhow!("{}: the run has no validation score yet", run.display()))?,
+        StepChoice::Last => looping()?["step"]
+            .as_u64()
+            .ok_or_else(|| anyhow!("{}: no step in the checkpoint", run.display()))?,
         StepChoice::At(n) => n,
     };
     let log = read_seed_log(&run.join(SEED_LOG_FILE))?;
@@ -63,6 +83,10 @@ pub fn export(run: &Path, step: StepChoice, out: &Path, overwrite: bool) -> Resu
         );
     }
     let path: PathBuf = load::resolve(&config.model.name)?;
+    if !accept_changed_inputs {
+        let candidates = inputs::model_files(&path, config.model.tokenizer.as_deref())?;
+        Inputs::load(run)?.check(&candidates, &[Role::Model, Role::Tokenizer])?;
+    }
     let kind = match resolved.kind {
         Some(k) => k,
         None => load::detect_kind(&path)?,

@@ -2,7 +2,6 @@
 //! the best weights rebuilt from the seed log, the report, plots and the exported weights.
 
 use std::fs;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -13,12 +12,14 @@ use serde::{Deserialize, Serialize};
 use zo_data::{Protocol, load_splits};
 use zo_optim::ParamSet;
 use zo_train::{
-    Best, CHECKPOINT_FILE, Event, JsonlWriter, Metrics, SEED_LOG_FILE, Split, StopReason,
-    TestWeights, Trainer, read_seed_log, replay, write_atomic,
+    Best, CHECKPOINT_FILE, Event, JsonlWriter, Metrics, RunLock, SEED_LOG_FILE, Split, StopReason,
+    TestWeights, Trainer, read_jsonl, read_seed_log, remove_temporaries, replay, write_atomic,
 };
 
 use crate::config::{ModelKind, RunConfig};
+use crate::inputs::{self, INPUTS_FILE, Inputs, Role};
 use crate::load;
+use crate::resources::{self, ModelShape};
 use crate::task_model::PromptTask;
 
 /// The run's configuration as saved in its folder (what `--resume` reads back).
@@ -39,12 +40,33 @@ pub struct Options {
     pub config: RunConfig,
     /// The output folder (`None`: a new folder under `runs/`).
     pub out_dir: Option<PathBuf>,
-    /// Continue the run in `out_dir` from its checkpoint.
+    /// Continue the run in `out_dir` from its checkpoint (a run without a checkpoint yet starts
+    /// over from step 0).
     pub resume: bool,
     /// Draw a progress bar.
     pub progress: bool,
-    /// Set to stop after the current step (Ctrl-C).
+    /// Set to stop after the current step (Ctrl-C, SIGTERM).
     pub stop: Arc<AtomicBool>,
+    /// Go on when the run's recorded inputs (base weights, tokenizer, data) changed.
+    pub accept_changed_inputs: bool,
+    /// Refuse a configuration whose estimated memory exceeds this many bytes (default: the memory
+    /// available on the machine).
+    pub max_memory: Option<u64>,
+}
+
+impl Options {
+    /// Run `config` in `out_dir`, fresh, without a progress bar, limits and flags at their defaults.
+    pub fn new(config: RunConfig, out_dir: Option<PathBuf>) -> Self {
+        Self {
+            config,
+            out_dir,
+            resume: false,
+            progress: false,
+            stop: Arc::new(AtomicBool::new(false)),
+            accept_changed_inputs: false,
+            max_memory: None,
+        }
+    }
 }
 
 /// The zero-shot metrics of the base weights.
@@ -78,6 +100,10 @@ pub struct Report {
     pub model_path: PathBuf,
     /// The head.
     pub model_kind: ModelKind,
+    /// The data folder that was read (as resolved from `task.data_dir`, `ZO_DATA_DIR` and the
+    /// default locations).
+    #[serde(default)]
+    pub data_dir: PathBuf,
     /// Trainable parameters.
     pub parameters: usize,
     /// The data protocol.
@@ -113,6 +139,9 @@ pub struct Outcome {
     pub dir: PathBuf,
     /// The report (also in `dir/report.json` unless the run was stopped).
     pub report: Report,
+    /// A resume that found no checkpoint (a run stopped before its first one, or none at all)
+    /// and started the run from step 0.
+    pub started_over: bool,
 }
 
 /// A `kB` field of this process's `/proc/self/status` (Linux), e.g. `VmHWM:`.
@@ -127,16 +156,86 @@ pub fn peak_rss_bytes() -> Option<u64> {
     status_kb("VmHWM:").map(|kb| kb * 1024)
 }
 
-fn default_out_dir(config: &RunConfig) -> PathBuf {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    PathBuf::from("runs").join(format!(
-        "{}-{}-{secs}",
+/// The files a run writes in its folder, besides the optimizer-state sidecars
+/// (`optimizer-state-STEP.safetensors`), parameter files (`params-STEP.bin`), temporary files of
+/// atomic writes (`.NAME.tmp-PID`) and the lock (`.lock`).
+pub const RUN_FILES: [&str; 12] = [
+    CONFIG_FILE,
+    INPUTS_FILE,
+    ZERO_SHOT_FILE,
+    CHECKPOINT_FILE,
+    SEED_LOG_FILE,
+    METRICS_FILE,
+    REPORT_FILE,
+    WEIGHTS_FILE,
+    "loss.svg",
+    "loss.png",
+    "validation.svg",
+    "validation.png",
+];
+
+/// Whether `name` is a file that a run writes in its folder (the lock excepted).
+pub fn is_run_file(name: &str) -> bool {
+    RUN_FILES.contains(&name)
+        || (name.starts_with("optimizer-state-") && name.ends_with(".safetensors"))
+        || (name.starts_with("params-") && name.ends_with(".bin"))
+        || zo_train::checkpoint::is_temporary_name(name)
+}
+
+/// The run files present in `dir`, sorted.
+pub fn run_files_in(dir: &Path) -> Result<Vec<String>> {
+    let mut found = Vec::new();
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(found),
+        Err(e) => return Err(e).with_context(|| format!("cannot list {}", dir.display())),
+    };
+    for entry in entries {
+        let entry = entry.with_context(|| format!("cannot list {}", dir.display()))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if is_run_file(&name) {
+            found.push(name);
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+fn remove_run_files(dir: &Path) -> Result<()> {
+    for name in run_files_in(dir)? {
+        let path = dir.join(&name);
+        fs::remove_file(&path).with_context(|| format!("cannot remove {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Removes what a fresh run wrote when it fails before training starts (a bad model, data or
+/// setting found during loading or the zero-shot evaluation): no half-made run is left behind.
+struct Cleanup {
+    dir: PathBuf,
+    created: bool,
+    armed: bool,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = remove_run_files(&self.dir);
+            if self.created {
+                let _ = fs::remove_file(self.dir.join(zo_train::LOCK_FILE));
+                let _ = fs::remove_dir(&self.dir);
+            }
+        }
+    }
+}
+
+fn default_out_dir(config: &RunConfig) -> Result<PathBuf> {
+    let stem = format!(
+        "{}-{}",
         config.task.name.to_ascii_lowercase(),
         config.optimizer.name.to_ascii_lowercase()
-    ))
+    );
+    Ok(zo_train::create_unique_dir(Path::new("runs"), &stem)?)
 }
 
 /// The first field (dotted path) where two configurations differ, among those a resume must keep.
@@ -187,92 +286,81 @@ fn first_difference(saved: &RunConfig, now: &RunConfig) -> Option<(String, Strin
     walk("", &strip(saved), &strip(now))
 }
 
-/// Keep the metrics events up to `step` (a resumed run rewrites what came after its checkpoint).
-fn truncate_metrics(path: &Path, step: u64) -> Result<()> {
-    if !path.exists() {
-        return Ok(());
-    }
-    let file = fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let mut kept = Vec::new();
-    for (i, line) in BufReader::new(file).lines().enumerate() {
-        let line = line.with_context(|| format!("cannot read {}", path.display()))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let event: Event = serde_json::from_str(&line)
-            .map_err(|e| anyhow!("{}:{}: bad event: {e}", path.display(), i + 1))?;
-        let keep = match &event {
-            Event::Step { report, .. } => report.step < step,
-            Event::Evaluation { step: s, split, .. } => *s <= step && *split == Split::Validation,
-            Event::EarlyStop { step: s, .. } => *s <= step,
-            _ => false,
-        };
-        if keep {
-            kept.extend_from_slice(line.as_bytes());
-            kept.push(b'\n');
-        }
-    }
-    write_atomic(path, &kept)?;
-    Ok(())
-}
-
-/// Read the metrics stream.
+/// Read the metrics stream (a torn last line, left by a kill, is left out).
 pub fn read_metrics(path: &Path) -> Result<Vec<Event>> {
-    let text =
-        fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    text.lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| {
-            serde_json::from_str(l)
-                .map_err(|e| anyhow!("{}:{}: bad event: {e}", path.display(), i + 1))
-        })
-        .collect()
+    Ok(read_jsonl(path)?.0)
 }
 
 /// Run.
 pub fn finetune(options: Options) -> Result<Outcome> {
     let started = Instant::now();
-    let (config, dir) = if options.resume {
-        let dir = options
-            .out_dir
-            .clone()
-            .or_else(|| options.config.output.dir.clone())
-            .ok_or_else(|| anyhow!("--resume needs the run's folder (--out DIR)"))?;
-        let saved_path = dir.join(CONFIG_FILE);
-        if !dir.join(CHECKPOINT_FILE).exists() {
-            bail!("--resume: no checkpoint in {}", dir.display());
+    if options.resume && options.config.output.overwrite {
+        bail!(
+            "--resume continues the run in its folder and --overwrite replaces it: pass one of them"
+        );
+    }
+    // Every setting is checked before anything is written.
+    options.config.resolve()?;
+
+    // The folder, locked for this process alone.
+    let explicit = options
+        .out_dir
+        .clone()
+        .or_else(|| options.config.output.dir.clone());
+    let (dir, created) = match explicit {
+        Some(d) if options.resume && !d.is_dir() => bail!(
+            "--resume: no checkpoint in {} (the folder does not exist: nothing was started there); run without --resume to start it",
+            d.display()
+        ),
+        Some(d) => {
+            let created = !d.exists();
+            fs::create_dir_all(&d).with_context(|| format!("cannot create {}", d.display()))?;
+            (d, created)
         }
-        let saved = RunConfig::load(&saved_path)?;
+        None if options.resume => bail!("--resume needs the run's folder (--out DIR)"),
+        None => (default_out_dir(&options.config)?, true),
+    };
+    let _lock = RunLock::acquire(&dir)?;
+    remove_temporaries(&dir)?;
+    let resuming = options.resume && dir.join(CHECKPOINT_FILE).exists();
+    let mut cleanup = Cleanup {
+        dir: dir.clone(),
+        created,
+        armed: false,
+    };
+    let mut config = options.config.clone();
+    if resuming {
+        let saved = RunConfig::load(&dir.join(CONFIG_FILE))?;
         if let Some((field, was, now)) = first_difference(&saved, &options.config) {
             bail!(
                 "--resume: `{field}` is {now} but the run in {} has {was}; only train.steps, the evaluation cadence and [output] may change",
                 dir.display()
             );
         }
-        let mut config = options.config.clone();
-        config.output.dir = Some(dir.clone());
-        (config, dir)
     } else {
-        let dir = match &options.out_dir {
-            Some(d) => d.clone(),
-            None => match &options.config.output.dir {
-                Some(d) => d.clone(),
-                None => default_out_dir(&options.config),
-            },
-        };
-        let mut config = options.config.clone();
-        config.output.dir = Some(dir.clone());
-        for name in [CHECKPOINT_FILE, REPORT_FILE] {
-            if dir.join(name).exists() && !config.output.overwrite {
+        // A fresh run; or a resumed one that had no checkpoint yet (stopped before its first
+        // one), which starts over.
+        let present = run_files_in(&dir)?;
+        if let Some(first) = present.first() {
+            if !(config.output.overwrite || options.resume) {
                 bail!(
-                    "{} holds an earlier run ({name}); pass --overwrite to replace it, or --resume to continue it",
-                    dir.display()
+                    "{} already holds {first}{}, which a run writes; pass --overwrite to replace the earlier run's files (other files are kept), or --resume to continue it",
+                    dir.display(),
+                    if present.len() > 1 {
+                        format!(" and {} more", present.len() - 1)
+                    } else {
+                        String::new()
+                    }
                 );
             }
+            remove_run_files(&dir)?;
         }
-        (config, dir)
-    };
+        cleanup.armed = true;
+    }
+    config.output.dir = Some(dir.clone());
+    if !resuming {
+        write_atomic(&dir.join(CONFIG_FILE), config.to_toml().as_bytes())?;
+    }
     let resolved = config.resolve()?;
 
     // Data and model.
@@ -295,11 +383,44 @@ pub fn finetune(options: Options) -> Result<Outcome> {
     let (model_path, kind) = (loaded.path.clone(), loaded.kind);
     let mut weights = loaded.weights;
     let parameters = weights.num_params();
-    let task = PromptTask::new(loaded.head, splits, config.task.eval_batch_size)?;
 
-    fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    // What the run needs, before any work.
+    let shape = ModelShape::from_tensors(
+        &weights.tensors(),
+        resources::precision_bytes(resolved.precision),
+    );
+    resources::check(
+        &resources::estimate(
+            shape,
+            &resolved.optimizer,
+            config.train.batch_size,
+            config.task.eval_batch_size,
+            config.model.max_length,
+        ),
+        options.max_memory,
+    )?;
+
+    // The inputs' hashes: recorded by a fresh run, checked by a resumed one.
+    let model_inputs = inputs::model_files(&model_path, config.model.tokenizer.as_deref())?;
+    let mut all_inputs = model_inputs.clone();
+    all_inputs.extend(inputs::data_files(&data_dir, resolved.task)?);
+    let recorded = if resuming {
+        if options.accept_changed_inputs {
+            None
+        } else {
+            let recorded = Inputs::load(&dir)?;
+            recorded.check(&all_inputs, &[Role::Model, Role::Tokenizer, Role::Data])?;
+            Some(recorded)
+        }
+    } else {
+        let recorded = inputs::record(&all_inputs)?;
+        recorded.save(&dir)?;
+        Some(recorded)
+    };
+
+    let task = PromptTask::new(loaded.head, splits, config.task.eval_batch_size)?;
     let zero_path = dir.join(ZERO_SHOT_FILE);
-    let zero_shot = if options.resume && zero_path.exists() {
+    let zero_shot = if resuming && zero_path.exists() {
         let text = fs::read_to_string(&zero_path)
             .with_context(|| format!("cannot read {}", zero_path.display()))?;
         serde_json::from_str(&text)
@@ -309,9 +430,6 @@ pub fn finetune(options: Options) -> Result<Outcome> {
             validation: task.evaluate_split(Split::Validation)?,
             test: task.evaluate_split(Split::Test)?,
         };
-        if !options.resume {
-            write_atomic(&dir.join(CONFIG_FILE), config.to_toml().as_bytes())?;
-        }
         write_atomic(&zero_path, &serde_json::to_vec_pretty(&z)?)?;
         z
     };
@@ -321,9 +439,9 @@ pub fn finetune(options: Options) -> Result<Outcome> {
     let optimizer = resolved.optimizer.clone();
     let per_step = optimizer.forwards_per_step();
     let mut trainer = Trainer::new(optimizer.clone(), resolved.train.clone(), task)?
-        .output_dir(&dir, config.output.overwrite)
+        .output_dir(&dir, true)
         .stop_flag(options.stop.clone());
-    let (mut state, start_step) = if options.resume {
+    let (mut state, start_step) = if resuming {
         let ck = trainer.resume()?;
         let step = ck.state.looping.step;
         let log = read_seed_log(&dir.join(SEED_LOG_FILE))?;
@@ -334,12 +452,13 @@ pub fn finetune(options: Options) -> Result<Outcome> {
                 dir.display()
             );
         }
-        truncate_metrics(&metrics_path, step)?;
         (ck.state, step)
     } else {
         (trainer.start(&weights, config.train.seed)?, 0)
     };
-    let writer = if options.resume {
+    // From here on the folder holds a run that `--resume` continues or restarts.
+    cleanup.armed = false;
+    let writer = if resuming {
         JsonlWriter::append(&metrics_path)?
     } else {
         JsonlWriter::create(&metrics_path)?
@@ -354,38 +473,37 @@ pub fn finetune(options: Options) -> Result<Outcome> {
 
     let base = (model_path.clone(), kind, resolved.precision);
     let summary = trainer.run_replay_best(&mut weights, &mut state, |w| {
+        if let Some(recorded) = &recorded {
+            recorded
+                .check(&model_inputs, &[Role::Model, Role::Tokenizer])
+                .map_err(|e| format!("{e:#}"))?;
+        }
         let fresh = load::load_weights(&base.0, base.1, base.2).map_err(|e| format!("{e:#}"))?;
         w.copy_from(&fresh).map_err(|e| e.to_string().into())
     })?;
 
-    let mut files = vec![
-        CONFIG_FILE.to_string(),
-        ZERO_SHOT_FILE.to_string(),
-        CHECKPOINT_FILE.to_string(),
-        SEED_LOG_FILE.to_string(),
-        METRICS_FILE.to_string(),
-    ];
     if summary.reason != StopReason::StopFlag {
         if config.output.export {
             weights
                 .save_safetensors(&dir.join(WEIGHTS_FILE))
                 .with_context(|| format!("exporting the weights to {}", dir.display()))?;
-            files.push(WEIGHTS_FILE.into());
         }
         if config.output.plots {
             let events = read_metrics(&metrics_path)?;
-            for p in zo_train::plot::plot_run(&events, &dir)? {
-                if let Some(name) = p.file_name() {
-                    files.push(name.to_string_lossy().into_owned());
-                }
-            }
+            zo_train::plot::plot_run(&events, &dir)?;
         }
-        files.push(REPORT_FILE.into());
     }
+    let mut files = run_files_in(&dir)?;
+    if summary.reason != StopReason::StopFlag && !files.iter().any(|f| f == REPORT_FILE) {
+        files.push(REPORT_FILE.into());
+        files.sort();
+    }
+    let zero_shot_forwards = zero_shot.validation.forwards + zero_shot.test.forwards;
     let report = Report {
         config: config.clone(),
         model_path,
         model_kind: kind,
+        data_dir,
         parameters,
         protocol: resolved.protocol,
         sizes,
@@ -398,18 +516,19 @@ pub fn finetune(options: Options) -> Result<Outcome> {
         forwards: Forwards {
             train: summary.train_forwards,
             eval: summary.eval_forwards,
-            zero_shot: 0,
+            zero_shot: zero_shot_forwards,
             per_step,
         },
         wall_time_s: started.elapsed().as_secs_f64(),
         peak_rss_bytes: peak_rss_bytes(),
         files,
     };
-    let mut report = report;
-    report.forwards.zero_shot =
-        report.zero_shot.validation.forwards + report.zero_shot.test.forwards;
     if summary.reason != StopReason::StopFlag {
         write_atomic(&dir.join(REPORT_FILE), &serde_json::to_vec_pretty(&report)?)?;
     }
-    Ok(Outcome { dir, report })
+    Ok(Outcome {
+        dir,
+        report,
+        started_over: options.resume && !resuming,
+    })
 }

@@ -5,7 +5,9 @@ pub mod cli;
 pub mod config;
 pub mod export;
 pub mod finetune;
+pub mod inputs;
 pub mod load;
+pub mod resources;
 pub mod task_model;
 
 pub use config::{DEFAULT_TOML, RunConfig};

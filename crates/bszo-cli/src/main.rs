@@ -11,10 +11,13 @@ use bszo_cli::bench::{BenchOptions, Plan, probe, run as run_bench};
 use bszo_cli::cli::{Cli, Command};
 use bszo_cli::export::{StepChoice, export};
 use bszo_cli::finetune::{Options, finetune};
-use clap::Parser;
+use bszo_cli::resources::parse_size;
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let parsed = bszo_cli::cli::command()
+        .try_get_matches()
+        .and_then(|m| <Cli as clap::FromArgMatches>::from_arg_matches(&m));
+    let cli = match parsed {
         Ok(cli) => cli,
         Err(e) => {
             use clap::error::ErrorKind;
@@ -39,14 +42,47 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {}", one_line(&format!("{e:#}")));
+            eprintln!("error: {}", error_line(&e));
             ExitCode::FAILURE
         }
     }
 }
 
-fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
+/// An error and its causes on one line: a cause whose text its parent already shows (an OS error
+/// that a library put in its own message, say) is not repeated, and a backtrace that an error
+/// carries in its text (candle's, under `RUST_BACKTRACE=1`) is left out.
+fn error_line(e: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in e.chain() {
+        let text = without_backtrace(&cause.to_string());
+        if text.is_empty() || parts.iter().any(|p| p.contains(&text)) {
+            continue;
+        }
+        parts.push(text);
+    }
+    parts.join(": ")
+}
+
+fn without_backtrace(text: &str) -> String {
+    let mut kept = Vec::new();
+    for line in text.lines() {
+        let t = line.trim_start();
+        if t.starts_with("stack backtrace:")
+            || t.starts_with("Stack backtrace:")
+            || (t
+                .split(':')
+                .next()
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+                && line.starts_with(' '))
+        {
+            break;
+        }
+        kept.push(line);
+    }
+    kept.join(" ")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn percent(x: f64) -> String {
@@ -84,7 +120,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Export(a) => {
             let step: StepChoice = a.step.parse()?;
-            let at = export(&a.run, step, &a.out, a.overwrite)?;
+            let at = export(&a.run, step, &a.out, a.overwrite, a.accept_changed_inputs)?;
             println!("wrote the weights after step {at} to {}", a.out.display());
             Ok(ExitCode::SUCCESS)
         }
@@ -95,11 +131,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 print!("{}", config.to_toml());
                 return Ok(ExitCode::SUCCESS);
             }
+            let max_memory = args
+                .max_memory
+                .as_deref()
+                .map(|m| parse_size(m).map_err(|e| anyhow::anyhow!("--max-memory: {e}")))
+                .transpose()?;
+            // Ctrl-C (SIGINT), SIGTERM and SIGHUP: stop after the current step with a checkpoint.
             let stop = Arc::new(AtomicBool::new(false));
             let flag = stop.clone();
             ctrlc::set_handler(move || {
                 if flag.swap(true, Ordering::SeqCst) {
-                    // A second Ctrl-C: leave now (the last checkpoint is intact).
+                    // A second signal: leave now (the last checkpoint is intact).
                     std::process::exit(130);
                 }
             })?;
@@ -109,9 +151,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 resume: args.resume,
                 progress: !args.no_progress,
                 stop,
+                accept_changed_inputs: args.accept_changed_inputs,
+                max_memory,
             })?;
             let r = &outcome.report;
             let dir = outcome.dir.display();
+            if outcome.started_over {
+                eprintln!(
+                    "note: {dir} held no checkpoint to resume from; the run started from step 0"
+                );
+            }
             println!(
                 "{} on {} with {} ({} parameters, {} train / {} validation / {} test examples)",
                 r.config.model.name,

@@ -35,6 +35,8 @@ fn run(a: &FinetuneArgs, dir: &Path, resume: bool, stop: bool) -> Outcome {
         resume,
         progress: false,
         stop: Arc::new(AtomicBool::new(stop)),
+        accept_changed_inputs: false,
+        max_memory: None,
     })
     .unwrap_or_else(|e| panic!("{e:#}"))
 }
@@ -147,6 +149,8 @@ fn a_short_fine_tune_writes_a_complete_report_and_its_weights_rebuild_exactly() 
         resume: false,
         progress: false,
         stop: Arc::new(AtomicBool::new(false)),
+        accept_changed_inputs: false,
+        max_memory: None,
     })
     .unwrap_err();
     assert!(format!("{err:#}").contains("--overwrite"), "{err:#}");
@@ -214,6 +218,8 @@ fn resuming_is_bitwise_identical_to_an_uninterrupted_run() {
             resume: true,
             progress: false,
             stop: Arc::new(AtomicBool::new(false)),
+            accept_changed_inputs: false,
+            max_memory: None,
         })
         .unwrap_err();
         assert!(format!("{err:#}").contains("optimizer.lr"), "{err:#}");

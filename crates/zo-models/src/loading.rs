@@ -183,6 +183,20 @@ impl Checkpoint {
                 name: names.join(" | "),
                 path: self.origin.clone(),
             })?;
+        if !matches!(
+            t.dtype(),
+            DType::F32 | DType::F16 | DType::BF16 | DType::F64
+        ) {
+            // Integer and boolean tensors are no weights: converting them to floats would train
+            // (and export) something that is not a weight of the model.
+            return Err(ModelError::Malformed {
+                path: self.origin.clone(),
+                message: format!(
+                    "tensor `{name}` is {:?}, not a floating-point weight (f32, f16, bf16 or f64)",
+                    t.dtype()
+                ),
+            });
+        }
         if t.dims() != shape {
             return Err(ModelError::Shape {
                 name: name.to_string(),
@@ -255,5 +269,32 @@ impl Checkpoint {
     /// The trainable weights registered so far.
     pub fn into_weights(self) -> Weights {
         self.weights
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zo_optim::ParamSet;
+
+    #[test]
+    fn integer_and_boolean_tensors_are_refused_as_weights() {
+        let mut tensors = HashMap::new();
+        let ints = Tensor::new(&[1i64, 2, 3], &Device::Cpu).unwrap();
+        let bytes = Tensor::new(&[1u8, 0, 1], &Device::Cpu).unwrap();
+        let floats = Tensor::new(&[1f32, 2., 3.], &Device::Cpu).unwrap();
+        tensors.insert("ids".to_string(), ints);
+        tensors.insert("mask".to_string(), bytes);
+        tensors.insert("w".to_string(), floats);
+        let mut ck = Checkpoint::from_tensors("model.safetensors".into(), tensors, Precision::F32);
+        for name in ["ids", "mask"] {
+            let err = ck.trainable(name, &[name], &[3]).unwrap_err().to_string();
+            assert!(
+                err.contains("model.safetensors") && err.contains(name) && err.contains("floating"),
+                "{err}"
+            );
+        }
+        assert!(ck.trainable("w", &["w"], &[3]).is_ok());
+        assert_eq!(ck.into_weights().num_params(), 3);
     }
 }

@@ -318,6 +318,17 @@ impl StateVec {
         }
     }
 
+    /// A vector from its tensors' names and values (e.g. read back from a checkpoint). Whether it
+    /// fits a parameter set is checked when a step uses it.
+    pub fn from_tensors(tensors: Vec<(String, Vec<f32>)>) -> Self {
+        Self { tensors }
+    }
+
+    /// The tensors' names and values, in the parameter set's order.
+    pub fn into_tensors(self) -> Vec<(String, Vec<f32>)> {
+        self.tensors
+    }
+
     /// The names and values, in the parameter set's order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &[f32])> {
         self.tensors.iter().map(|(n, v)| (n.as_str(), v.as_slice()))

@@ -1,22 +1,32 @@
-//! Checkpoints: the loop and optimizer state as JSON, the seed log as JSONL, atomic writes.
+//! Checkpoints: the loop and optimizer state as JSON, the optimizer's per-parameter vectors in a
+//! safetensors sidecar, the seed log as JSONL, atomic writes, and the byte lengths of the
+//! append-only logs that belong to each checkpoint.
 //!
 //! An output folder holds
 //!
-//! - `checkpoint.json`: a [`Checkpoint`] (the training settings, the [`RunState`] and the name of
-//!   the parameter file), the commit point of a checkpoint: it is written last;
+//! - `checkpoint.json`: a [`Checkpoint`] (the training settings, the [`RunState`] without its
+//!   per-parameter vectors, the names of the sidecar and parameter files, and the byte length of
+//!   every append-only log at the checkpoint), the commit point of a checkpoint: it is written last;
+//! - `optimizer-state-STEP.safetensors`, when the optimizer keeps per-parameter vectors (MeZO-Adam's
+//!   moments, a momentum buffer, HiZOO's curvature): those vectors as f32 tensors named
+//!   `rule.m/<tensor>`, `rule.v/<tensor>`, `estimator.h/<tensor>`;
 //! - `seed_log.jsonl`: one [`SeedLogEntry`] per step — seed, step, learning rate, losses,
 //!   projected gradients or posterior means, forwards — the whole trajectory in kilobytes;
 //! - `params-STEP.bin`, when the trainer was given a parameter encoder: the caller's bytes.
 //!
-//! Every file is written atomically: to a temporary file in the same folder, synced, then renamed
-//! over the target (and the folder synced), so a crash leaves either the old or the new file.
+//! Whole files are written atomically: to a temporary file `.NAME.tmp-PID` in the same folder,
+//! synced, then renamed over the target (and the folder synced), so a crash leaves either the old or
+//! the new file. Logs are appended one whole line per write; a checkpoint first syncs them and
+//! records their lengths ([`LogMark`]), so that a resume cuts every log back to exactly the bytes of
+//! its checkpoint, whatever a kill or a full disk left after them (a torn last line included).
 
-use std::fs::{self, File};
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use zo_optim::{OptimizerState, StepReport};
+use zo_optim::{EstimatorState, OptimizerState, RuleState, StateVec, StepReport};
 
 use crate::error::{Result, TrainError};
 use crate::trainer::TrainConfig;
@@ -26,7 +36,11 @@ pub const CHECKPOINT_FILE: &str = "checkpoint.json";
 /// The seed log's name in an output folder.
 pub const SEED_LOG_FILE: &str = "seed_log.jsonl";
 /// The checkpoint format version.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
+/// The prefix of the optimizer-state sidecar files (`optimizer-state-STEP.safetensors`).
+pub const STATE_FILE_PREFIX: &str = "optimizer-state-";
+/// The prefix of the parameter files (`params-STEP.bin`).
+pub const PARAMS_FILE_PREFIX: &str = "params-";
 
 /// The best validation score so far.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -67,6 +81,15 @@ pub struct RunState {
     pub looping: LoopState,
 }
 
+/// How many bytes of an append-only log in the output folder belong to a checkpoint.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogMark {
+    /// The log's file name in the output folder.
+    pub file: String,
+    /// Its length at the checkpoint.
+    pub bytes: u64,
+}
+
 /// The contents of `checkpoint.json`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Checkpoint {
@@ -74,10 +97,18 @@ pub struct Checkpoint {
     pub version: u32,
     /// The training settings the run was started with.
     pub config: TrainConfig,
-    /// The state.
+    /// The state (after [`load`](Self::load): with its per-parameter vectors read back from the
+    /// sidecar).
     pub state: RunState,
     /// The parameter file in the same folder, if parameters were saved.
     pub params_file: Option<String>,
+    /// The sidecar holding the optimizer's per-parameter vectors, if it keeps any.
+    #[serde(default)]
+    pub state_file: Option<String>,
+    /// The byte length of every append-only log at the checkpoint (the seed log, and every log an
+    /// observer reports through [`Observer::sync`](crate::Observer::sync)).
+    #[serde(default)]
+    pub logs: Vec<LogMark>,
 }
 
 /// One line of the seed log: a step's seed and report. With the initial parameters, the seed log
@@ -98,21 +129,45 @@ pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError +
     }
 }
 
-/// Write `bytes` to `path` atomically: a temporary file in the same folder, synced, renamed over
-/// `path`; the folder is then synced (where the platform allows).
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
+/// The temporary file that [`write_atomic`] writes `path` through.
+pub fn temporary_path(path: &Path) -> PathBuf {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    parent_dir(path).join(format!(".{name}.tmp-{}", std::process::id()))
+}
+
+/// Whether `name` is a temporary file of [`write_atomic`] (`.NAME.tmp-PID`).
+pub fn is_temporary_name(name: &str) -> bool {
+    name.starts_with('.')
+        && name.rsplit_once(".tmp-").is_some_and(|(head, pid)| {
+            head.len() > 1 && !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit())
+        })
+}
+
+fn parent_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// Sync the folder `dir`, making renames and creations in it durable (best effort: not every
+/// platform can open a folder).
+pub fn sync_dir(dir: &Path) {
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+/// Write `path` atomically with `write`: to a temporary file in the same folder, synced, renamed
+/// over `path`; the folder is then synced. On an error the temporary file is removed.
+pub fn write_atomic_with(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    let tmp = temporary_path(path);
     let result = (|| {
-        let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
-        f.write_all(bytes).map_err(io_err(&tmp))?;
+        write(&tmp)?;
+        let f = File::open(&tmp).map_err(io_err(&tmp))?;
         f.sync_all().map_err(io_err(&tmp))?;
         drop(f);
         fs::rename(&tmp, path).map_err(io_err(path))
@@ -121,9 +176,178 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         let _ = fs::remove_file(&tmp);
         return result;
     }
-    // Make the rename durable; not every platform can open a folder, so this is best effort.
-    if let Ok(d) = File::open(&dir) {
-        let _ = d.sync_all();
+    sync_dir(&parent_dir(path));
+    Ok(())
+}
+
+/// Write `bytes` to `path` atomically (see [`write_atomic_with`]).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic_with(path, |tmp| {
+        let mut f = File::create(tmp).map_err(io_err(tmp))?;
+        f.write_all(bytes).map_err(io_err(tmp))
+    })
+}
+
+/// The optimizer state's per-parameter vectors, by sidecar name prefix.
+fn vectors(state: &OptimizerState) -> Vec<(&'static str, &StateVec)> {
+    let mut out: Vec<(&'static str, &StateVec)> = Vec::new();
+    if let EstimatorState::Hessian { h } = &state.estimator {
+        out.push(("estimator.h", h));
+    }
+    match &state.rule {
+        RuleState::Momentum { m } => out.push(("rule.m", m)),
+        RuleState::Adam { m, v, .. } => {
+            out.push(("rule.m", m));
+            out.push(("rule.v", v));
+        }
+        _ => {}
+    }
+    out
+}
+
+/// The optimizer state with its per-parameter vectors left empty (they go to the sidecar).
+fn skeleton(state: &OptimizerState) -> OptimizerState {
+    let empty = || StateVec::from_tensors(Vec::new());
+    OptimizerState {
+        seed: state.seed,
+        step: state.step,
+        num_params: state.num_params,
+        estimator: match &state.estimator {
+            EstimatorState::Hessian { .. } => EstimatorState::Hessian { h: empty() },
+            other => other.clone(),
+        },
+        rule: match &state.rule {
+            RuleState::Momentum { .. } => RuleState::Momentum { m: empty() },
+            RuleState::Adam { t, .. } => RuleState::Adam {
+                m: empty(),
+                v: empty(),
+                t: *t,
+            },
+            other => other.clone(),
+        },
+    }
+}
+
+/// The slots of the optimizer state that hold per-parameter vectors, by sidecar name prefix.
+fn vector_slots(state: &mut OptimizerState) -> Vec<(&'static str, &mut StateVec)> {
+    let mut out: Vec<(&'static str, &mut StateVec)> = Vec::new();
+    if let EstimatorState::Hessian { h } = &mut state.estimator {
+        out.push(("estimator.h", h));
+    }
+    match &mut state.rule {
+        RuleState::Momentum { m } => out.push(("rule.m", m)),
+        RuleState::Adam { m, v, .. } => {
+            out.push(("rule.m", m));
+            out.push(("rule.v", v));
+        }
+        _ => {}
+    }
+    out
+}
+
+/// A 1-D f32 tensor for safetensors, converted to little-endian bytes as it is written.
+struct F32View<'a> {
+    values: &'a [f32],
+    shape: [usize; 1],
+}
+
+impl safetensors::View for F32View<'_> {
+    fn dtype(&self) -> safetensors::Dtype {
+        safetensors::Dtype::F32
+    }
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+    fn data(&self) -> std::borrow::Cow<'_, [u8]> {
+        std::borrow::Cow::Owned(self.values.iter().flat_map(|x| x.to_le_bytes()).collect())
+    }
+    fn data_len(&self) -> usize {
+        self.values.len() * 4
+    }
+}
+
+/// Write the vectors to a safetensors file at `path` (not atomically: the caller writes a
+/// temporary file).
+fn write_sidecar(path: &Path, vectors: &[(&'static str, &StateVec)]) -> Result<()> {
+    let mut views = Vec::new();
+    for (prefix, v) in vectors {
+        for (name, values) in v.iter() {
+            views.push((
+                format!("{prefix}/{name}"),
+                F32View {
+                    values,
+                    shape: [values.len()],
+                },
+            ));
+        }
+    }
+    // Keep the parameter set's order: safetensors sorts its header, so record the order.
+    let order: Vec<String> = views.iter().map(|(n, _)| n.clone()).collect();
+    let mut meta = std::collections::HashMap::new();
+    meta.insert(
+        "order".to_string(),
+        serde_json::to_string(&order).map_err(|e| TrainError::BadFile {
+            path: path.to_path_buf(),
+            message: format!("cannot serialise: {e}"),
+        })?,
+    );
+    safetensors::serialize_to_file(views, Some(meta), path).map_err(|e| TrainError::BadFile {
+        path: path.to_path_buf(),
+        message: format!("cannot write: {e}"),
+    })
+}
+
+/// Read a sidecar back into the slots of `state`.
+fn read_sidecar(path: &Path, state: &mut OptimizerState) -> Result<()> {
+    let bad = |message: String| TrainError::BadFile {
+        path: path.to_path_buf(),
+        message,
+    };
+    let bytes = fs::read(path).map_err(io_err(path))?;
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)
+        .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
+    let order: Vec<String> = meta
+        .metadata()
+        .as_ref()
+        .and_then(|m| m.get("order"))
+        .ok_or_else(|| bad("no tensor order in the metadata".into()))
+        .and_then(|o| serde_json::from_str(o).map_err(|e| bad(format!("bad order: {e}"))))?;
+    let st = safetensors::SafeTensors::deserialize(&bytes)
+        .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
+    let mut by_prefix: BTreeMap<&str, Vec<(String, Vec<f32>)>> = BTreeMap::new();
+    for full in &order {
+        let (prefix, name) = full
+            .split_once('/')
+            .ok_or_else(|| bad(format!("tensor `{full}` has no prefix")))?;
+        let view = st
+            .tensor(full)
+            .map_err(|e| bad(format!("tensor `{full}`: {e}")))?;
+        if view.dtype() != safetensors::Dtype::F32 {
+            return Err(bad(format!(
+                "tensor `{full}` is {:?}, not F32",
+                view.dtype()
+            )));
+        }
+        let values = view
+            .data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        by_prefix
+            .entry(prefix)
+            .or_default()
+            .push((name.to_string(), values));
+    }
+    for (prefix, slot) in vector_slots(state) {
+        let tensors = by_prefix
+            .remove(prefix)
+            .ok_or_else(|| bad(format!("no `{prefix}` tensors for the optimizer state")))?;
+        *slot = StateVec::from_tensors(tensors);
+    }
+    if let Some(prefix) = by_prefix.keys().next() {
+        return Err(bad(format!(
+            "`{prefix}` tensors that the optimizer state has no place for"
+        )));
     }
     Ok(())
 }
@@ -134,37 +358,106 @@ impl Checkpoint {
         dir.join(CHECKPOINT_FILE)
     }
 
-    /// Read `dir/checkpoint.json`.
+    /// Read `dir/checkpoint.json` and its sidecar.
     pub fn load(dir: &Path) -> Result<Self> {
         let path = Self::path(dir);
         if !path.exists() {
             return Err(TrainError::NoCheckpoint { path });
         }
         let text = fs::read_to_string(&path).map_err(io_err(&path))?;
-        let ck: Checkpoint = serde_json::from_str(&text).map_err(|e| TrainError::BadFile {
-            path: path.clone(),
-            message: format!("bad JSON: {e}"),
-        })?;
-        if ck.version != FORMAT_VERSION {
+        #[derive(Deserialize)]
+        struct Version {
+            version: u32,
+        }
+        if let Ok(v) = serde_json::from_str::<Version>(&text)
+            && v.version != FORMAT_VERSION
+        {
             return Err(TrainError::Mismatch {
                 path,
                 field: "version",
-                found: ck.version.to_string(),
+                found: v.version.to_string(),
                 expected: FORMAT_VERSION.to_string(),
             });
+        }
+        let mut ck: Checkpoint = serde_json::from_str(&text).map_err(|e| TrainError::BadFile {
+            path: path.clone(),
+            message: format!("bad JSON: {e}"),
+        })?;
+        if let Some(name) = &ck.state_file {
+            read_sidecar(&dir.join(name), &mut ck.state.optimizer)?;
         }
         Ok(ck)
     }
 
-    /// Write `dir/checkpoint.json` atomically.
+    /// Write the sidecar (when the optimizer state has per-parameter vectors) under a name of its
+    /// step, then `dir/checkpoint.json`, atomically; the sidecar of an earlier checkpoint is the
+    /// caller's to remove once this one is committed. `state_file` is ignored: the file written
+    /// names the sidecar written.
     pub fn save(&self, dir: &Path) -> Result<PathBuf> {
         let path = Self::path(dir);
-        let json = serde_json::to_vec_pretty(self).map_err(|e| TrainError::BadFile {
+        let vectors = vectors(&self.state.optimizer);
+        let state_file = if vectors.is_empty() {
+            None
+        } else {
+            let name = Self::state_file_name(self.state.looping.step);
+            let sidecar = dir.join(&name);
+            write_atomic_with(&sidecar, |tmp| write_sidecar(tmp, &vectors))?;
+            Some(name)
+        };
+        #[derive(Serialize)]
+        struct StateRef<'a> {
+            optimizer: OptimizerState,
+            looping: &'a LoopState,
+        }
+        #[derive(Serialize)]
+        struct OnDisk<'a> {
+            version: u32,
+            config: &'a TrainConfig,
+            state: StateRef<'a>,
+            params_file: &'a Option<String>,
+            state_file: Option<String>,
+            logs: &'a [LogMark],
+        }
+        let on_disk = OnDisk {
+            version: self.version,
+            config: &self.config,
+            state: StateRef {
+                optimizer: skeleton(&self.state.optimizer),
+                looping: &self.state.looping,
+            },
+            params_file: &self.params_file,
+            state_file,
+            logs: &self.logs,
+        };
+        let json = serde_json::to_vec_pretty(&on_disk).map_err(|e| TrainError::BadFile {
             path: path.clone(),
             message: format!("cannot serialise: {e}"),
         })?;
         write_atomic(&path, &json)?;
         Ok(path)
+    }
+
+    /// The names of the files `dir/checkpoint.json` refers to (the parameter file, the sidecar),
+    /// without reading them.
+    pub fn load_names(dir: &Path) -> Result<[Option<String>; 2]> {
+        let path = Self::path(dir);
+        #[derive(Deserialize)]
+        struct Names {
+            params_file: Option<String>,
+            #[serde(default)]
+            state_file: Option<String>,
+        }
+        let text = fs::read_to_string(&path).map_err(io_err(&path))?;
+        let n: Names = serde_json::from_str(&text).map_err(|e| TrainError::BadFile {
+            path: path.clone(),
+            message: format!("bad JSON: {e}"),
+        })?;
+        Ok([n.params_file, n.state_file])
+    }
+
+    /// The sidecar's name for a checkpoint after `step` steps.
+    pub fn state_file_name(step: u64) -> String {
+        format!("{STATE_FILE_PREFIX}{step:08}.safetensors")
     }
 
     /// The bytes of the parameter file, if the checkpoint names one.
@@ -191,62 +484,94 @@ impl Checkpoint {
                 message: format!("bad JSON: {e}"),
             })
     }
+
+    /// The mark of the log `file`, if the checkpoint recorded one.
+    pub fn log_bytes(&self, file: &str) -> Option<u64> {
+        self.logs.iter().find(|m| m.file == file).map(|m| m.bytes)
+    }
 }
 
-/// Read the seed log at `path`.
-pub fn read_seed_log(path: &Path) -> Result<Vec<SeedLogEntry>> {
-    let text = fs::read_to_string(path).map_err(io_err(path))?;
-    text.lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, line)| {
-            serde_json::from_str(line).map_err(|e| TrainError::BadFile {
-                path: path.to_path_buf(),
-                message: format!("line {}: bad JSON: {e}", i + 1),
-            })
-        })
-        .collect()
-}
-
-/// Cut the seed log at `path` to its first `steps` lines (the steps a checkpoint covers), checking
-/// that line `t` is step `t`; rewritten atomically.
-pub(crate) fn truncate_seed_log(path: &Path, steps: u64) -> Result<()> {
-    let text = if path.exists() {
-        fs::read_to_string(path).map_err(io_err(path))?
-    } else {
-        String::new()
-    };
-    let mut kept = String::new();
-    let mut count = 0u64;
-    for (i, line) in text.lines().enumerate() {
-        if count == steps {
+/// The complete lines of a JSONL log, parsed, and the byte length they span. A last line that has
+/// no newline, or does not parse, is a torn write (a kill or a full disk during the append) and is
+/// left out; any other line that does not parse is an error naming the line.
+pub fn read_jsonl<T: serde::de::DeserializeOwned>(path: &Path) -> Result<(Vec<T>, u64)> {
+    let bytes = fs::read(path).map_err(io_err(path))?;
+    let mut out = Vec::new();
+    let mut offset = 0usize;
+    let mut number = 0usize;
+    while offset < bytes.len() {
+        number += 1;
+        let (line, next, complete) = match bytes[offset..].iter().position(|&b| b == b'\n') {
+            Some(i) => (&bytes[offset..offset + i], offset + i + 1, true),
+            None => (&bytes[offset..], bytes.len(), false),
+        };
+        let last = next >= bytes.len();
+        if !complete {
             break;
         }
-        let entry: SeedLogEntry = serde_json::from_str(line).map_err(|e| TrainError::BadFile {
-            path: path.to_path_buf(),
-            message: format!("line {}: bad JSON: {e}", i + 1),
-        })?;
-        if entry.report.step != count {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            offset = next;
+            continue;
+        }
+        match serde_json::from_slice(line) {
+            Ok(v) => out.push(v),
+            Err(_) if last => break,
+            Err(e) => {
+                return Err(TrainError::BadFile {
+                    path: path.to_path_buf(),
+                    message: format!("line {number}: bad JSON: {e}"),
+                });
+            }
+        }
+        offset = next;
+    }
+    Ok((out, offset as u64))
+}
+
+/// Read the seed log at `path`: its complete steps, in order (a torn last line is left out, see
+/// [`read_jsonl`]). Line `t` must be step `t`.
+pub fn read_seed_log(path: &Path) -> Result<Vec<SeedLogEntry>> {
+    let (entries, _) = read_jsonl::<SeedLogEntry>(path)?;
+    for (t, e) in entries.iter().enumerate() {
+        if e.report.step != t as u64 {
             return Err(TrainError::BadFile {
                 path: path.to_path_buf(),
                 message: format!(
-                    "line {}: step {} where step {count} was expected",
-                    i + 1,
-                    entry.report.step
+                    "line {}: step {} where step {t} was expected",
+                    t + 1,
+                    e.report.step
                 ),
             });
         }
-        kept.push_str(line);
-        kept.push('\n');
-        count += 1;
     }
-    if count < steps {
-        return Err(TrainError::BadFile {
+    Ok(entries)
+}
+
+/// Cut the log at `path` back to `bytes` (its length at a checkpoint) and sync it. A log shorter
+/// than that has lost lines that the checkpoint counts on: an error.
+pub(crate) fn cut_log(path: &Path, bytes: u64, step: u64) -> Result<()> {
+    let len = match fs::metadata(path) {
+        Ok(m) => m.len(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+        Err(e) => return Err(io_err(path)(e)),
+    };
+    if len < bytes {
+        return Err(TrainError::LostLog {
             path: path.to_path_buf(),
-            message: format!("{count} steps logged, the checkpoint is at step {steps}"),
+            found: len,
+            expected: bytes,
+            step,
         });
     }
-    write_atomic(path, kept.as_bytes())
+    if len > bytes {
+        let f = OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(io_err(path))?;
+        f.set_len(bytes).map_err(io_err(path))?;
+        f.sync_all().map_err(io_err(path))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

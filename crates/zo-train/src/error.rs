@@ -32,6 +32,34 @@ pub enum TrainError {
         /// The checkpoint file looked for.
         path: PathBuf,
     },
+    /// An append-only log is shorter than its checkpoint recorded: lines the checkpoint counts on
+    /// were deleted or never reached the disk, and resuming would lose them silently.
+    #[error(
+        "{} holds {found} bytes but the checkpoint after step {step} recorded {expected}: the run's history before the checkpoint is lost (restore the file, or start the run over)",
+        path.display()
+    )]
+    LostLog {
+        /// The log.
+        path: PathBuf,
+        /// Its length now.
+        found: u64,
+        /// Its length at the checkpoint.
+        expected: u64,
+        /// The checkpoint's step.
+        step: u64,
+    },
+    /// Another process holds the output folder's lock.
+    #[error(
+        "{} is in use by another running process (it holds the lock {}); wait for it to end or choose another folder",
+        dir.display(),
+        lock.display()
+    )]
+    Locked {
+        /// The output folder.
+        dir: PathBuf,
+        /// The lock file.
+        lock: PathBuf,
+    },
     /// A file or folder could not be read or written.
     #[error("cannot access {}: {source}", path.display())]
     Io {

@@ -1,13 +1,14 @@
 //! Events of a run and the observers that receive them.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use serde::{Deserialize, Serialize};
 use zo_optim::{ObjectiveError, StepReport};
 
+use crate::checkpoint::LogMark;
 use crate::error::{Result, TrainError};
 use crate::model::{Metrics, Split};
 use crate::trainer::Summary;
@@ -80,6 +81,13 @@ impl Event {
 pub trait Observer {
     /// One event.
     fn on_event(&mut self, event: &Event) -> std::result::Result<(), ObjectiveError>;
+
+    /// Called just before a checkpoint is committed: make what was written durable and, for an
+    /// append-only log in the output folder, return its file name and length, which the checkpoint
+    /// records so that a resume cuts the log back to them. The default does nothing.
+    fn sync(&mut self) -> std::result::Result<Option<LogMark>, ObjectiveError> {
+        Ok(None)
+    }
 }
 
 /// Any closure `FnMut(&Event) -> Result<(), ObjectiveError>` is an observer.
@@ -92,12 +100,19 @@ where
     }
 }
 
-/// Writes every event as one JSON object per line (JSONL). Lines are flushed at checkpoints, stops
-/// and the end of the run.
+/// Writes every event as one JSON object per line (JSONL), each line flushed to the writer as a
+/// whole (one `write` per line), so that a kill tears at most the line being written.
+///
+/// Opened on a file ([`create`](JsonlWriter::create), [`append`](JsonlWriter::append)), it is an
+/// append-only log of the run: at a checkpoint ([`Observer::sync`]) the file is synced and its
+/// length recorded in the checkpoint.
 #[derive(Debug)]
 pub struct JsonlWriter<W: Write> {
     out: W,
     metrics_only: bool,
+    line: Vec<u8>,
+    file: Option<(String, File)>,
+    bytes: u64,
 }
 
 impl<W: Write> JsonlWriter<W> {
@@ -106,6 +121,9 @@ impl<W: Write> JsonlWriter<W> {
         Self {
             out,
             metrics_only: false,
+            line: Vec::new(),
+            file: None,
+            bytes: 0,
         }
     }
 
@@ -124,45 +142,79 @@ impl<W: Write> JsonlWriter<W> {
     pub fn into_inner(self) -> W {
         self.out
     }
+
+    /// Bytes written (for a file opened to append: its length).
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
 }
 
-impl JsonlWriter<BufWriter<File>> {
+impl JsonlWriter<File> {
+    fn on_file(path: &Path, file: File, bytes: u64) -> Result<Self> {
+        let handle = file.try_clone().map_err(|source| TrainError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let mut me = Self::new(file);
+        me.file = Some((name, handle));
+        me.bytes = bytes;
+        Ok(me)
+    }
+
     /// Create (or truncate) the file at `path`.
     pub fn create(path: &Path) -> Result<Self> {
         let file = File::create(path).map_err(|source| TrainError::Io {
             path: path.to_path_buf(),
             source,
         })?;
-        Ok(Self::new(BufWriter::new(file)))
+        Self::on_file(path, file, 0)
     }
 
     /// Append to the file at `path` (created if absent), e.g. when a run resumes.
     pub fn append(path: &Path) -> Result<Self> {
+        let io = |source| TrainError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
         let file = OpenOptions::new()
             .create(true)
             .append(true)
             .open(path)
-            .map_err(|source| TrainError::Io {
-                path: path.to_path_buf(),
-                source,
-            })?;
-        Ok(Self::new(BufWriter::new(file)))
+            .map_err(io)?;
+        let bytes = file.metadata().map_err(io)?.len();
+        Self::on_file(path, file, bytes)
     }
 }
 
 impl<W: Write> Observer for JsonlWriter<W> {
     fn on_event(&mut self, event: &Event) -> std::result::Result<(), ObjectiveError> {
         if !self.metrics_only || event.is_metric() {
-            serde_json::to_writer(&mut self.out, event)?;
-            self.out.write_all(b"\n")?;
-        }
-        if matches!(
-            event,
-            Event::Checkpoint { .. } | Event::Stopped { .. } | Event::Finish { .. }
-        ) {
+            self.line.clear();
+            serde_json::to_writer(&mut self.line, event)?;
+            self.line.push(b'\n');
+            self.out.write_all(&self.line)?;
             self.out.flush()?;
+            self.bytes += self.line.len() as u64;
         }
         Ok(())
+    }
+
+    fn sync(&mut self) -> std::result::Result<Option<LogMark>, ObjectiveError> {
+        self.out.flush()?;
+        Ok(match &self.file {
+            Some((name, handle)) => {
+                handle.sync_data()?;
+                Some(LogMark {
+                    file: name.clone(),
+                    bytes: self.bytes,
+                })
+            }
+            None => None,
+        })
     }
 }
 

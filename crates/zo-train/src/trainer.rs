@@ -1,7 +1,7 @@
 //! The training loop.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,8 +11,8 @@ use zo_data::EpochBatches;
 use zo_optim::{ObjectiveError, OptimError, Optimizer, ParamSet};
 
 use crate::checkpoint::{
-    Best, Checkpoint, FORMAT_VERSION, LoopState, RunState, SEED_LOG_FILE, SeedLogEntry, io_err,
-    read_seed_log, truncate_seed_log, write_atomic,
+    Best, Checkpoint, FORMAT_VERSION, LogMark, LoopState, PARAMS_FILE_PREFIX, RunState,
+    SEED_LOG_FILE, STATE_FILE_PREFIX, SeedLogEntry, cut_log, io_err, read_seed_log, write_atomic,
 };
 use crate::error::{Result, TrainError};
 use crate::model::{BatchObjective, Metrics, Split, TaskModel};
@@ -287,12 +287,10 @@ impl<P: ParamSet + ?Sized, M: TaskModel<P>> Trainer<P, M> {
                 if !self.overwrite {
                     return Err(TrainError::OutputExists { path: ck });
                 }
-                // Remove the old run's checkpoint and its parameter file.
-                if let Ok(Some(old)) = Checkpoint::load(dir).map(|c| c.params_file) {
-                    let _ = fs::remove_file(dir.join(old));
-                }
                 fs::remove_file(&ck).map_err(io_err(&ck))?;
             }
+            // The old run's sidecars and parameter files (and any a kill left behind).
+            remove_unreferenced(dir, &[])?;
             write_atomic(&dir.join(SEED_LOG_FILE), b"")?;
             self.last_checkpoint = None;
         }
@@ -346,7 +344,33 @@ impl<P: ParamSet + ?Sized, M: TaskModel<P>> Trainer<P, M> {
                 ),
             });
         }
-        truncate_seed_log(&dir.join(SEED_LOG_FILE), ck.state.looping.step)?;
+        // Cut every log back to the checkpoint: whatever a kill or a full disk left after it
+        // (steps past the checkpoint, a torn last line) is redone by this run.
+        let step = ck.state.looping.step;
+        let seed_log = dir.join(SEED_LOG_FILE);
+        let Some(seed_bytes) = ck.log_bytes(SEED_LOG_FILE) else {
+            return Err(TrainError::BadFile {
+                path,
+                message: format!("no length recorded for {SEED_LOG_FILE}"),
+            });
+        };
+        for mark in &ck.logs {
+            cut_log(&dir.join(&mark.file), mark.bytes, step)?;
+        }
+        let logged = read_seed_log(&seed_log)?;
+        if logged.len() as u64 != step || logged_bytes(&seed_log)? != seed_bytes {
+            return Err(TrainError::BadFile {
+                path: seed_log,
+                message: format!(
+                    "{} complete steps in its first {seed_bytes} bytes, the checkpoint is at step {step}",
+                    logged.len()
+                ),
+            });
+        }
+        let mut keep: Vec<&str> = Vec::new();
+        keep.extend(ck.state_file.as_deref());
+        keep.extend(ck.params_file.as_deref());
+        remove_unreferenced(&dir, &keep)?;
         self.last_checkpoint = Some(path);
         Ok(ck)
     }
@@ -411,24 +435,34 @@ impl<P: ParamSet + ?Sized, M: TaskModel<P>> Trainer<P, M> {
         &mut self,
         params: &P,
         state: &RunState,
-        seed_log: &mut Option<(PathBuf, BufWriter<File>)>,
+        seed_log: &mut Option<SeedLog>,
     ) -> Result<()> {
         let Some(dir) = self.out_dir.clone() else {
             return Ok(());
         };
-        if let Some((path, log)) = seed_log {
-            log.flush().map_err(io_err(path))?;
-            log.get_ref().sync_data().map_err(io_err(path))?;
+        // Make the logs durable and record their lengths: the checkpoint owns exactly these bytes.
+        let mut logs = Vec::new();
+        if let Some(log) = seed_log {
+            log.file.sync_data().map_err(io_err(&log.path))?;
+            logs.push(LogMark {
+                file: SEED_LOG_FILE.into(),
+                bytes: log.bytes,
+            });
+        }
+        for o in &mut self.observers {
+            if let Some(mark) = o.sync().map_err(TrainError::Observer)? {
+                logs.push(mark);
+            }
         }
         let step = state.looping.step;
         let previous = match &self.last_checkpoint {
-            Some(p) if p.exists() => Checkpoint::load(&dir).ok().and_then(|c| c.params_file),
+            Some(p) if p.exists() => Checkpoint::load_names(&dir).ok(),
             _ => None,
         };
         let params_file = match &mut self.encoder {
             None => None,
             Some(encode) => {
-                let name = format!("params-{step:08}.bin");
+                let name = format!("{PARAMS_FILE_PREFIX}{step:08}.bin");
                 let path = dir.join(&name);
                 let bytes = encode(params).map_err(|source| TrainError::SaveParams {
                     path: path.clone(),
@@ -443,12 +477,18 @@ impl<P: ParamSet + ?Sized, M: TaskModel<P>> Trainer<P, M> {
             config: self.config.clone(),
             state: state.clone(),
             params_file: params_file.clone(),
+            state_file: None,
+            logs,
         };
         let path = ck.save(&dir)?;
-        if let Some(old) = previous
-            && Some(&old) != params_file.as_ref()
-        {
-            let _ = fs::remove_file(dir.join(old));
+        // The earlier checkpoint's files, now that this one is committed.
+        if let Some(old) = previous {
+            let now = [params_file, Some(Checkpoint::state_file_name(step))];
+            for name in old.into_iter().flatten() {
+                if !now.iter().flatten().any(|n| *n == name) {
+                    let _ = fs::remove_file(dir.join(name));
+                }
+            }
         }
         self.last_checkpoint = Some(path.clone());
         self.emit(Event::Checkpoint { step, path })
@@ -499,7 +539,13 @@ impl<P: ParamSet + ?Sized, M: TaskModel<P>> Trainer<P, M> {
                     .append(true)
                     .open(&path)
                     .map_err(io_err(&path))?;
-                Some((path, BufWriter::new(file)))
+                let bytes = file.metadata().map_err(io_err(&path))?.len();
+                Some(SeedLog {
+                    path,
+                    file,
+                    bytes,
+                    line: Vec::new(),
+                })
             }
             None => None,
         };
@@ -559,16 +605,11 @@ impl<P: ParamSet + ?Sized, M: TaskModel<P>> Trainer<P, M> {
             looping.batches_drawn += 1;
             looping.step += 1;
             looping.train_forwards += report.forwards as u64;
-            if let Some((path, log)) = &mut seed_log {
-                let entry = SeedLogEntry {
+            if let Some(log) = &mut seed_log {
+                log.append(&SeedLogEntry {
                     seed,
                     report: report.clone(),
-                };
-                serde_json::to_writer(&mut *log, &entry).map_err(|e| TrainError::BadFile {
-                    path: path.clone(),
-                    message: format!("cannot write: {e}"),
                 })?;
-                log.write_all(b"\n").map_err(io_err(path))?;
             }
             let train_forwards = looping.train_forwards;
             self.emit(Event::Step {
@@ -658,4 +699,55 @@ impl<P: ParamSet + ?Sized, M: TaskModel<P>> Trainer<P, M> {
         })?;
         Ok(summary)
     }
+}
+
+/// The seed log being appended to: one whole line per `write`, so that a kill tears at most the
+/// line being written, and the steps before it are readable at once (e.g. by an export).
+struct SeedLog {
+    path: PathBuf,
+    file: File,
+    bytes: u64,
+    line: Vec<u8>,
+}
+
+impl SeedLog {
+    fn append(&mut self, entry: &SeedLogEntry) -> Result<()> {
+        self.line.clear();
+        serde_json::to_writer(&mut self.line, entry).map_err(|e| TrainError::BadFile {
+            path: self.path.clone(),
+            message: format!("cannot write: {e}"),
+        })?;
+        self.line.push(b'\n');
+        self.file
+            .write_all(&self.line)
+            .map_err(io_err(&self.path))?;
+        self.bytes += self.line.len() as u64;
+        Ok(())
+    }
+}
+
+/// The byte length of the complete lines of the log at `path`.
+fn logged_bytes(path: &Path) -> Result<u64> {
+    crate::checkpoint::read_jsonl::<serde::de::IgnoredAny>(path).map(|(_, bytes)| bytes)
+}
+
+/// Remove the sidecar and parameter files in `dir` other than those named in `keep` (files of an
+/// earlier run, or of a checkpoint that a kill interrupted before its commit).
+fn remove_unreferenced(dir: &Path, keep: &[&str]) -> Result<()> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io_err(dir)(e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(io_err(dir))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let ours = (name.starts_with(STATE_FILE_PREFIX) && name.ends_with(".safetensors"))
+            || (name.starts_with(PARAMS_FILE_PREFIX) && name.ends_with(".bin"));
+        if ours && !keep.contains(&name.as_str()) {
+            let path = entry.path();
+            fs::remove_file(&path).map_err(io_err(&path))?;
+        }
+    }
+    Ok(())
 }
