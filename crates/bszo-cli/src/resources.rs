@@ -104,7 +104,7 @@ pub fn estimate(
         ("activations of the largest forward", activations),
     ];
     parts.retain(|(_, b)| *b > 0);
-    parts.sort_by(|a, b| b.1.cmp(&a.1));
+    parts.sort_by_key(|p| std::cmp::Reverse(p.1));
     Estimate { parts }
 }
 

@@ -245,7 +245,7 @@ fn vector_slots(state: &mut OptimizerState) -> Vec<(&'static str, &mut StateVec)
     out
 }
 
-/// A 1-D f32 tensor for safetensors, converted to little-endian bytes as it is written.
+/// A 1-D f32 tensor for safetensors (little-endian bytes).
 struct F32View<'a> {
     values: &'a [f32],
     shape: [usize; 1],
@@ -259,7 +259,12 @@ impl safetensors::View for F32View<'_> {
         &self.shape
     }
     fn data(&self) -> std::borrow::Cow<'_, [u8]> {
-        std::borrow::Cow::Owned(self.values.iter().flat_map(|x| x.to_le_bytes()).collect())
+        if cfg!(target_endian = "little") {
+            // The values' own bytes: no copy of a state that can be gigabytes.
+            std::borrow::Cow::Borrowed(bytemuck::cast_slice(self.values))
+        } else {
+            std::borrow::Cow::Owned(self.values.iter().flat_map(|x| x.to_le_bytes()).collect())
+        }
     }
     fn data_len(&self) -> usize {
         self.values.len() * 4
