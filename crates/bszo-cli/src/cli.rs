@@ -483,8 +483,8 @@ const KNOBS: &[(&str, &str, &str, &str)] = &[
     (
         "data_dir",
         "task.data_dir",
-        "ZO_DATA_DIR, ./data, ../shared/data",
-        "a folder",
+        "$ZO_DATA_DIR, else ./data, else the repository's data/",
+        "an existing folder",
     ),
     ("eval_batch_size", "task.eval_batch_size", "64", "≥ 1"),
     (
