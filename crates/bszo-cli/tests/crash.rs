@@ -95,17 +95,23 @@ fn finish(child: Child) -> (Option<i32>, String) {
 /// the only things that may differ between two runs of one configuration).
 fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     let mut out = BTreeMap::new();
-    let here = dir.to_str().unwrap().to_string();
     for entry in std::fs::read_dir(dir).unwrap() {
         let entry = entry.unwrap();
         let name = entry.file_name().to_string_lossy().into_owned();
         let mut bytes = std::fs::read(entry.path()).unwrap();
         if name == "config.toml" {
-            let name = dir.file_name().unwrap().to_str().unwrap();
+            // The [output] dir line names the folder itself.
             bytes = String::from_utf8(bytes)
                 .unwrap()
-                .replace(&here, "RUN")
-                .replace(name, "RUN")
+                .lines()
+                .map(|l| {
+                    if l.starts_with("dir = ") {
+                        "dir = RUN\n".to_string()
+                    } else {
+                        format!("{l}\n")
+                    }
+                })
+                .collect::<String>()
                 .into_bytes();
         }
         if name == "report.json" {

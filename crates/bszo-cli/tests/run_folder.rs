@@ -440,6 +440,36 @@ fn a_run_that_fails_before_training_leaves_no_folder() {
         &["--model", bad.to_str().unwrap()],
     )));
     assert!(!dir.exists(), "a failed run left {}", dir.display());
+    // A failure to write the run's files (a disk that is full from the start: a file-size limit
+    // of 0, without root) leaves no empty folder either.
+    let args = base_args(&dir, 4);
+    let o = Command::new("bash")
+        .arg("-c")
+        .arg("ulimit -f 0; trap '' XFSZ; exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_bszo"))
+        .args(&args)
+        .current_dir(workspace())
+        .output()
+        .unwrap();
+    let err = one_error(&o);
+    assert!(err.contains("File too large"), "{err}");
+    assert!(!dir.exists(), "a failed run left {}", dir.display());
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
+#[test]
+fn an_os_error_is_said_once() {
+    if !real_assets("os_error_once") {
+        return;
+    }
+    let root = scratch("os-error");
+    let dir = root.join("run");
+    ok(&run(&base_args(&dir, 4)));
+    std::fs::remove_file(dir.join("seed_log.jsonl")).unwrap();
+    let o = export_step(&dir, 2, &root.join("x.safetensors"));
+    let err = one_error(&o);
+    assert!(err.contains("seed_log.jsonl"), "{err}");
+    assert_eq!(err.matches("os error 2").count(), 1, "{err}");
     std::fs::remove_dir_all(&root).unwrap();
 }
 
