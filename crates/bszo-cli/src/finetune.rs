@@ -291,11 +291,13 @@ pub fn finetune(options: Options) -> Result<Outcome> {
         resolved.kind,
         resolved.precision,
         resolved.task,
+        resolved.nli_template,
     )?;
     let (model_path, kind) = (loaded.path.clone(), loaded.kind);
     let mut weights = loaded.weights;
     let parameters = weights.num_params();
-    let task = PromptTask::new(loaded.head, splits, config.task.eval_batch_size)?;
+    let task = PromptTask::new(loaded.head, splits, config.task.eval_batch_size)?
+        .with_train_as_classification(resolved.train_as_classification)?;
 
     fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let zero_path = dir.join(ZERO_SHOT_FILE);

@@ -7,6 +7,7 @@ pub mod export;
 pub mod finetune;
 pub mod load;
 pub mod task_model;
+pub mod zero_shot;
 
 pub use config::{DEFAULT_TOML, RunConfig};
 pub use finetune::{Options, Outcome, Report, finetune};
