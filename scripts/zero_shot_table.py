@@ -75,9 +75,13 @@ def common_flags(head, task):
     return flags
 
 
-def one_line(text):
-    lines = [l for l in text.strip().splitlines() if l.strip()]
-    return lines[-1] if lines else ""
+def failure(stderr):
+    """A failed run: `unsupported` when the binary has no prompt for the task and head."""
+    lines = [l for l in stderr.strip().splitlines() if l.strip()]
+    last = lines[-1] if lines else ""
+    if "not supported" in last:
+        return {"unsupported": True}
+    return {"error": last}
 
 
 def run_zero_shot(binary, head, task, nli, work):
@@ -87,7 +91,7 @@ def run_zero_shot(binary, head, task, nli, work):
         cmd += ["--nli-template", nli]
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
-        return {"error": one_line(r.stderr)}
+        return failure(r.stderr)
     report = json.loads(out.read_text())
     return {"accuracy": report["test"]["score"], "test_size": report["test_size"]}
 
@@ -117,7 +121,7 @@ def run_finetune_until_zero_shot(binary, head, task, work):
             report = json.loads(zero.read_text())
         if report is None:
             err.seek(0)
-            return {"error": one_line(err.read())}
+            return failure(err.read())
     return {"accuracy": report["test"]["score"]}
 
 
