@@ -825,9 +825,28 @@ pub fn run(opts: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<Results> {
         &serde_json::to_vec_pretty(&results)?,
     )?;
     let plots = plot_curves(opts, &results)?;
-    let md = render(opts, &results, &plots);
-    write_atomic(&opts.out.join("RESULTS.md"), md.as_bytes())?;
+    let path = opts.out.join("RESULTS.md");
+    let mut md = render(opts, &results, &plots);
+    md.push_str(&kept_sections(&path));
+    write_atomic(&path, md.as_bytes())?;
     Ok(results)
+}
+
+/// The line from which `RESULTS.md` holds sections measured by other commands (each says its
+/// own command); the suite keeps them when it rewrites the file.
+pub const KEPT_MARKER: &str =
+    "<!-- Sections below are not measured by cargo xtask bench, which keeps them. -->";
+
+/// The kept sections of an existing `RESULTS.md` (from [`KEPT_MARKER`] on), after a blank line;
+/// empty when there are none.
+pub fn kept_sections(path: &std::path::Path) -> String {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return String::new();
+    };
+    match text.find(KEPT_MARKER) {
+        Some(at) => format!("\n{}", &text[at..]),
+        None => String::new(),
+    }
 }
 
 /// Validation accuracy against forward passes, one series per optimizer (mean over seeds at the

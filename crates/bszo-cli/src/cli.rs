@@ -22,6 +22,9 @@ pub enum Command {
     /// Fine-tune a model on a task; prints zero-shot and fine-tuned test accuracy and writes the
     /// run's folder (config, checkpoint, seed log, metrics, report, plots, weights).
     Finetune(Box<FinetuneArgs>),
+    /// Evaluate the base weights on a task's test split with the prompts a fine-tuning run would
+    /// use (no training, no run folder); prints the zero-shot test accuracy.
+    ZeroShot(Box<ZeroShotArgs>),
     /// Rebuild a run's weights at a step from the base weights and its seed log, and write them
     /// to a safetensors file.
     Export(ExportArgs),
@@ -85,6 +88,90 @@ pub struct ExportArgs {
     /// Rebuild even if the base weights or tokenizer differ from those the run recorded.
     #[arg(long)]
     pub accept_changed_inputs: bool,
+}
+
+/// `bszo zero-shot`: a preset (default: the embedded `configs/default.toml`) with the model and
+/// task flags of `bszo finetune` on top.
+#[derive(Debug, Default, Args)]
+pub struct ZeroShotArgs {
+    /// A TOML preset: a file, or the name of one in `configs/` (e.g. `causal-smollm2`).
+    #[arg(long, short = 'c', value_name = "FILE|NAME")]
+    pub config: Option<String>,
+    /// Also evaluate the validation split.
+    #[arg(long)]
+    pub validation: bool,
+    /// Write the metrics as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+
+    /// The model: a path, a provisioned name (`splade-tiny`, `smollm2-135m`) or a hub name.
+    #[arg(long, help_heading = "Model")]
+    pub model: Option<String>,
+    /// The prompt head: auto, masked or causal.
+    #[arg(long, help_heading = "Model")]
+    pub model_kind: Option<String>,
+    /// Weight precision: f32, bf16 or f16.
+    #[arg(long, help_heading = "Model")]
+    pub precision: Option<String>,
+    /// Longest prompt in tokens (the text is cut, never the label slot).
+    #[arg(long, help_heading = "Model")]
+    pub max_length: Option<usize>,
+    /// A tokenizer.json to use instead of the model's own.
+    #[arg(long, help_heading = "Model")]
+    pub tokenizer: Option<PathBuf>,
+
+    /// The task: sst2, sst5, trec, rte, cb, snli, mnli, boolq, copa, wsc, wic.
+    #[arg(long, help_heading = "Task")]
+    pub task: Option<String>,
+    /// few-shot or sampled (the test split is the same; SNLI/MNLI: see the zo-data README).
+    #[arg(long, help_heading = "Task")]
+    pub protocol: Option<String>,
+    /// The data seed (few-shot: 13, 21, 42, 87 or 100).
+    #[arg(long, help_heading = "Task")]
+    pub data_seed: Option<u64>,
+    /// Sampled protocol: at most this many training examples.
+    #[arg(long, help_heading = "Task")]
+    pub train_size: Option<usize>,
+    /// Sampled protocol: at most this many validation examples.
+    #[arg(long, help_heading = "Task")]
+    pub validation_size: Option<usize>,
+    /// At most this many test examples (the first).
+    #[arg(long, help_heading = "Task")]
+    pub test_size: Option<usize>,
+    /// The data folder; it must exist (default: $ZO_DATA_DIR if set, else ./data, else the repository's data/).
+    #[arg(long, help_heading = "Task")]
+    pub data_dir: Option<PathBuf>,
+    /// Examples per evaluation forward.
+    #[arg(long, help_heading = "Task")]
+    pub eval_batch_size: Option<usize>,
+    /// Masked LMs, RTE/CB/SNLI/MNLI: lm-bff or spaced.
+    #[arg(long, help_heading = "Task")]
+    pub nli_template: Option<String>,
+}
+
+impl ZeroShotArgs {
+    /// The preset with these flags applied (as `bszo finetune` would resolve them).
+    pub fn to_config(&self) -> Result<RunConfig> {
+        FinetuneArgs {
+            config: self.config.clone(),
+            model: self.model.clone(),
+            model_kind: self.model_kind.clone(),
+            precision: self.precision.clone(),
+            max_length: self.max_length,
+            tokenizer: self.tokenizer.clone(),
+            task: self.task.clone(),
+            protocol: self.protocol.clone(),
+            data_seed: self.data_seed,
+            train_size: self.train_size,
+            validation_size: self.validation_size,
+            test_size: self.test_size,
+            data_dir: self.data_dir.clone(),
+            eval_batch_size: self.eval_batch_size,
+            nli_template: self.nli_template.clone(),
+            ..FinetuneArgs::default()
+        }
+        .to_config()
+    }
 }
 
 /// `bszo finetune`: a preset (default: the embedded `configs/default.toml`) with flags on top.
@@ -172,6 +259,14 @@ pub struct FinetuneArgs {
     /// Examples per evaluation forward.
     #[arg(long, help_heading = "Task")]
     pub eval_batch_size: Option<usize>,
+    /// Masked LMs, RTE/CB/SNLI/MNLI: lm-bff (LM-BFF's template) or spaced (the BSZO authors'
+    /// `<premise> ? <mask> , <hypothesis>`).
+    #[arg(long, help_heading = "Task")]
+    pub nli_template: Option<String>,
+    /// Causal LMs: true trains on the candidates' cross-entropy, false on the language-model loss
+    /// of the correct candidate (MeZO's setting for COPA); evaluation scores the candidates.
+    #[arg(long, help_heading = "Task")]
+    pub train_as_classification: Option<bool>,
 
     /// mezo, nspsa, mezo_adam, zo_sgd_mmt, zo_sgd_sign, zo_sgd_cons, hizoo, lozo, bszo, bszo_b.
     /// Switching algorithm away from the preset's drops the preset's algorithm-specific settings.
@@ -373,6 +468,11 @@ impl FinetuneArgs {
         set_opt(&mut c.task.test_size, &self.test_size);
         set_opt(&mut c.task.data_dir, &self.data_dir);
         set(&mut c.task.eval_batch_size, &self.eval_batch_size);
+        set(&mut c.task.nli_template, &self.nli_template);
+        set(
+            &mut c.task.train_as_classification,
+            &self.train_as_classification,
+        );
 
         let o = &mut c.optimizer;
         if let Some(name) = &self.optimizer {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
 use serde::{Deserialize, Serialize};
-use zo_data::{FEW_SHOT_SEEDS, Protocol, Task};
+use zo_data::{FEW_SHOT_SEEDS, NliTemplate, Protocol, Task};
 use zo_models::Precision;
 use zo_optim::{
     Algorithm, Difference, Distribution, Estimator, ExtraSample, KalmanSubspace, NoiseUpdate,
@@ -84,6 +84,16 @@ pub struct TaskSection {
     /// Examples per evaluation forward.
     #[serde(default = "default_eval_batch")]
     pub eval_batch_size: usize,
+    /// The masked-LM template of RTE, CB, SNLI and MNLI: `lm-bff` (LM-BFF's
+    /// `<S1:drop-last>?[MASK], <S2:lower-first>`) or `spaced` (the BSZO authors' RoBERTa template
+    /// `<S1> ? [MASK] , <S2>`).
+    #[serde(default = "lm_bff_name")]
+    pub nli_template: String,
+    /// Causal LMs: train on the cross-entropy over the candidates' scores (`true`), or with
+    /// `false` on the language-model loss of the correct candidate's tokens, as MeZO trains COPA
+    /// (its `train_as_classification = false`). Evaluation always scores the candidates.
+    #[serde(default = "yes")]
+    pub train_as_classification: bool,
 }
 
 /// `[optimizer]`: the algorithm and any hyper-parameter of the specification; unset values take
@@ -262,6 +272,9 @@ fn auto() -> String {
 fn f32_name() -> String {
     "f32".into()
 }
+fn lm_bff_name() -> String {
+    NliTemplate::default().name().into()
+}
 fn few_shot_name() -> String {
     "few-shot".into()
 }
@@ -315,6 +328,10 @@ pub struct Resolved {
     pub protocol: Protocol,
     /// The requested head (`None`: auto).
     pub kind: Option<ModelKind>,
+    /// The masked-LM template of the entailment tasks.
+    pub nli_template: NliTemplate,
+    /// Train a causal LM on the candidate cross-entropy (`true`) or the language-model loss.
+    pub train_as_classification: bool,
     /// The weights' precision.
     pub precision: Precision,
     /// The optimizer.
@@ -408,6 +425,17 @@ impl RunConfig {
             "causal" | "clm" => Some(ModelKind::Causal),
             other => bail!("model.kind: unknown kind `{other}` (expected auto, masked or causal)"),
         };
+        let nli_template = NliTemplate::from_name(&self.task.nli_template).map_err(|_| {
+            anyhow!(
+                "task.nli_template: unknown template `{}` (expected lm-bff or spaced)",
+                self.task.nli_template
+            )
+        })?;
+        if !self.task.train_as_classification && kind == Some(ModelKind::Masked) {
+            bail!(
+                "task.train_as_classification = false needs a causal LM (a masked LM has no language-model loss)"
+            );
+        }
         let precision: Precision = self
             .model
             .precision
@@ -436,6 +464,8 @@ impl RunConfig {
             task,
             protocol,
             kind,
+            nli_template,
+            train_as_classification: self.task.train_as_classification,
             precision,
             optimizer,
             train,

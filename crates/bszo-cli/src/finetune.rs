@@ -379,6 +379,7 @@ pub fn finetune(options: Options) -> Result<Outcome> {
         resolved.kind,
         resolved.precision,
         resolved.task,
+        resolved.nli_template,
     )?;
     let (model_path, kind) = (loaded.path.clone(), loaded.kind);
     let mut weights = loaded.weights;
@@ -418,7 +419,8 @@ pub fn finetune(options: Options) -> Result<Outcome> {
         Some(recorded)
     };
 
-    let task = PromptTask::new(loaded.head, splits, config.task.eval_batch_size)?;
+    let task = PromptTask::new(loaded.head, splits, config.task.eval_batch_size)?
+        .with_train_as_classification(resolved.train_as_classification)?;
     let zero_path = dir.join(ZERO_SHOT_FILE);
     let zero_shot = if resuming && zero_path.exists() {
         let text = fs::read_to_string(&zero_path)

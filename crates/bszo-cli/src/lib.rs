@@ -9,6 +9,7 @@ pub mod inputs;
 pub mod load;
 pub mod resources;
 pub mod task_model;
+pub mod zero_shot;
 
 pub use config::{DEFAULT_TOML, RunConfig};
 pub use finetune::{Options, Outcome, Report, finetune};

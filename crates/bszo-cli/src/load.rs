@@ -3,8 +3,8 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
-use zo_data::Task;
-use zo_models::gguf::load_gguf;
+use zo_data::{NliTemplate, Task};
+use zo_models::gguf::{load_gguf, load_gguf_tokenizer};
 use zo_models::{
     HubOptions, Llama2cTokenizer, MaskedLm, MaskedLmClassifier, Precision, Tokenizer, Weights,
     load_causal_lm,
@@ -135,12 +135,33 @@ pub struct Loaded {
     pub kind: ModelKind,
 }
 
-/// Load the model of `section` for `task`.
+/// The tokenizer of a GGUF checkpoint and the ids put before every context: `tokenizer` if given,
+/// else the byte-level BPE of the file's metadata; BOS first when the metadata asks for it
+/// (`tokenizer.ggml.add_bos_token`).
+pub fn gguf_tokenizer(path: &Path, tokenizer: Option<Tokenizer>) -> Result<(Tokenizer, Vec<u32>)> {
+    let meta = load_gguf_tokenizer(path)?;
+    let tokenizer = match (tokenizer, meta.tokenizer) {
+        (Some(t), _) => t,
+        (None, Some(t)) => Tokenizer::from_tokenizer(t, path)?,
+        (None, None) => bail!(
+            "{}: the GGUF metadata has no byte-level BPE tokenizer; set model.tokenizer",
+            path.display()
+        ),
+    };
+    let prefix = match (meta.add_bos_token, meta.bos_token_id) {
+        (true, Some(b)) => vec![b],
+        _ => Vec::new(),
+    };
+    Ok((tokenizer, prefix))
+}
+
+/// Load the model of `section` for `task` (masked LMs: with the entailment tasks' template `nli`).
 pub fn load(
     section: &ModelSection,
     kind: Option<ModelKind>,
     precision: Precision,
     task: Task,
+    nli: NliTemplate,
 ) -> Result<Loaded> {
     let path = resolve(&section.name)?;
     let kind = match kind {
@@ -161,7 +182,7 @@ pub fn load(
                     path.display()
                 );
             }
-            let prompt = task.masked_prompt()?;
+            let prompt = task.masked_prompt_with(nli)?;
             let (model, weights) = MaskedLm::from_folder(&path, precision)?;
             let tokenizer = match tokenizer_override {
                 Some(t) => t,
@@ -181,19 +202,8 @@ pub fn load(
                 .extension()
                 .is_some_and(|e| e.eq_ignore_ascii_case("gguf"));
             if is_gguf {
+                let (tokenizer, prefix) = gguf_tokenizer(&path, tokenizer_override)?;
                 let m = load_gguf(&path, precision)?;
-                let tokenizer = match (tokenizer_override, m.tokenizer) {
-                    (Some(t), _) => t,
-                    (None, Some(t)) => Tokenizer::from_tokenizer(t, &path)?,
-                    (None, None) => bail!(
-                        "{}: the GGUF metadata has no byte-level BPE tokenizer; set model.tokenizer",
-                        path.display()
-                    ),
-                };
-                let prefix = match (m.add_bos_token, m.bos_token_id) {
-                    (true, Some(b)) => vec![b],
-                    _ => Vec::new(),
-                };
                 let head = Head::Causal {
                     model: Box::new(m.model),
                     tokenizer: CausalTokenizer::Hf(tokenizer),

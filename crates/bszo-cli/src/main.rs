@@ -12,6 +12,7 @@ use bszo_cli::cli::{Cli, Command};
 use bszo_cli::export::{StepChoice, export};
 use bszo_cli::finetune::{Options, finetune};
 use bszo_cli::resources::parse_size;
+use bszo_cli::zero_shot::zero_shot;
 
 fn main() -> ExitCode {
     let parsed = bszo_cli::cli::command()
@@ -116,6 +117,32 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 eprintln!("[{:>6.0} s] {msg}", started.elapsed().as_secs_f64());
             })?;
             println!("wrote {}", a.out.join("RESULTS.md").display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::ZeroShot(a) => {
+            let config = a.to_config()?;
+            let r = zero_shot(&config, a.validation)?;
+            println!(
+                "{} ({}) on {}: {} test examples, max length {}{}",
+                r.model,
+                r.model_kind,
+                r.task,
+                r.test_size,
+                r.max_length,
+                if r.model_kind == bszo_cli::config::ModelKind::Masked {
+                    format!(", NLI template {}", r.nli_template)
+                } else {
+                    String::new()
+                }
+            );
+            if let Some(v) = &r.validation {
+                println!("zero-shot validation accuracy: {}", percent(v.score));
+            }
+            println!("zero-shot test accuracy:  {}", percent(r.test.score));
+            if let Some(path) = &a.json {
+                std::fs::write(path, serde_json::to_vec_pretty(&r)?)
+                    .map_err(|e| anyhow::anyhow!("--json: cannot write {}: {e}", path.display()))?;
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Export(a) => {

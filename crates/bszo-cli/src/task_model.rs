@@ -3,7 +3,7 @@
 
 use anyhow::{Context, Result, anyhow, bail};
 use zo_data::{Example, Splits, Task, accuracy, macro_f1};
-use zo_models::causal::{CandidateExample, candidate_loss_and_predictions};
+use zo_models::causal::{CandidateExample, candidate_lm_loss, candidate_loss_and_predictions};
 use zo_models::masked::{MaskedLmClassifier, PromptBatch};
 use zo_models::{CausalLm, Llama2cTokenizer, Tokenizer, Weights};
 use zo_optim::ObjectiveError;
@@ -49,6 +49,39 @@ impl CausalTokenizer {
     }
 }
 
+/// The texts of `example` that fill the slots of `classifier`'s template (the first ones, in
+/// [`Task::fields`] order).
+pub fn masked_texts<'a>(classifier: &MaskedLmClassifier, example: &'a Example) -> Vec<&'a str> {
+    example
+        .texts
+        .iter()
+        .take(classifier.template().slots())
+        .map(String::as_str)
+        .collect()
+}
+
+/// The causal-LM prompt of `example` for `task`, tokenised: `prefix` (e.g. BOS) then the context,
+/// cut at its start to fit `max_length` with the longest candidate.
+pub fn causal_example(
+    task: Task,
+    example: &Example,
+    tokenizer: &CausalTokenizer,
+    prefix: &[u32],
+    max_length: Option<usize>,
+) -> Result<CandidateExample> {
+    let p = task.causal_prompt(example)?;
+    let enc = p.encode(
+        |t: &str| tokenizer.encode(t).map_err(|e| format!("{e:#}")),
+        prefix,
+        max_length,
+    )?;
+    Ok(CandidateExample {
+        context: enc.context,
+        candidates: enc.candidates,
+        label: enc.label,
+    })
+}
+
 /// One encoded minibatch.
 enum Batch {
     Masked(PromptBatch, Vec<usize>),
@@ -65,6 +98,7 @@ pub struct PromptTask {
     validation_labels: Vec<usize>,
     test_labels: Vec<usize>,
     cache: Option<(Vec<usize>, Batch)>,
+    train_as_classification: bool,
 }
 
 impl PromptTask {
@@ -83,6 +117,7 @@ impl PromptTask {
             validation_labels: splits.validation.iter().map(|e| e.label).collect(),
             test_labels: splits.test.iter().map(|e| e.label).collect(),
             cache: None,
+            train_as_classification: true,
         };
         me.validation = splits
             .validation
@@ -97,6 +132,20 @@ impl PromptTask {
             .collect::<Result<_>>()
             .context("encoding the test split")?;
         Ok(me)
+    }
+
+    /// Train a causal LM on the candidates' cross-entropy (`true`, the default) or on the
+    /// language-model loss of the correct candidate's tokens (`false`, MeZO's
+    /// `train_as_classification = false`); evaluation always scores the candidates. A masked
+    /// head has no language-model loss: `false` is an error there.
+    pub fn with_train_as_classification(mut self, yes: bool) -> Result<Self> {
+        if !yes && matches!(self.head, Head::Masked(_)) {
+            bail!(
+                "task.train_as_classification = false needs a causal LM (a masked LM has no language-model loss)"
+            );
+        }
+        self.train_as_classification = yes;
+        Ok(self)
     }
 
     /// The task.
@@ -117,8 +166,7 @@ impl PromptTask {
     fn encode(&self, examples: &[Example]) -> Result<Batch> {
         match &self.head {
             Head::Masked(clf) => {
-                let prompt = self.task.masked_prompt()?;
-                let texts: Vec<Vec<&str>> = examples.iter().map(|e| prompt.slot_texts(e)).collect();
+                let texts: Vec<Vec<&str>> = examples.iter().map(|e| masked_texts(clf, e)).collect();
                 let batch = clf.encode_examples(&texts)?;
                 Ok(Batch::Masked(
                     batch,
@@ -133,19 +181,7 @@ impl PromptTask {
             } => {
                 let rows = examples
                     .iter()
-                    .map(|e| {
-                        let p = self.task.causal_prompt(e)?;
-                        let enc = p.encode(
-                            |t: &str| tokenizer.encode(t).map_err(|e| format!("{e:#}")),
-                            prefix,
-                            Some(*max_length),
-                        )?;
-                        Ok(CandidateExample {
-                            context: enc.context,
-                            candidates: enc.candidates,
-                            label: enc.label,
-                        })
-                    })
+                    .map(|e| causal_example(self.task, e, tokenizer, prefix, Some(*max_length)))
                     .collect::<Result<Vec<_>>>()?;
                 Ok(Batch::Causal(rows))
             }
@@ -227,7 +263,12 @@ impl TaskModel<Weights> for PromptTask {
             self.cache = Some((batch.to_vec(), encoded));
         }
         let (_, encoded) = self.cache.as_ref().expect("cached above");
-        self.run(encoded).map(|(l, _)| l).map_err(into_objective)
+        match (&self.head, encoded) {
+            (Head::Causal { model, .. }, Batch::Causal(rows)) if !self.train_as_classification => {
+                candidate_lm_loss(model.as_ref(), rows).map_err(|e| into_objective(anyhow!(e)))
+            }
+            _ => self.run(encoded).map(|(l, _)| l).map_err(into_objective),
+        }
     }
 
     fn evaluate(&mut self, _params: &Weights, split: Split) -> Result<Metrics, ObjectiveError> {

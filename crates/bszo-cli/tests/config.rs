@@ -65,6 +65,29 @@ fn flags_override_the_preset_and_switching_optimizer_drops_its_settings() {
     );
 }
 
+#[test]
+fn prompt_settings_default_to_lm_bff_and_candidate_training() {
+    let r = RunConfig::embedded_default().resolve().unwrap();
+    assert_eq!(r.nli_template, zo_data::NliTemplate::LmBff);
+    assert!(r.train_as_classification);
+    let args = FinetuneArgs {
+        task: Some("copa".into()),
+        model: Some("smollm2-135m".into()),
+        model_kind: Some("causal".into()),
+        nli_template: Some("spaced".into()),
+        train_as_classification: Some(false),
+        ..FinetuneArgs::default()
+    };
+    let c = args.to_config().unwrap();
+    assert_eq!(c.task.nli_template, "spaced");
+    assert!(!c.task.train_as_classification);
+    let r = c.resolve().unwrap();
+    assert_eq!(r.nli_template, zo_data::NliTemplate::Spaced);
+    assert!(!r.train_as_classification);
+    // The settings round-trip through the run folder's TOML.
+    assert_eq!(RunConfig::from_toml(&c.to_toml(), "x").unwrap(), c);
+}
+
 /// Run `bszo` with `args`; it must fail with exactly one line on stderr containing `needle`.
 fn fails_with(args: &[&str], needle: &str) {
     let out = bszo(args);
@@ -119,6 +142,31 @@ fn bad_input_is_one_line_naming_what_is_wrong() {
     );
     fails_with(&["finetune", "--prior-variance", "big", "--out", o], "big");
     fails_with(&["finetune", "--steps", "ten"], "ten");
+    fails_with(
+        &["finetune", "--nli-template", "gpt3", "--out", o],
+        "task.nli_template",
+    );
+    fails_with(
+        &[
+            "finetune",
+            "--model-kind",
+            "masked",
+            "--train-as-classification",
+            "false",
+            "--out",
+            o,
+        ],
+        "task.train_as_classification",
+    );
+    fails_with(
+        &["finetune", "--train-as-classification", "maybe", "--out", o],
+        "maybe",
+    );
+    fails_with(&["zero-shot", "--task", "sst3"], "sst3");
+    fails_with(
+        &["zero-shot", "--nli-template", "gpt3"],
+        "task.nli_template",
+    );
     fails_with(&["finetune", "--no-such-flag"], "--no-such-flag");
     fails_with(
         &["finetune", "--model", "/nonexistent/model", "--out", o],
@@ -181,8 +229,22 @@ fn help_explains_every_group_of_flags() {
         "--resume",
         "--overwrite",
         "--config",
+        "--nli-template",
+        "--train-as-classification",
     ] {
         assert!(help.contains(needle), "--help lacks {needle}");
+    }
+    let out = bszo(&["zero-shot", "--help"]);
+    assert!(out.status.success());
+    let help = stdout(&out);
+    for needle in [
+        "--model",
+        "--task",
+        "--test-size",
+        "--nli-template",
+        "--json",
+    ] {
+        assert!(help.contains(needle), "zero-shot --help lacks {needle}");
     }
 }
 

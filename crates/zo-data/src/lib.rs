@@ -15,4 +15,4 @@ pub use error::{DataError, Result};
 pub use metrics::{accuracy, confusion_matrix, macro_f1};
 pub use protocol::{FEW_SHOT_SEEDS, Protocol, Splits, load_splits, sampled_sizes};
 pub use sample::{EpochBatches, SplitMix64, permutation, shuffle};
-pub use task::{CausalPrompt, EncodedCandidates, Example, MaskedPrompt, Source, Task};
+pub use task::{CausalPrompt, EncodedCandidates, Example, MaskedPrompt, NliTemplate, Source, Task};

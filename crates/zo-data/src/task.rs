@@ -1,14 +1,19 @@
 //! The tasks, their label sets, examples and prompts.
 //!
-//! Prompts follow the project's specification (MeZO's prompts, also used by the BSZO paper):
+//! Prompts are written as the official code writes them (see the crate README for every rendering
+//! and its source):
 //!
-//! - masked LMs: a template with `<S>`/`<S1>`/`<S2>` text slots and one `[MASK]`, plus one label
-//!   word per class, in the syntax of `zo_models::masked::Template` ([`MaskedPrompt`]);
-//! - causal LMs: a context string and one candidate continuation per class, the label being the
-//!   index of the correct candidate ([`CausalPrompt`]); [`CausalPrompt::encode`] tokenises it into the
-//!   fields of `zo_models::causal::CandidateExample`.
+//! - masked LMs: LM-BFF's templates and label words (princeton-nlp/LM-BFF `run_experiment.sh`, the
+//!   same in MeZO's `medium_models/run_fewshot.sh`), and the BSZO authors' RoBERTa templates
+//!   (AeonianQuill/BSZO `templates.py`) for BoolQ, WiC and the [`NliTemplate::Spaced`]
+//!   alternative; a template in the syntax of `zo_models::masked::Template` plus one label word
+//!   per class ([`MaskedPrompt`]);
+//! - causal LMs: MeZO's `large_models/templates.py` (princeton-nlp/MeZO) and, for TREC, SNLI and
+//!   MNLI, the BSZO authors' `templates.py`: a context string and one candidate continuation per
+//!   class, the label being the index of the correct candidate ([`CausalPrompt`]);
+//!   [`CausalPrompt::encode`] tokenises it into the fields of `zo_models::causal::CandidateExample`.
 //!
-//! Combinations the specification does not define are [`DataError::Unsupported`].
+//! Combinations the official code does not define are [`DataError::Unsupported`].
 
 use std::fmt;
 use std::str::FromStr;
@@ -60,16 +65,32 @@ pub enum Source {
 /// class (class `i` is `label_words[i]`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct MaskedPrompt {
-    /// The template, e.g. `"<S> It was [MASK] ."`.
+    /// The template, e.g. `"<S> It was[MASK]."`.
     pub template: &'static str,
     /// The label words, in class order.
     pub label_words: &'static [&'static str],
 }
 
 impl MaskedPrompt {
-    /// The number of text slots of the template (`<S>` counts as `<S1>`).
+    /// The number of the example's texts the template uses: its highest slot number (`<S>` is
+    /// `<S1>`; `<S2:lower-first>` counts as `<S2>`).
     pub fn slots(&self) -> usize {
-        if self.template.contains("<S2>") { 2 } else { 1 }
+        let mut most = 0;
+        let mut rest = self.template;
+        while let Some(at) = rest.find("<S") {
+            let after = &rest[at + 2..];
+            let digits = after.len() - after.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+            if after[digits..].starts_with(['>', ':']) {
+                let n = if digits == 0 {
+                    1
+                } else {
+                    after[..digits].parse().unwrap_or(0)
+                };
+                most = most.max(n);
+            }
+            rest = after;
+        }
+        most
     }
 
     /// The example's texts that fill the template's slots, in slot order (what
@@ -82,23 +103,78 @@ impl MaskedPrompt {
             .map(String::as_str)
             .collect()
     }
+}
 
-    /// The prompt as plain text with the slots filled and `[MASK]` left in place (for display).
-    pub fn render(&self, example: &Example) -> String {
-        let texts = self.slot_texts(example);
-        let first = texts.first().copied().unwrap_or("");
-        let second = texts.get(1).copied().unwrap_or("");
-        self.template
-            .replace("<S1>", first)
-            .replace("<S2>", second)
-            .replace("<S>", first)
+/// The masked-LM template of the entailment tasks (RTE, CB, SNLI, MNLI).
+///
+/// Serialises as its name (`"lm-bff"`, `"spaced"`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NliTemplate {
+    /// LM-BFF's `*cls**sent-_0*?*mask*,*+sentl_1**sep+*` (princeton-nlp/LM-BFF
+    /// `run_experiment.sh`, also MeZO's `medium_models/run_fewshot.sh`):
+    /// `<S1:drop-last>?[MASK], <S2:lower-first>` — the premise loses its last character, `?` and
+    /// `,` are tokens of their own, the hypothesis starts in lower case.
+    #[default]
+    LmBff,
+    /// The BSZO authors' RoBERTa template `f"{premise} ? <mask> , {hypothesis}"` (AeonianQuill/BSZO
+    /// `templates.py`, `RTETemplateMLM` and siblings): `<S1:trim> ? [MASK] , <S2:trim>`.
+    Spaced,
+}
+
+impl NliTemplate {
+    /// Both templates.
+    pub const ALL: [NliTemplate; 2] = [NliTemplate::LmBff, NliTemplate::Spaced];
+
+    /// The name (`lm-bff`, `spaced`).
+    pub fn name(self) -> &'static str {
+        match self {
+            NliTemplate::LmBff => "lm-bff",
+            NliTemplate::Spaced => "spaced",
+        }
+    }
+
+    /// The template named `name` (case-insensitive; `_` works for `-`).
+    pub fn from_name(name: &str) -> Result<Self> {
+        let key = name.trim().to_ascii_lowercase().replace('_', "-");
+        Self::ALL
+            .into_iter()
+            .find(|t| t.name() == key)
+            .ok_or_else(|| DataError::Invalid {
+                field: "nli_template",
+                message: format!("unknown NLI template `{name}` (expected lm-bff or spaced)"),
+            })
+    }
+
+    /// The template string in `zo_models::masked::Template` syntax.
+    pub fn template(self) -> &'static str {
+        match self {
+            NliTemplate::LmBff => "<S1:drop-last>?[MASK], <S2:lower-first>",
+            NliTemplate::Spaced => "<S1:trim> ? [MASK] , <S2:trim>",
+        }
+    }
+}
+
+impl fmt::Display for NliTemplate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for NliTemplate {
+    type Err = DataError;
+
+    fn from_str(s: &str) -> Result<Self> {
+        NliTemplate::from_name(s)
     }
 }
 
 /// A causal-LM prompt: the context, one candidate continuation per class, and the correct one.
 ///
-/// Candidates start with the space that separates them from the context (`" great"`), so
-/// `context + candidate` is the full text that a causal LM scores.
+/// `context + candidate` is the full text that a causal LM scores: a candidate starts with the
+/// space that separates it from the context where the template has one (`" great"` after
+/// `… It was`), and with no space after a context that ends in a newline (`"Yes"` after
+/// `… Yes or No?\n`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CausalPrompt {
     /// The context text.
@@ -206,8 +282,6 @@ impl Example {
         self.texts.get(i).map_or("", String::as_str)
     }
 }
-
-const YES_NO: &[&str] = &[" Yes", " No"];
 
 impl Task {
     /// Every task, in a fixed order.
@@ -347,21 +421,31 @@ impl Task {
         }
     }
 
-    /// The masked-LM prompt.
-    ///
-    /// | task | template | label words |
-    /// |---|---|---|
-    /// | SST-2 | `<S> It was [MASK] .` | terrible, great |
-    /// | SST-5 | `<S> It was [MASK] .` | terrible, bad, okay, good, great |
-    /// | TREC | `[MASK] : <S>` | Description, Entity, Expression, Human, Location, Number (LM-BFF's) |
-    /// | RTE | `<S1> ? [MASK] , <S2>` | Yes, No |
-    /// | SNLI, MNLI | `<S1> ? [MASK] , <S2>` | Yes, Maybe, No |
-    /// | CB | `<S1> ? [MASK] , <S2>` | Yes, No, Maybe (the NLI template above applied to CB) |
-    ///
-    /// The specification gives none for BoolQ, COPA, WSC and WiC: those are [`DataError::Unsupported`].
+    /// The masked-LM prompt, with LM-BFF's template for the entailment tasks
+    /// (`masked_prompt_with(NliTemplate::LmBff)`).
     pub fn masked_prompt(self) -> Result<MaskedPrompt> {
-        const SENTIMENT: &str = "<S> It was [MASK] .";
-        const NLI: &str = "<S1> ? [MASK] , <S2>";
+        self.masked_prompt_with(NliTemplate::default())
+    }
+
+    /// The masked-LM prompt, as the official code writes it, in the syntax of
+    /// `zo_models::masked::Template` (`[MASK]` followed by `.` with no space is LM-BFF's `*mask*.`:
+    /// the `.` is a token of its own, not byte-level BPE's `Ġ.`):
+    ///
+    /// | task | template | label words | source |
+    /// |---|---|---|---|
+    /// | SST-2 | `<S> It was[MASK].` | terrible, great | LM-BFF `run_experiment.sh` `*cls**sent_0*_It_was*mask*.*sep+*` |
+    /// | SST-5 | `<S> It was[MASK].` | terrible, bad, okay, good, great | the same, LM-BFF's SST-5 mapping |
+    /// | TREC | `[MASK]: <S>` | Description, Entity, Expression, Human, Location, Number | LM-BFF `*cls**mask*:*+sent_0**sep+*` |
+    /// | RTE | `nli` | Yes, No | LM-BFF (or the BSZO authors' `RTETemplateMLM`) |
+    /// | SNLI, MNLI | `nli` | Yes, Maybe, No | LM-BFF (or `SNLITemplateMLM`, `MNLITemplateMLM`) |
+    /// | CB | `nli` | Yes, No, Maybe | the NLI template with the BSZO authors' `CBTemplateMLM` label words |
+    /// | BoolQ | `<S1:trim> <S2:trim,question-mark,upper-first> [MASK] .` | Yes, No | the BSZO authors' `BoolQTemplateMLM` |
+    /// | WiC | `<S2:trim> <S3:trim> Does the word "<S1>" have the same meaning? [MASK] .` | Yes, No | the BSZO authors' `WICTemplateMLM` |
+    ///
+    /// `nli` is [`NliTemplate::template`]. COPA and WSC have no masked-LM prompt in the official
+    /// code: [`DataError::Unsupported`].
+    pub fn masked_prompt_with(self, nli: NliTemplate) -> Result<MaskedPrompt> {
+        const SENTIMENT: &str = "<S> It was[MASK].";
         Ok(match self {
             Task::Sst2 => MaskedPrompt {
                 template: SENTIMENT,
@@ -372,7 +456,7 @@ impl Task {
                 label_words: &["terrible", "bad", "okay", "good", "great"],
             },
             Task::Trec => MaskedPrompt {
-                template: "[MASK] : <S>",
+                template: "[MASK]: <S>",
                 label_words: &[
                     "Description",
                     "Entity",
@@ -383,29 +467,55 @@ impl Task {
                 ],
             },
             Task::Rte => MaskedPrompt {
-                template: NLI,
+                template: nli.template(),
                 label_words: &["Yes", "No"],
             },
             Task::Snli | Task::Mnli => MaskedPrompt {
-                template: NLI,
+                template: nli.template(),
                 label_words: &["Yes", "Maybe", "No"],
             },
             Task::Cb => MaskedPrompt {
-                template: NLI,
+                template: nli.template(),
                 label_words: &["Yes", "No", "Maybe"],
             },
-            Task::BoolQ | Task::Copa | Task::Wsc | Task::Wic => {
+            Task::BoolQ => MaskedPrompt {
+                template: "<S1:trim> <S2:trim,question-mark,upper-first> [MASK] .",
+                label_words: &["Yes", "No"],
+            },
+            Task::Wic => MaskedPrompt {
+                template: "<S2:trim> <S3:trim> Does the word \"<S1>\" have the same meaning? [MASK] .",
+                label_words: &["Yes", "No"],
+            },
+            Task::Copa | Task::Wsc => {
                 return Err(DataError::Unsupported {
                     task: self.display_name(),
-                    what: "a masked-LM prompt (the specification gives none)".into(),
+                    what: "a masked-LM prompt (the official code has none)".into(),
                 });
             }
         })
     }
 
-    /// The causal-LM prompt of an example (see the crate README for every rendering). SST-5,
-    /// SNLI and MNLI have none in the specification: [`DataError::Unsupported`]. An example
-    /// with too few text fields or an out-of-range label is [`DataError::Invalid`].
+    /// The causal-LM prompt of an example, as the official code writes it: the context is the
+    /// template's `encode(...)` and each candidate what its `verbalize(...)` adds to it, both
+    /// with spaces at either end removed (MeZO's `large_models/utils.py` `encode_prompt`):
+    ///
+    /// | task | context | candidates | source |
+    /// |---|---|---|---|
+    /// | SST-2 | `<sentence, trimmed> It was` | ` terrible` \| ` great` | MeZO `SST2Template` |
+    /// | SST-5 | `<sentence, trimmed> It was` | ` terrible` \| ` bad` \| ` okay` \| ` good` \| ` great` | `SST2Template` with LM-BFF's SST-5 words |
+    /// | TREC | `Question: <q>\nType:` | ` Description` \| ` Entity` \| ` Abbreviation` \| ` Human` \| ` Location` \| ` Number` | BSZO authors' `TRECTemplate` |
+    /// | RTE | `<p>\nDoes this mean that "<h>" is true? Yes or No?\n` | `Yes` \| `No` | MeZO `RTETemplate` |
+    /// | CB | `Suppose <p> Can we infer that "<h>"? Yes, No, or Maybe?\n` | `Yes` \| `No` \| `Maybe` | MeZO `CBTemplate` |
+    /// | SNLI, MNLI | `<p>\nQuestion: <h> True, False, or Neither?\n` | `Yes` \| `Maybe` \| `No` | BSZO authors' `SNLITemplate`, `MNLITemplate` |
+    /// | BoolQ | `<passage> <Question?>\n` | `Yes` \| `No` | MeZO `BoolQTemplateV3` (its default) |
+    /// | COPA | `<premise without a final .> so` / `because` | ` <choice>` | MeZO `CopaTemplate` |
+    /// | WSC | `<text>\nIn the previous sentence, does the pronoun "<span2, lower-cased>" refer to <span1>? Yes or No?\n` | `Yes` \| `No` | MeZO `WSCTemplate` |
+    /// | WiC | `Does the word "<w>" have the same meaning in these two sentences? Yes, No?\n<s1>\n<s2>\n` | `Yes` \| `No` | MeZO `WICTemplate` |
+    ///
+    /// BoolQ's question gets `?` only when it has none and its first letter capitalised; COPA's
+    /// choices have their first word lower-cased unless it is `I`. An example with too few text
+    /// fields, an out-of-range label or a COPA question other than `cause`/`effect` is
+    /// [`DataError::Invalid`].
     pub fn causal_prompt(self, example: &Example) -> Result<CausalPrompt> {
         if example.texts.len() < self.fields().len() {
             return Err(DataError::Invalid {
@@ -431,59 +541,87 @@ impl Task {
             });
         }
         let t = |i: usize| example.text(i);
-        let words = |w: &[&str]| w.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        let (context, candidates) = match self {
-            Task::Sst2 => (format!("{} It was", t(0)), words(&[" terrible", " great"])),
+        // (context, the text each candidate adds after it).
+        let (context, candidates): (String, Vec<String>) = match self {
+            Task::Sst2 | Task::Sst5 => {
+                let words: &[&str] = if self == Task::Sst2 {
+                    &["terrible", "great"]
+                } else {
+                    &["terrible", "bad", "okay", "good", "great"]
+                };
+                (
+                    format!("{} It was", t(0).trim()),
+                    words.iter().map(|w| format!(" {w}")).collect(),
+                )
+            }
             Task::Trec => (
                 format!("Question: {}\nType:", t(0)),
-                words(&[
-                    " Description",
-                    " Entity",
-                    " Abbreviation",
-                    " Human",
-                    " Location",
-                    " Number",
-                ]),
+                [
+                    "Description",
+                    "Entity",
+                    "Abbreviation",
+                    "Human",
+                    "Location",
+                    "Number",
+                ]
+                .iter()
+                .map(|w| format!(" {w}"))
+                .collect(),
             ),
             Task::Rte => (
                 format!(
-                    "{} Does this mean that \"{}\" is true? Yes or No?",
+                    "{}\nDoes this mean that \"{}\" is true? Yes or No?\n",
                     t(0),
                     t(1)
                 ),
-                words(YES_NO),
+                words(&["Yes", "No"]),
             ),
             Task::Cb => (
                 format!(
-                    "Suppose {} Can we infer that \"{}\"? Yes, No, or Maybe?",
+                    "Suppose {} Can we infer that \"{}\"? Yes, No, or Maybe?\n",
                     t(0),
                     t(1)
                 ),
-                words(&[" Yes", " No", " Maybe"]),
+                words(&["Yes", "No", "Maybe"]),
             ),
-            Task::BoolQ => (format!("{} {}?", t(0), t(1)), words(YES_NO)),
+            Task::Snli | Task::Mnli => (
+                format!("{}\nQuestion: {} True, False, or Neither?\n", t(0), t(1)),
+                words(&["Yes", "Maybe", "No"]),
+            ),
+            Task::BoolQ => {
+                let question = t(1);
+                let question = if question.ends_with('?') {
+                    question.to_string()
+                } else {
+                    format!("{question}?")
+                };
+                (
+                    format!("{} {}\n", t(0), upper_first(&question)),
+                    words(&["Yes", "No"]),
+                )
+            }
             Task::Wsc => (
                 format!(
-                    "{} In the previous sentence, does the pronoun \"{}\" refer to {}? Yes or No?",
+                    "{}\nIn the previous sentence, does the pronoun \"{}\" refer to {}? Yes or No?\n",
                     t(0),
-                    t(2),
+                    t(2).to_lowercase(),
                     t(1)
                 ),
-                words(YES_NO),
+                words(&["Yes", "No"]),
             ),
             Task::Wic => (
                 format!(
-                    "Does the word \"{}\" have the same meaning in these two sentences? Yes, No? {} {}",
+                    "Does the word \"{}\" have the same meaning in these two sentences? Yes, No?\n{}\n{}\n",
                     t(0),
                     t(1),
                     t(2)
                 ),
-                words(YES_NO),
+                words(&["Yes", "No"]),
             ),
             Task::Copa => {
                 let connector = match t(3) {
-                    "cause" => "because",
-                    "effect" => "so",
+                    "cause" => " because ",
+                    "effect" => " so ",
                     other => {
                         return Err(DataError::Invalid {
                             field: "example",
@@ -494,22 +632,24 @@ impl Task {
                     }
                 };
                 let premise = t(0).trim_end();
-                let premise = premise.strip_suffix(['.', '!', '?']).unwrap_or(premise);
+                let premise = premise.strip_suffix('.').unwrap_or(premise);
                 (
-                    format!("{premise} {connector}"),
-                    vec![
-                        format!(" {}", lower_first(t(1))),
-                        format!(" {}", lower_first(t(2))),
-                    ],
+                    format!("{premise}{connector}"),
+                    vec![copa_choice(t(1)), copa_choice(t(2))],
                 )
             }
-            Task::Sst5 | Task::Snli | Task::Mnli => {
-                return Err(DataError::Unsupported {
-                    task: self.display_name(),
-                    what: "a causal-LM prompt (the specification gives none)".into(),
-                });
-            }
         };
+        // MeZO strips spaces (only spaces) at both ends of the context and of each full text; the
+        // candidate is what the full text adds to the context.
+        let full: Vec<String> = candidates
+            .iter()
+            .map(|c| format!("{context}{c}").trim_matches(' ').to_string())
+            .collect();
+        let context = context.trim_matches(' ').to_string();
+        let candidates = full
+            .into_iter()
+            .map(|f| f.strip_prefix(context.as_str()).unwrap_or(&f).to_string())
+            .collect();
         Ok(CausalPrompt {
             context,
             candidates,
@@ -518,12 +658,34 @@ impl Task {
     }
 }
 
-/// `s` with its first character lower-cased (COPA's choices continue a sentence).
-fn lower_first(s: &str) -> String {
+fn words(w: &[&str]) -> Vec<String> {
+    w.iter().map(|s| s.to_string()).collect()
+}
+
+/// `s` with its first character upper-cased (Python's `s[0].upper() + s[1:]`).
+fn upper_first(s: &str) -> String {
     let mut chars = s.chars();
     match chars.next() {
-        Some(c) => c.to_lowercase().chain(chars).collect(),
+        Some(c) => c.to_uppercase().chain(chars).collect(),
         None => String::new(),
+    }
+}
+
+/// A COPA choice as MeZO's `CopaTemplate.capitalize` ("correct") writes it: its first word (up to
+/// the first space) lower-cased unless it is `I`.
+fn copa_choice(choice: &str) -> String {
+    let (first, rest) = match choice.split_once(' ') {
+        Some((first, rest)) => (first, Some(rest)),
+        None => (choice, None),
+    };
+    let first = if first == "I" {
+        first.to_string()
+    } else {
+        first.to_lowercase()
+    };
+    match rest {
+        Some(rest) => format!("{first} {rest}"),
+        None => first,
     }
 }
 

@@ -1,21 +1,23 @@
-//! Exact prompt renderings for every task, built in memory.
+//! Exact prompt renderings for every task, built in memory (the fixtures of real examples with
+//! token ids are in crates/bszo-cli/tests/prompt_fixtures.rs).
 
-use zo_data::{DataError, Example, Task};
+use zo_data::{DataError, Example, NliTemplate, Task};
 
 #[test]
 fn masked_templates_and_label_words() {
     let m = Task::Sst2.masked_prompt().unwrap();
-    assert_eq!(m.template, "<S> It was [MASK] .");
+    assert_eq!(m.template, "<S> It was[MASK].");
     assert_eq!(m.label_words, ["terrible", "great"]);
     let ex = Example::new(["a gorgeous film ."], 1);
-    assert_eq!(m.render(&ex), "a gorgeous film . It was [MASK] .");
+    assert_eq!(m.slots(), 1);
     assert_eq!(m.slot_texts(&ex), ["a gorgeous film ."]);
 
     let m = Task::Sst5.masked_prompt().unwrap();
+    assert_eq!(m.template, "<S> It was[MASK].");
     assert_eq!(m.label_words, ["terrible", "bad", "okay", "good", "great"]);
 
     let m = Task::Trec.masked_prompt().unwrap();
-    assert_eq!(m.template, "[MASK] : <S>");
+    assert_eq!(m.template, "[MASK]: <S>");
     assert_eq!(
         m.label_words,
         [
@@ -31,24 +33,48 @@ fn masked_templates_and_label_words() {
     let pair = Example::new(["A man sleeps.", "A person rests."], 0);
     for task in [Task::Mnli, Task::Snli] {
         let m = task.masked_prompt().unwrap();
-        assert_eq!(m.template, "<S1> ? [MASK] , <S2>");
+        assert_eq!(m.template, "<S1:drop-last>?[MASK], <S2:lower-first>");
+        assert_eq!(m, task.masked_prompt_with(NliTemplate::LmBff).unwrap());
         assert_eq!(m.label_words, ["Yes", "Maybe", "No"]);
         assert_eq!(task.labels(), ["entailment", "neutral", "contradiction"]);
-        assert_eq!(m.render(&pair), "A man sleeps. ? [MASK] , A person rests.");
+        assert_eq!(m.slots(), 2);
         assert_eq!(m.slot_texts(&pair), ["A man sleeps.", "A person rests."]);
+        let spaced = task.masked_prompt_with(NliTemplate::Spaced).unwrap();
+        assert_eq!(spaced.template, "<S1:trim> ? [MASK] , <S2:trim>");
+        assert_eq!(spaced.label_words, m.label_words);
     }
     let m = Task::Rte.masked_prompt().unwrap();
+    assert_eq!(m.template, NliTemplate::LmBff.template());
     assert_eq!(m.label_words, ["Yes", "No"]);
     assert_eq!(Task::Rte.labels(), ["entailment", "not_entailment"]);
-    let m = Task::Cb.masked_prompt().unwrap();
-    assert_eq!(m.template, "<S1> ? [MASK] , <S2>");
+    let m = Task::Cb.masked_prompt_with(NliTemplate::Spaced).unwrap();
+    assert_eq!(m.template, "<S1:trim> ? [MASK] , <S2:trim>");
     assert_eq!(m.label_words, ["Yes", "No", "Maybe"]);
     assert_eq!(
         Task::Cb.labels(),
         ["entailment", "contradiction", "neutral"]
     );
 
-    for task in [Task::BoolQ, Task::Copa, Task::Wsc, Task::Wic] {
+    let m = Task::BoolQ.masked_prompt().unwrap();
+    assert_eq!(
+        m.template,
+        "<S1:trim> <S2:trim,question-mark,upper-first> [MASK] ."
+    );
+    assert_eq!(m.label_words, ["Yes", "No"]);
+    assert_eq!(Task::BoolQ.labels(), ["true", "false"]);
+    let m = Task::Wic.masked_prompt().unwrap();
+    assert_eq!(
+        m.template,
+        "<S2:trim> <S3:trim> Does the word \"<S1>\" have the same meaning? [MASK] ."
+    );
+    assert_eq!(m.slots(), 3);
+    let wic = Example::new(["bank", "A river bank.", "A savings bank."], 0);
+    assert_eq!(
+        m.slot_texts(&wic),
+        ["bank", "A river bank.", "A savings bank."]
+    );
+
+    for task in [Task::Copa, Task::Wsc] {
         let err = task.masked_prompt().unwrap_err();
         assert!(matches!(err, DataError::Unsupported { .. }), "{task}");
         assert!(err.to_string().contains(task.display_name()));
@@ -56,22 +82,49 @@ fn masked_templates_and_label_words() {
 }
 
 #[test]
+fn nli_template_names() {
+    for t in NliTemplate::ALL {
+        assert_eq!(NliTemplate::from_name(t.name()).unwrap(), t);
+        assert_eq!(t.to_string().parse::<NliTemplate>().unwrap(), t);
+        assert_eq!(
+            serde_json::to_string(&t).unwrap(),
+            format!("\"{}\"", t.name())
+        );
+    }
+    assert_eq!(
+        NliTemplate::from_name("LM_BFF").unwrap(),
+        NliTemplate::LmBff
+    );
+    assert_eq!(NliTemplate::default(), NliTemplate::LmBff);
+    let err = NliTemplate::from_name("gpt3").unwrap_err();
+    assert!(err.to_string().contains("gpt3"), "{err}");
+}
+
+#[test]
 fn causal_renderings() {
     let p = Task::Sst2
-        .causal_prompt(&Example::new(["a gorgeous film ."], 1))
+        .causal_prompt(&Example::new([" a gorgeous film . "], 1))
         .unwrap();
     assert_eq!(p.context, "a gorgeous film . It was");
     assert_eq!(p.candidates, [" terrible", " great"]);
     assert_eq!(p.label, 1);
+    let p = Task::Sst5
+        .causal_prompt(&Example::new(["a gorgeous film ."], 4))
+        .unwrap();
+    assert_eq!(p.context, "a gorgeous film . It was");
+    assert_eq!(
+        p.candidates,
+        [" terrible", " bad", " okay", " good", " great"]
+    );
 
     let p = Task::Rte
         .causal_prompt(&Example::new(["A man sleeps.", "A person rests."], 1))
         .unwrap();
     assert_eq!(
         p.context,
-        "A man sleeps. Does this mean that \"A person rests.\" is true? Yes or No?"
+        "A man sleeps.\nDoes this mean that \"A person rests.\" is true? Yes or No?\n"
     );
-    assert_eq!(p.candidates, [" Yes", " No"]);
+    assert_eq!(p.candidates, ["Yes", "No"]);
     assert_eq!(p.label, 1);
 
     let p = Task::Cb
@@ -79,30 +132,45 @@ fn causal_renderings() {
         .unwrap();
     assert_eq!(
         p.context,
-        "Suppose It rained. Can we infer that \"the ground is wet\"? Yes, No, or Maybe?"
+        "Suppose It rained. Can we infer that \"the ground is wet\"? Yes, No, or Maybe?\n"
     );
-    assert_eq!(p.candidates, [" Yes", " No", " Maybe"]);
+    assert_eq!(p.candidates, ["Yes", "No", "Maybe"]);
     assert_eq!(p.label, 2);
 
-    let p = Task::BoolQ
-        .causal_prompt(&Example::new(
-            ["Paris is in France.", "is paris in france"],
-            0,
-        ))
-        .unwrap();
-    assert_eq!(p.context, "Paris is in France. is paris in france?");
-    assert_eq!(p.candidates, [" Yes", " No"]);
+    for task in [Task::Snli, Task::Mnli] {
+        let p = task
+            .causal_prompt(&Example::new(["A man sleeps. ", "A person rests."], 1))
+            .unwrap();
+        assert_eq!(
+            p.context,
+            "A man sleeps. \nQuestion: A person rests. True, False, or Neither?\n"
+        );
+        assert_eq!(p.candidates, ["Yes", "Maybe", "No"]);
+    }
 
+    // BoolQ: "?" added only when missing, the first letter capitalised, a newline.
+    let boolq = |q: &str| {
+        Task::BoolQ
+            .causal_prompt(&Example::new(["Paris is in France.", q], 0))
+            .unwrap()
+    };
+    let p = boolq("is paris in france");
+    assert_eq!(p.context, "Paris is in France. Is paris in france?\n");
+    assert_eq!(p.candidates, ["Yes", "No"]);
+    assert_eq!(
+        boolq("is paris in france?").context,
+        "Paris is in France. Is paris in france?\n"
+    );
+
+    // WSC: the pronoun lower-cased.
     let p = Task::Wsc
-        .causal_prompt(&Example::new(
-            ["The cup fell because it was slippery.", "The cup", "it"],
-            0,
-        ))
+        .causal_prompt(&Example::new(["He said the cup fell.", "The cup", "He"], 0))
         .unwrap();
     assert_eq!(
         p.context,
-        "The cup fell because it was slippery. In the previous sentence, does the pronoun \"it\" refer to The cup? Yes or No?"
+        "He said the cup fell.\nIn the previous sentence, does the pronoun \"he\" refer to The cup? Yes or No?\n"
     );
+    assert_eq!(p.candidates, ["Yes", "No"]);
 
     let p = Task::Wic
         .causal_prompt(&Example::new(
@@ -112,33 +180,39 @@ fn causal_renderings() {
         .unwrap();
     assert_eq!(
         p.context,
-        "Does the word \"bank\" have the same meaning in these two sentences? Yes, No? A river bank. A savings bank."
+        "Does the word \"bank\" have the same meaning in these two sentences? Yes, No?\nA river bank.\nA savings bank.\n"
     );
+    assert_eq!(p.candidates, ["Yes", "No"]);
     assert_eq!(p.label, 1);
 
-    let copa = |question: &str| {
+    let copa = |premise: &str, c1: &str, question: &str| {
         Task::Copa.causal_prompt(&Example::new(
-            [
-                "The man slid the razor across his chin.",
-                "His stubble grew.",
-                "His stubble disappeared.",
-                question,
-            ],
+            [premise, c1, "His stubble disappeared.", question],
             1,
         ))
     };
-    let p = copa("effect").unwrap();
+    let p = copa(
+        "The man slid the razor across his chin.",
+        "His stubble grew.",
+        "effect",
+    )
+    .unwrap();
     assert_eq!(p.context, "The man slid the razor across his chin so");
     assert_eq!(
         p.candidates,
         [" his stubble grew.", " his stubble disappeared."]
     );
     assert_eq!(p.label, 1);
-    assert_eq!(
-        copa("cause").unwrap().context,
-        "The man slid the razor across his chin because"
-    );
-    assert!(matches!(copa("why"), Err(DataError::Invalid { .. })));
+    let p = copa("I shaved!", "I cut myself.", "cause").unwrap();
+    // Only a final "." is dropped; "I" stays capitalised; the whole first word is lower-cased.
+    assert_eq!(p.context, "I shaved! because");
+    assert_eq!(p.candidates[0], " I cut myself.");
+    let p = copa("It rained.", "NASA said so.", "cause").unwrap();
+    assert_eq!(p.candidates[0], " nasa said so.");
+    assert!(matches!(
+        copa("x.", "y.", "why"),
+        Err(DataError::Invalid { .. })
+    ));
 
     let p = Task::Trec
         .causal_prompt(&Example::new(["What is an atom ?"], 0))
@@ -156,13 +230,6 @@ fn causal_renderings() {
         ]
     );
 
-    for task in [Task::Sst5, Task::Snli, Task::Mnli] {
-        let ex = Example::new(["a", "b"], 0);
-        assert!(matches!(
-            task.causal_prompt(&ex),
-            Err(DataError::Unsupported { .. })
-        ));
-    }
     // Too few fields or a label out of range.
     assert!(matches!(
         Task::Rte.causal_prompt(&Example::new(["only one"], 0)),

@@ -77,47 +77,48 @@ pub struct CandidateExample {
     pub label: usize,
 }
 
-/// The mean per-token log-likelihood of every candidate of every example (f64), computed with one
-/// right-padded forward over all (context + candidate) sequences.
-pub fn candidate_scores<M: CausalLm + ?Sized>(
-    model: &M,
-    examples: &[CandidateExample],
-) -> Result<Vec<Vec<f64>>> {
-    let mut rows: Vec<(usize, usize)> = Vec::new(); // (context length, candidate length)
-    let mut seqs: Vec<Vec<u32>> = Vec::new();
-    for (e, ex) in examples.iter().enumerate() {
-        if ex.context.is_empty() {
-            return Err(ModelError::Config {
-                field: format!("examples[{e}].context"),
-                message: "empty context".into(),
-            });
-        }
-        if ex.candidates.is_empty() {
-            return Err(ModelError::Config {
-                field: format!("examples[{e}].candidates"),
-                message: "no candidates".into(),
-            });
-        }
-        if ex.label >= ex.candidates.len() {
-            return Err(ModelError::Config {
-                field: format!("examples[{e}].label"),
-                message: format!("label {} with {} candidates", ex.label, ex.candidates.len()),
-            });
-        }
-        for (c, cand) in ex.candidates.iter().enumerate() {
-            if cand.is_empty() {
-                return Err(ModelError::Config {
-                    field: format!("examples[{e}].candidates[{c}]"),
-                    message: "empty candidate".into(),
-                });
-            }
-            rows.push((ex.context.len(), cand.len()));
-            seqs.push(ex.context.iter().chain(cand).copied().collect());
-        }
+/// Check an example's shape (non-empty context and candidates, label in range).
+fn check_example(e: usize, ex: &CandidateExample) -> Result<()> {
+    if ex.context.is_empty() {
+        return Err(ModelError::Config {
+            field: format!("examples[{e}].context"),
+            message: "empty context".into(),
+        });
     }
-    if seqs.is_empty() {
+    if ex.candidates.is_empty() {
+        return Err(ModelError::Config {
+            field: format!("examples[{e}].candidates"),
+            message: "no candidates".into(),
+        });
+    }
+    if ex.label >= ex.candidates.len() {
+        return Err(ModelError::Config {
+            field: format!("examples[{e}].label"),
+            message: format!("label {} with {} candidates", ex.label, ex.candidates.len()),
+        });
+    }
+    if let Some(c) = ex.candidates.iter().position(Vec::is_empty) {
+        return Err(ModelError::Config {
+            field: format!("examples[{e}].candidates[{c}]"),
+            message: "empty candidate".into(),
+        });
+    }
+    Ok(())
+}
+
+/// The log-probability (f32) of each continuation token of each (context, continuation) pair,
+/// computed with one right-padded forward over all the concatenated sequences.
+fn continuation_logprobs<M: CausalLm + ?Sized>(
+    model: &M,
+    pairs: &[(&[u32], &[u32])],
+) -> Result<Vec<Vec<f32>>> {
+    if pairs.is_empty() {
         return Ok(Vec::new());
     }
+    let seqs: Vec<Vec<u32>> = pairs
+        .iter()
+        .map(|(ctx, cont)| ctx.iter().chain(cont.iter()).copied().collect())
+        .collect();
     let vocab = model.vocab_size();
     if let Some(&bad) = seqs.iter().flatten().find(|&&t| t as usize >= vocab) {
         return Err(ModelError::Config {
@@ -129,14 +130,14 @@ pub fn candidate_scores<M: CausalLm + ?Sized>(
     let r = seqs.len();
     let mut ids = vec![0u32; r * len];
     let mut mask = vec![0u32; r * len];
-    let mut gather = Vec::new(); // flat position whose hidden state predicts a candidate token
+    let mut gather = Vec::new(); // flat position whose hidden state predicts a continuation token
     let mut targets = Vec::new();
-    for (i, (seq, &(ctx, cand))) in seqs.iter().zip(&rows).enumerate() {
+    for (i, (seq, (ctx, cont))) in seqs.iter().zip(pairs).enumerate() {
         ids[i * len..i * len + seq.len()].copy_from_slice(seq);
         mask[i * len..i * len + seq.len()].fill(1);
-        for j in 0..cand {
-            gather.push((i * len + ctx - 1 + j) as u32);
-            targets.push(seq[ctx + j]);
+        for j in 0..cont.len() {
+            gather.push((i * len + ctx.len() - 1 + j) as u32);
+            targets.push(seq[ctx.len() + j]);
         }
     }
     let dev = Device::Cpu;
@@ -154,20 +155,68 @@ pub fn candidate_scores<M: CausalLm + ?Sized>(
         .flatten_all()?
         .to_vec1::<f32>()?;
     let mut at = 0;
-    let mut row = 0;
-    let mut out = Vec::with_capacity(examples.len());
-    for ex in examples {
-        let mut scores = Vec::with_capacity(ex.candidates.len());
-        for _ in &ex.candidates {
-            let cand = rows[row].1;
-            let sum: f64 = tok[at..at + cand].iter().map(|&v| f64::from(v)).sum();
-            scores.push(sum / cand as f64);
-            at += cand;
-            row += 1;
+    Ok(pairs
+        .iter()
+        .map(|(_, cont)| {
+            let row = tok[at..at + cont.len()].to_vec();
+            at += cont.len();
+            row
+        })
+        .collect())
+}
+
+/// The mean per-token log-likelihood of every candidate of every example (f64), computed with one
+/// right-padded forward over all (context + candidate) sequences.
+pub fn candidate_scores<M: CausalLm + ?Sized>(
+    model: &M,
+    examples: &[CandidateExample],
+) -> Result<Vec<Vec<f64>>> {
+    let mut pairs: Vec<(&[u32], &[u32])> = Vec::new();
+    for (e, ex) in examples.iter().enumerate() {
+        check_example(e, ex)?;
+        for cand in &ex.candidates {
+            pairs.push((&ex.context, cand));
         }
-        out.push(scores);
     }
-    Ok(out)
+    let logprobs = continuation_logprobs(model, &pairs)?;
+    let mut rows = logprobs.iter();
+    Ok(examples
+        .iter()
+        .map(|ex| {
+            ex.candidates
+                .iter()
+                .zip(rows.by_ref())
+                .map(|(_, row)| row.iter().map(|&v| f64::from(v)).sum::<f64>() / row.len() as f64)
+                .collect()
+        })
+        .collect())
+}
+
+/// The language-model loss on the correct candidates: the negative log-likelihood of each correct
+/// candidate's tokens given its context, averaged over all those tokens of the batch (f64). This is
+/// MeZO's training loss with `train_as_classification = false` (princeton-nlp/MeZO
+/// `large_models/run.py` `_convert`, `only_train_option`, and `large_models/utils.py`
+/// `forward_wrap_with_option_len`: a token-level cross-entropy over the option tokens); only the
+/// correct candidates are run.
+pub fn candidate_lm_loss<M: CausalLm + ?Sized>(
+    model: &M,
+    examples: &[CandidateExample],
+) -> Result<f64> {
+    if examples.is_empty() {
+        return Err(ModelError::Config {
+            field: "examples".into(),
+            message: "empty batch".into(),
+        });
+    }
+    let mut pairs: Vec<(&[u32], &[u32])> = Vec::with_capacity(examples.len());
+    for (e, ex) in examples.iter().enumerate() {
+        check_example(e, ex)?;
+        pairs.push((&ex.context, &ex.candidates[ex.label]));
+    }
+    let logprobs = continuation_logprobs(model, &pairs)?;
+    let tokens: usize = logprobs.iter().map(Vec::len).sum();
+    let total: f64 = logprobs.iter().flatten().map(|&v| f64::from(v)).sum();
+    Ok(-total / tokens as f64)
 }
 
 /// Cross-entropy of `label` under the softmax of `scores` (f64).

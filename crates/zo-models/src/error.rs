@@ -47,6 +47,9 @@ pub enum ModelError {
         /// What is wrong.
         message: String,
     },
+    /// A masked-LM prompt template is malformed, or an example does not fit it.
+    #[error(transparent)]
+    Template(#[from] crate::masked::TemplateError),
     /// A hub model name could not be resolved to a local folder.
     #[error("model `{name}`: {message}")]
     Hub {

@@ -41,6 +41,52 @@ pub struct GgufModel {
     pub add_bos_token: bool,
 }
 
+/// The tokenizer of a GGUF file, read from its metadata only (no tensors).
+#[derive(Debug)]
+pub struct GgufTokenizer {
+    /// The tokenizer built from the metadata (`tokenizer.ggml.model = "gpt2"`, byte-level BPE);
+    /// `None` for other tokenizer kinds.
+    pub tokenizer: Option<Tokenizer>,
+    /// `tokenizer.ggml.bos_token_id`.
+    pub bos_token_id: Option<u32>,
+    /// `tokenizer.ggml.add_bos_token`: whether prompts should start with BOS.
+    pub add_bos_token: bool,
+}
+
+/// Read the tokenizer of a GGUF file (the same one [`load_gguf`] returns) without its tensors.
+pub fn load_gguf_tokenizer(path: &Path) -> Result<GgufTokenizer> {
+    if !path.exists() {
+        return Err(ModelError::not_found(path, "GGUF file not found"));
+    }
+    let (_, content) = open_gguf(path)?;
+    let meta = Meta {
+        path,
+        content: &content,
+    };
+    tokenizer_of(&meta)
+}
+
+fn tokenizer_of(meta: &Meta<'_>) -> Result<GgufTokenizer> {
+    let tokenizer = match (
+        meta.string("tokenizer.ggml.model"),
+        meta.strings("tokenizer.ggml.tokens"),
+    ) {
+        (Ok("gpt2"), Ok(tokens)) => Some(byte_level_bpe(meta, &tokens)?),
+        _ => None,
+    };
+    let add_bos_token = meta
+        .content
+        .metadata
+        .get("tokenizer.ggml.add_bos_token")
+        .and_then(|v| v.to_bool().ok())
+        .unwrap_or(false);
+    Ok(GgufTokenizer {
+        tokenizer,
+        bos_token_id: meta.opt_u32("tokenizer.ggml.bos_token_id"),
+        add_bos_token,
+    })
+}
+
 struct Meta<'a> {
     path: &'a Path,
     content: &'a Content,
@@ -247,23 +293,15 @@ pub fn load_gguf(path: &Path, precision: Precision) -> Result<GgufModel> {
     let model = Llama::new(&config, &mut ckpt)?;
     let weights = ckpt.into_weights();
 
-    let tokenizer = match (meta.string("tokenizer.ggml.model"), tokens) {
-        (Ok("gpt2"), Some(tokens)) => Some(byte_level_bpe(&meta, &tokens)?),
-        _ => None,
-    };
-    let add_bos_token = content
-        .metadata
-        .get("tokenizer.ggml.add_bos_token")
-        .and_then(|v| v.to_bool().ok())
-        .unwrap_or(false);
+    let tok = tokenizer_of(&meta)?;
     Ok(GgufModel {
         bos_token_id: config.bos_token_id,
         eos_token_id: meta.opt_u32("tokenizer.ggml.eos_token_id"),
         config,
         model,
         weights,
-        tokenizer,
-        add_bos_token,
+        tokenizer: tok.tokenizer,
+        add_bos_token: tok.add_bos_token,
     })
 }
 

@@ -21,7 +21,9 @@ pub use hub::{HubOptions, resolve_model};
 pub use llama::{Llama, LlamaConfig};
 pub use llama2c::{Llama2cModel, Llama2cTokenizer};
 pub use loading::{Checkpoint, Precision};
-pub use masked::{MaskedLmClassifier, PromptBatch, PromptObjective, Template};
+pub use masked::{
+    MaskedLmClassifier, PromptBatch, PromptObjective, Template, TemplateError, Transform,
+};
 pub use opt::{Opt, OptConfig};
 pub use tokenizer::Tokenizer;
 pub use weights::Weights;

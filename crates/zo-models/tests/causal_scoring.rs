@@ -6,8 +6,8 @@ mod causal_common;
 use candle_core::{D, DType, Device, Tensor};
 use causal_common::fixture;
 use zo_models::causal::{
-    CandidateExample, CandidateObjective, CausalLm, candidate_loss, candidate_loss_and_predictions,
-    candidate_scores, cross_entropy, generate_greedy, predict,
+    CandidateExample, CandidateObjective, CausalLm, candidate_lm_loss, candidate_loss,
+    candidate_loss_and_predictions, candidate_scores, cross_entropy, generate_greedy, predict,
 };
 use zo_models::{Llama, Opt, Precision, Weights};
 use zo_optim::{Algorithm, Direction, DirectionKey, Optimizer, ParamSet};
@@ -89,6 +89,43 @@ fn scores_match_unpadded_forwards_for_single_and_multi_token_candidates() {
     };
     check(&llama);
     check(&opt);
+}
+
+#[test]
+fn lm_loss_is_the_token_mean_nll_of_the_correct_candidates() {
+    let (llama, _) = Llama::from_hf_folder(&fixture("llama"), Precision::F32).unwrap();
+    let ex = examples();
+    // Token-weighted over the batch (MeZO's cross-entropy with ignored non-option tokens):
+    // correct candidates of 1, 2 and 2 tokens.
+    let mut total = 0.0;
+    let mut tokens = 0;
+    for e in &ex {
+        let cand = &e.candidates[e.label];
+        total -= reference_score(&llama, &e.context, cand) * cand.len() as f64;
+        tokens += cand.len();
+    }
+    let loss = candidate_lm_loss(&llama, &ex).unwrap();
+    assert!((loss - total / tokens as f64).abs() < 1e-5, "{loss}");
+    // One example: minus its correct candidate's mean log-likelihood; the other candidates and
+    // the label's position among them do not matter.
+    let one = &ex[1];
+    let want = -reference_score(&llama, &one.context, &one.candidates[0]);
+    let alone = candidate_lm_loss(&llama, std::slice::from_ref(one)).unwrap();
+    assert!((alone - want).abs() < 1e-5);
+    let moved = CandidateExample {
+        context: one.context.clone(),
+        candidates: vec![vec![33], one.candidates[0].clone()],
+        label: 1,
+    };
+    let again = candidate_lm_loss(&llama, &[moved]).unwrap();
+    assert!((again - alone).abs() < 1e-6);
+    assert!(candidate_lm_loss(&llama, &[]).is_err());
+    let bad = CandidateExample {
+        context: vec![1],
+        candidates: vec![vec![2]],
+        label: 1,
+    };
+    assert!(candidate_lm_loss(&llama, &[bad]).is_err());
 }
 
 /// Adapts a `&dyn CausalLm` to the generic helper.

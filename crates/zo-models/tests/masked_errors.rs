@@ -10,7 +10,9 @@ use std::path::Path;
 use anyhow::Result;
 use candle_core::{DType, Device, Tensor};
 use zo_models::bert::Config;
-use zo_models::{MaskedLm, MaskedLmClassifier, ModelError, Precision, Template, Tokenizer};
+use zo_models::{
+    MaskedLm, MaskedLmClassifier, ModelError, Precision, Template, TemplateError, Tokenizer,
+};
 
 use masked_support::{fixture, scratch};
 
@@ -223,18 +225,70 @@ fn bad_inputs_are_errors_not_panics() -> Result<()> {
 
 #[test]
 fn template_errors() {
-    for bad in [
-        "<S> It was .",
-        "[MASK] <S> [MASK]",
-        "<S2> [MASK]",
-        "<S0> [MASK]",
-    ] {
-        let err = Template::parse(bad).unwrap_err();
-        assert!(
-            matches!(&err, ModelError::Config { field, .. } if field == "template"),
-            "{bad}: {err}"
-        );
-    }
+    let err = |t: &str| Template::parse(t).unwrap_err();
+    assert_eq!(
+        err("<S> It was ."),
+        TemplateError::MaskCount {
+            template: "<S> It was .".into(),
+            found: 0
+        }
+    );
+    assert!(matches!(
+        err("[MASK] <S> [MASK]"),
+        TemplateError::MaskCount { found: 2, .. }
+    ));
+    assert!(matches!(
+        err("<S1> <S3> [MASK]"),
+        TemplateError::SlotGap {
+            used: 3,
+            missing: 2,
+            ..
+        }
+    ));
+    assert!(matches!(
+        err("<S2> [MASK]"),
+        TemplateError::SlotGap {
+            used: 2,
+            missing: 1,
+            ..
+        }
+    ));
+    assert!(matches!(err("<S0> [MASK]"), TemplateError::BadSlot { .. }));
+    assert!(matches!(
+        err("<S99999999999999999999999> [MASK]"),
+        TemplateError::BadSlot { .. }
+    ));
+    assert!(matches!(
+        err("<S1:lower-first [MASK]"),
+        TemplateError::Unclosed { .. }
+    ));
+    let e = err("<S1:lower-first,shout> [MASK]");
+    assert_eq!(
+        e,
+        TemplateError::UnknownTransform {
+            template: "<S1:lower-first,shout> [MASK]".into(),
+            slot: "<S1:lower-first,shout>".into(),
+            name: "shout".into()
+        }
+    );
+    assert!(e.to_string().contains("unknown transform `shout`"), "{e}");
+    assert!(matches!(
+        err("<S1:> [MASK]"),
+        TemplateError::UnknownTransform { .. }
+    ));
+    // Through the classifier the error is a ModelError::Template, one line naming the template.
+    let tokenizer = Tokenizer::from_folder(fixture("tokenizer/wordpiece")).unwrap();
+    let (model, _) = MaskedLm::from_folder(fixture("bert"), Precision::F32).unwrap();
+    let e =
+        MaskedLmClassifier::new(model, tokenizer, "<S> It was .", &["hello", "world"]).unwrap_err();
+    assert!(
+        matches!(e, ModelError::Template(TemplateError::MaskCount { .. })),
+        "{e}"
+    );
+    assert!(e.to_string().contains("`<S> It was .`") && !e.to_string().contains('\n'));
+    // Not slots: literal text.
+    assert!(Template::parse("<Sam> [MASK]").is_ok());
+    assert!(Template::parse("<S1 [MASK]").is_ok());
 }
 
 #[test]
@@ -279,7 +333,14 @@ fn classifier_errors() -> Result<()> {
     );
     let clf = MaskedLmClassifier::new(model, tokenizer, "<S> [MASK] .", &["hello", "world"])?;
     // Wrong number of texts for the template.
-    assert!(clf.encode(&["a", "b"]).is_err());
+    assert!(matches!(
+        clf.encode(&["a", "b"]),
+        Err(ModelError::Template(TemplateError::TextCount {
+            expected: 1,
+            found: 2,
+            ..
+        }))
+    ));
     // Labels: wrong count, out of range.
     let batch = clf.encode_batch(&["hello world", "the dog"])?;
     assert!(matches!(

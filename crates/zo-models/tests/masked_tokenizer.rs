@@ -7,7 +7,9 @@ use anyhow::Result;
 use serde_json::Value;
 use zo_models::bert::Config;
 use zo_models::masked::Piece;
-use zo_models::{MaskedLm, MaskedLmClassifier, Precision, Template, Tokenizer};
+use zo_models::{
+    MaskedLm, MaskedLmClassifier, Precision, Template, TemplateError, Tokenizer, Transform,
+};
 
 use masked_support::fixture;
 
@@ -107,52 +109,126 @@ fn special_tokens_and_framing() -> Result<()> {
     Ok(())
 }
 
+fn slot(index: usize, space: bool, transforms: &[Transform]) -> Piece {
+    Piece::Slot {
+        index,
+        space,
+        transforms: transforms.to_vec(),
+    }
+}
+
 #[test]
 fn templates_parse_into_pieces() -> Result<()> {
     let t = Template::parse("<S> It was [MASK] .")?;
     assert_eq!(
         t.pieces(),
         &[
-            Piece::Slot {
-                index: 0,
-                space: false
-            },
+            slot(0, false, &[]),
             Piece::Text(" It was".into()),
-            Piece::Mask,
+            Piece::Mask { space: true },
             Piece::Text(" .".into())
         ]
     );
     assert_eq!(t.slots(), 1);
+    // LM-BFF's `*cls**sent_0*_It_was*mask*.*sep+*`: the "." attaches to the mask.
+    let t = Template::parse("<S> It was[MASK].")?;
+    assert_eq!(
+        t.pieces(),
+        &[
+            slot(0, false, &[]),
+            Piece::Text(" It was".into()),
+            Piece::Mask { space: false },
+            Piece::Text(".".into())
+        ]
+    );
     let t = Template::parse("<S1> ? [MASK] , <S2>")?;
     assert_eq!(
         t.pieces(),
         &[
-            Piece::Slot {
-                index: 0,
-                space: false
-            },
+            slot(0, false, &[]),
             Piece::Text(" ?".into()),
-            Piece::Mask,
+            Piece::Mask { space: true },
             Piece::Text(" ,".into()),
-            Piece::Slot {
-                index: 1,
-                space: true
-            }
+            slot(1, true, &[])
         ]
     );
     assert_eq!(t.slots(), 2);
-    let t = Template::parse("[MASK] : <S>")?;
+    let t = Template::parse("[MASK]: <S>")?;
     assert_eq!(
         t.pieces(),
         &[
-            Piece::Mask,
-            Piece::Text(" :".into()),
-            Piece::Slot {
-                index: 0,
-                space: true
-            }
+            Piece::Mask { space: false },
+            Piece::Text(":".into()),
+            slot(0, true, &[])
         ]
     );
+    // LM-BFF's `*cls**sent-_0*?*mask*,*+sentl_1**sep+*`.
+    let t = Template::parse("<S1:drop-last>?[MASK], <S2:lower-first>")?;
+    assert_eq!(
+        t.pieces(),
+        &[
+            slot(0, false, &[Transform::DropLast]),
+            Piece::Text("?".into()),
+            Piece::Mask { space: false },
+            Piece::Text(",".into()),
+            slot(1, true, &[Transform::LowerFirst])
+        ]
+    );
+    // Transforms apply in the order written; slots in any order.
+    let t = Template::parse("<S2> <S1: trim , question-mark,upper-first> [MASK] .")?;
+    assert_eq!(
+        t.pieces()[1],
+        slot(
+            0,
+            true,
+            &[
+                Transform::Trim,
+                Transform::QuestionMark,
+                Transform::UpperFirst
+            ]
+        )
+    );
+    assert_eq!(t.slots(), 2);
+    Ok(())
+}
+
+#[test]
+fn transforms_and_rendering() -> Result<()> {
+    assert_eq!(Transform::DropLast.apply("A man sleeps."), "A man sleeps");
+    assert_eq!(Transform::DropLast.apply("Hi! "), "Hi!");
+    assert_eq!(Transform::DropLast.apply(""), "");
+    assert_eq!(Transform::LowerFirst.apply("A Man"), "a Man");
+    assert_eq!(Transform::UpperFirst.apply("is it"), "Is it");
+    assert_eq!(Transform::UpperFirst.apply(""), "");
+    assert_eq!(Transform::QuestionMark.apply("is it"), "is it?");
+    assert_eq!(Transform::QuestionMark.apply("is it?"), "is it?");
+    assert_eq!(Transform::Trim.apply("  x y \t"), "x y");
+    for t in Transform::ALL {
+        assert_eq!(Transform::from_name(t.name()), Some(t));
+    }
+    let nli = Template::parse("<S1:drop-last>?[MASK], <S2:lower-first>")?;
+    assert_eq!(
+        nli.render(&["A man sleeps.", "A person rests."], "<mask>")?,
+        "A man sleeps?<mask>, a person rests."
+    );
+    let spaced = Template::parse("<S1:trim> ? [MASK] , <S2:trim>")?;
+    assert_eq!(
+        spaced.render(&["A man sleeps. ", " A person rests."], "[MASK]")?,
+        "A man sleeps. ? [MASK] , A person rests."
+    );
+    let wic = Template::parse("<S2> <S3> Does the word \"<S1>\" mean it? [MASK] .")?;
+    assert_eq!(
+        wic.render(&["bank", "A river bank.", "A savings bank."], "[MASK]")?,
+        "A river bank. A savings bank. Does the word \"bank\" mean it? [MASK] ."
+    );
+    assert!(matches!(
+        wic.render(&["bank"], "[MASK]"),
+        Err(TemplateError::TextCount {
+            expected: 3,
+            found: 1,
+            ..
+        })
+    ));
     Ok(())
 }
 
@@ -196,6 +272,47 @@ fn bpe_prompts_put_spaces_where_the_template_has_them() -> Result<()> {
         &ids[ids.len() - 1 - tail.len()..ids.len() - 1],
         tail.as_slice()
     );
+    Ok(())
+}
+
+#[test]
+fn an_attached_literal_is_its_own_token_under_bpe_and_the_same_under_wordpiece() -> Result<()> {
+    // Byte-level BPE (RoBERTa-style): LM-BFF's `*mask*.` puts ".", `[MASK] .` puts "Ġ.".
+    let attached = bpe_classifier("<S> It was[MASK].")?;
+    let spaced = bpe_classifier("<S> It was [MASK] .")?;
+    let tok = attached.tokenizer().clone();
+    let dot = tok.encode(".", false)?;
+    let space_dot = tok.encode(" .", false)?;
+    assert_ne!(dot, space_dot);
+    let (a, at) = attached.encode(&["Hello world!"])?;
+    let (b, bt) = spaced.encode(&["Hello world!"])?;
+    assert_eq!(at, bt);
+    assert_eq!(&a[at + 1..a.len() - 1], dot.as_slice());
+    assert_eq!(&b[bt + 1..b.len() - 1], space_dot.as_slice());
+    // LM-BFF's NLI template, piece by piece: sent[:-1], "?", mask, ",", " " + lower-first(sent).
+    let nli = bpe_classifier("<S1:drop-last>?[MASK], <S2:lower-first>")?;
+    let (ids, at) = nli.encode(&["Hello world.", "World hello"])?;
+    let mut want = vec![0u32];
+    want.extend(tok.encode("Hello world", false)?);
+    want.extend(tok.encode("?", false)?);
+    assert_eq!(at, want.len());
+    want.push(4);
+    want.extend(tok.encode(",", false)?);
+    want.extend(tok.encode(" world hello", false)?);
+    want.push(2);
+    assert_eq!(ids, want);
+    // WordPiece (BERT) ignores the space: both templates give the same ids.
+    let wp = Tokenizer::from_folder(fixture("tokenizer/wordpiece"))?;
+    assert_eq!(wp.encode(".", false)?, wp.encode(" .", false)?);
+    let (model, _) = MaskedLm::from_folder(fixture("bert"), Precision::F32)?;
+    let a = MaskedLmClassifier::new(
+        model.clone(),
+        wp.clone(),
+        "<S> It was[MASK].",
+        &["hello", "world"],
+    )?;
+    let b = MaskedLmClassifier::new(model, wp, "<S> It was [MASK] .", &["hello", "world"])?;
+    assert_eq!(a.encode(&["hello world"])?, b.encode(&["hello world"])?);
     Ok(())
 }
 
