@@ -13,7 +13,7 @@ training and one validation example, so that only the test split costs time. A b
 soon as it has written its run folder's zero_shot.json (the base weights' metrics, written before
 any training step). A task/head the binary has no prompt for is recorded as unsupported. Needs the
 provisioned models (crates/zo-models/scripts/provision.sh) and the data folder (ZO_DATA_DIR,
-./data or ../shared/data). Standard library only.
+./data, the repository's). Standard library only.
 """
 
 import argparse
