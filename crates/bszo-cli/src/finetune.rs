@@ -112,8 +112,13 @@ pub struct Report {
     pub sizes: [usize; 3],
     /// The base weights' metrics.
     pub zero_shot: ZeroShot,
-    /// The best validation score and its step.
+    /// The best validation score and its step; step 0 is the starting (base) weights, whose
+    /// zero-shot validation score every later evaluation must strictly beat.
     pub best: Option<Best>,
+    /// No step beat the starting weights on validation: the best step is 0, and the tested and
+    /// exported weights are the starting weights.
+    #[serde(default)]
+    pub best_is_start: bool,
     /// The test metrics.
     pub test: Option<Metrics>,
     /// Which weights were tested.
@@ -440,9 +445,11 @@ pub fn finetune(options: Options) -> Result<Outcome> {
     let metrics_path = dir.join(METRICS_FILE);
     let optimizer = resolved.optimizer.clone();
     let per_step = optimizer.forwards_per_step();
+    // The zero-shot validation score is the step-0 candidate for the best weights.
     let mut trainer = Trainer::new(optimizer.clone(), resolved.train.clone(), task)?
         .output_dir(&dir, true)
-        .stop_flag(options.stop.clone());
+        .stop_flag(options.stop.clone())
+        .start_validation(zero_shot.validation.clone());
     let (mut state, start_step) = if resuming {
         let ck = trainer.resume()?;
         let step = ck.state.looping.step;
@@ -511,6 +518,7 @@ pub fn finetune(options: Options) -> Result<Outcome> {
         sizes,
         zero_shot,
         best: summary.best,
+        best_is_start: summary.best.is_some_and(|b| b.step == 0),
         test: summary.test.clone(),
         test_weights: summary.test_weights,
         steps: summary.steps,

@@ -148,7 +148,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Export(a) => {
             let step: StepChoice = a.step.parse()?;
             let at = export(&a.run, step, &a.out, a.overwrite, a.accept_changed_inputs)?;
-            println!("wrote the weights after step {at} to {}", a.out.display());
+            if at == 0 {
+                println!(
+                    "wrote the starting weights (step 0) to {}",
+                    a.out.display()
+                );
+            } else {
+                println!("wrote the weights after step {at} to {}", a.out.display());
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Finetune(args) => {
@@ -217,6 +224,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
                         r.steps,
                         r.forwards.train
                     );
+                    if r.best_is_start {
+                        println!(
+                            "no step beat the starting model on validation: the tested{} weights are the starting weights",
+                            if r.config.output.export {
+                                " and exported (best.safetensors)"
+                            } else {
+                                ""
+                            }
+                        );
+                    }
                     println!(
                         "wall time {:.1} s, peak RSS {}; results in {dir} (report.json)",
                         r.wall_time_s,

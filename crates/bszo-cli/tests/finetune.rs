@@ -316,3 +316,122 @@ fn ctrl_c_stops_after_the_current_step_with_a_resumable_checkpoint() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_run_that_never_beats_the_base_model_hands_it_back_bitwise_and_says_so() {
+    if !real_assets("never_beats_the_base_model") {
+        return;
+    }
+    let dir = scratch("never-better");
+    let run_dir = dir.join("run");
+    let data = data_dir();
+    // A learning rate this large wrecks the weights at every step.
+    let out = bszo(&[
+        "finetune",
+        "--optimizer",
+        "mezo",
+        "--lr",
+        "1",
+        "--steps",
+        "20",
+        "--eval-every",
+        "10",
+        "--checkpoint-every",
+        "10",
+        "--protocol",
+        "few-shot",
+        "--data-seed",
+        "42",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--no-progress",
+        "--export",
+        "--out",
+        run_dir.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("no step beat the starting model on validation"),
+        "{}",
+        stdout(&out)
+    );
+    let r: bszo_cli::finetune::Report =
+        serde_json::from_slice(&std::fs::read(run_dir.join("report.json")).unwrap()).unwrap();
+    let best = r.best.unwrap();
+    assert_eq!(best.step, 0);
+    assert_eq!(best.score, r.zero_shot.validation.score);
+    assert!(r.best_is_start);
+    assert_eq!(r.steps, 20);
+    assert_eq!(r.test_weights, Some(TestWeights::Best));
+    // The test split was evaluated on the base weights: the zero-shot figures again.
+    let test = r.test.as_ref().unwrap();
+    assert_eq!(test.score, r.zero_shot.test.score);
+    assert_eq!(test.loss, r.zero_shot.test.loss);
+    // The zero-shot score is the step-0 point of the metrics, and every later one is worse.
+    let events = bszo_cli::finetune::read_metrics(&run_dir.join("metrics.jsonl")).unwrap();
+    let validation: Vec<(u64, f64)> = events
+        .iter()
+        .filter_map(|e| match e {
+            zo_train::Event::Evaluation {
+                step,
+                split: zo_train::Split::Validation,
+                metrics,
+                ..
+            } => Some((*step, metrics.score)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(validation.len(), 3, "{validation:?}");
+    assert_eq!(validation[0], (0, r.zero_shot.validation.score));
+    assert!(
+        validation[1..].iter().all(|&(_, s)| s < validation[0].1),
+        "{validation:?}"
+    );
+    // best.safetensors is the base model, bitwise; the weights did move.
+    let base = dir.join("base.safetensors");
+    let out = bszo(&[
+        "export",
+        "--run",
+        run_dir.to_str().unwrap(),
+        "--step",
+        "0",
+        "--out",
+        base.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(tensor_bits(&base), tensor_bits(&run_dir.join("best.safetensors")));
+    let last = dir.join("last.safetensors");
+    let out = bszo(&[
+        "export",
+        "--run",
+        run_dir.to_str().unwrap(),
+        "--step",
+        "last",
+        "--out",
+        last.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_ne!(tensor_bits(&base), tensor_bits(&last));
+    // `export --step best` names what it wrote.
+    let exported = dir.join("best.safetensors");
+    let out = bszo(&[
+        "export",
+        "--run",
+        run_dir.to_str().unwrap(),
+        "--step",
+        "best",
+        "--out",
+        exported.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("the starting weights (step 0)"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(tensor_bits(&exported), tensor_bits(&base));
+    // The validation plot starts at the base model.
+    let svg = std::fs::read_to_string(run_dir.join("validation.svg")).unwrap();
+    assert!(svg.contains("starting weights (step 0)"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -45,7 +45,7 @@ pub const PARAMS_FILE_PREFIX: &str = "params-";
 /// The best validation score so far.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Best {
-    /// Steps completed when it was measured.
+    /// Steps completed when it was measured (0: the starting weights).
     pub step: u64,
     /// The score.
     pub score: f64,

@@ -80,6 +80,19 @@ impl Series {
     }
 }
 
+/// Vertical lines at given x values (e.g. the evaluation steps under a loss curve), drawn thin and
+/// grey behind the series, with one legend entry.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct VerticalMarks {
+    /// The name shown in the legend.
+    pub name: String,
+    /// The x values (non-finite ones, and those outside the data's x range, are skipped).
+    pub at: Vec<f64>,
+}
+
+/// The colour of [`VerticalMarks`].
+const MARK_COLOR: RGBColor = RGBColor(170, 170, 170);
+
 /// A line plot: one or more series in distinct colours, with a legend.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LinePlot {
@@ -91,6 +104,8 @@ pub struct LinePlot {
     pub y_label: String,
     /// The lines.
     pub series: Vec<Series>,
+    /// Vertical marks behind the lines (`None`: none).
+    pub marks: Option<VerticalMarks>,
     /// The y range shown; `None`: fitted to the data.
     pub y_range: Option<(f64, f64)>,
     /// A logarithmic x axis (points with x ≤ 0 are then skipped).
@@ -111,6 +126,7 @@ impl LinePlot {
             x_label: x_label.into(),
             y_label: y_label.into(),
             series: Vec::new(),
+            marks: None,
             y_range: None,
             log_x: false,
             size: (800, 500),
@@ -120,6 +136,12 @@ impl LinePlot {
     /// Add a series.
     pub fn with_series(mut self, series: Series) -> Self {
         self.series.push(series);
+        self
+    }
+
+    /// Add vertical marks.
+    pub fn with_marks(mut self, marks: VerticalMarks) -> Self {
+        self.marks = Some(marks);
         self
     }
 
@@ -243,6 +265,23 @@ impl LinePlot {
             .axis_desc_style((FONT, 16))
             .light_line_style(RGBColor(235, 235, 235))
             .draw()?;
+        let x_range = chart.x_range();
+        let marks: Vec<f64> = self.marks.iter().flat_map(|m| &m.at).copied()
+            .filter(|&x| self.keep((x, y0)) && x >= x_range.start && x <= x_range.end)
+            .collect();
+        for &x in &marks {
+            chart.draw_series(LineSeries::new([(x, y0), (x, y1)], MARK_COLOR.stroke_width(1)))?;
+        }
+        // The legend's entries: the series, then the marks if any were drawn.
+        let mut legend: Vec<(&str, ShapeStyle)> = self
+            .series
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.name.as_str(), COLORS[i % COLORS.len()].stroke_width(2)))
+            .collect();
+        if let (Some(m), false) = (&self.marks, marks.is_empty()) {
+            legend.push((m.name.as_str(), MARK_COLOR.stroke_width(1)));
+        }
         let mut pixels = Vec::new();
         for (i, s) in self.series.iter().enumerate() {
             let color = COLORS[i % COLORS.len()];
@@ -254,12 +293,12 @@ impl LinePlot {
         let area = chart.plotting_area().strip_coord_spec();
         let style = TextStyle::from((FONT, 14).into_font()).pos(Pos::new(HPos::Left, VPos::Center));
         let mut text = (0, 0);
-        for s in &self.series {
-            let (w, h) = area.estimate_text_size(&s.name, &style)?;
+        for (name, _) in &legend {
+            let (w, h) = area.estimate_text_size(name, &style)?;
             text = (text.0.max(w as i32), text.1.max(h as i32));
         }
         let row = text.1 + 8;
-        let (w, h) = (text.0 + 44, row * self.series.len() as i32 + 8);
+        let (w, h) = (text.0 + 44, row * legend.len() as i32 + 8);
         let (aw, ah) = area.dim_in_pixel();
         let (right, bottom) = (aw as i32 - w - 10, ah as i32 - h - 10);
         if self.series.is_empty() || right < 10 || bottom < 10 {
@@ -286,11 +325,10 @@ impl LinePlot {
             [(x0, y0), (x0 + w, y0 + h)],
             BLACK.mix(0.5),
         ))?;
-        for (i, s) in self.series.iter().enumerate() {
+        for (i, (name, color)) in legend.into_iter().enumerate() {
             let y = y0 + 4 + row * i as i32 + row / 2;
-            let color = COLORS[i % COLORS.len()].stroke_width(2);
             area.draw(&PathElement::new(vec![(x0 + 8, y), (x0 + 32, y)], color))?;
-            area.draw(&Text::new(s.name.as_str(), (x0 + 38, y), style.clone()))?;
+            area.draw(&Text::new(name, (x0 + 38, y), style.clone()))?;
         }
         Ok(())
     }
@@ -490,9 +528,10 @@ impl DrawingBackend for SvgNoFont<'_> {
     }
 }
 
-/// Draw `loss.{svg,png}` (the training loss per step and its moving average) and
-/// `validation.{svg,png}` (the validation score per step) from a run's events into `dir` (created
-/// if absent). A figure without data is skipped; non-finite values are skipped; a step logged twice
+/// Draw `loss.{svg,png}` (the training loss per step and its moving average, with a grey vertical
+/// line at every validation step) and `validation.{svg,png}` (the validation score per step from
+/// step 0, the starting weights, with their score drawn across as the level to beat) from a run's
+/// events into `dir` (created if absent). A figure without data is skipped; non-finite values are skipped; a step logged twice
 /// (e.g. around a resume) keeps its last value. Every SVG is written before the first PNG, so a
 /// missing font still leaves the SVGs. The paths written.
 pub fn plot_run(events: &[Event], dir: &Path) -> Result<Vec<PathBuf>> {
@@ -524,14 +563,29 @@ pub fn plot_run(events: &[Event], dir: &Path) -> Result<Vec<PathBuf>> {
     let mut plots = Vec::new();
     if !losses.is_empty() {
         let smooth = ema(&losses);
+        let evaluated = scores.iter().map(|p| p.0).filter(|&x| x > 0.0).collect();
         let plot = LinePlot::new("Training loss", "step", "loss")
             .with_series(Series::new("loss", losses))
-            .with_series(Series::new("moving average", smooth));
+            .with_series(Series::new("moving average", smooth))
+            .with_marks(VerticalMarks {
+                name: "validation".into(),
+                at: evaluated,
+            });
         plots.push((dir.join("loss"), plot));
     }
     if !scores.is_empty() {
-        let plot = LinePlot::new("Validation", "step", "score")
-            .with_series(Series::new("validation score", scores));
+        let mut plot = LinePlot::new("Validation", "step", "score")
+            .with_series(Series::new("validation score", scores.clone()));
+        // The starting weights' score as a level to beat.
+        if let (Some(&(first, start)), Some(&(last, _))) = (scores.first(), scores.last())
+            && first == 0.0
+            && last > 0.0
+        {
+            plot = plot.with_series(Series::new(
+                "starting weights (step 0)",
+                vec![(0.0, start), (last, start)],
+            ));
+        }
         plots.push((dir.join("validation"), plot));
     }
     if plots.is_empty() {

@@ -31,6 +31,7 @@ pub struct TrainConfig {
     /// Evaluate on validation every this many steps (and after the last step); 0: never.
     pub eval_every: u64,
     /// Stop after this many validation evaluations without a strictly better score; `None`: never.
+    /// The evaluation of the starting weights (step 0) counts: patience runs from it.
     pub patience: Option<u64>,
     /// Write a checkpoint every this many steps (also at the end and on a stop); 0: only then.
     /// Needs an output folder.
@@ -108,7 +109,8 @@ pub struct Summary {
     pub train_forwards: u64,
     /// Forward passes of the evaluations (test included).
     pub eval_forwards: u64,
-    /// The best validation score.
+    /// The best validation score (at step 0 when no step beat the starting weights; `None`
+    /// without evaluations).
     pub best: Option<Best>,
     /// The test metrics (`None` after a stop flag).
     pub test: Option<Metrics>,
@@ -198,6 +200,15 @@ where
 /// early stopping, best-on-validation tracking, a final test evaluation, observers, checkpoints and
 /// a stop flag.
 ///
+/// **The best weights.** With evaluations (`eval_every` > 0) the starting weights are evaluated on
+/// validation before the first step (or their metrics are given by
+/// [`start_validation`](Self::start_validation)) and are the step-0 candidate: a step becomes the
+/// best only with a strictly higher score than every earlier evaluation, the start included. If no
+/// step beats the starting weights, [`Summary::best`] is at step 0 and the best weights handed back
+/// by [`run_keep_best`](Self::run_keep_best) and [`run_replay_best`](Self::run_replay_best) are
+/// the starting weights themselves; the training never returns a model that scored worse on
+/// validation than the one it started from.
+///
 /// Generic over the parameter set `P` and the caller's [`TaskModel`] `M`; it never prints.
 pub struct Trainer<P: ?Sized, M> {
     optimizer: Optimizer,
@@ -209,6 +220,7 @@ pub struct Trainer<P: ?Sized, M> {
     stop: Option<Arc<AtomicBool>>,
     encoder: Option<ParamEncoder<P>>,
     last_checkpoint: Option<PathBuf>,
+    start_validation: Option<Metrics>,
 }
 
 impl<P: ParamSet + ?Sized, M: TaskModel<P>> Trainer<P, M> {
@@ -231,6 +243,7 @@ impl<P: ParamSet + ?Sized, M: TaskModel<P>> Trainer<P, M> {
             stop: None,
             encoder: None,
             last_checkpoint: None,
+            start_validation: None,
         })
     }
 
@@ -258,6 +271,16 @@ impl<P: ParamSet + ?Sized, M: TaskModel<P>> Trainer<P, M> {
     /// [`json_params`]), to `params-STEP.bin` next to `checkpoint.json`.
     pub fn save_params_with(mut self, encoder: ParamEncoder<P>) -> Self {
         self.encoder = Some(encoder);
+        self
+    }
+
+    /// The starting weights' validation metrics, already computed by the caller (e.g. by a
+    /// zero-shot evaluation on the same validation split): a fresh run takes them as its step-0
+    /// evaluation instead of evaluating the starting weights again (their forwards are then not
+    /// counted in [`Summary::eval_forwards`]). Only read when a fresh run starts and
+    /// `eval_every` > 0.
+    pub fn start_validation(mut self, metrics: Metrics) -> Self {
+        self.start_validation = Some(metrics);
         self
     }
 
@@ -515,6 +538,50 @@ impl<P: ParamSet + ?Sized, M: TaskModel<P>> Trainer<P, M> {
         Ok(metrics)
     }
 
+    /// Book a validation evaluation of the weights after `state.looping.step` steps: best tracking,
+    /// patience, the event.
+    fn record_validation<K: BestKeeper<P>>(
+        &mut self,
+        params: &P,
+        state: &mut RunState,
+        keeper: &mut K,
+        metrics: Metrics,
+    ) -> Result<()> {
+        let looping = &mut state.looping;
+        let done = looping.step;
+        looping.evaluations += 1;
+        let better = looping.best.is_none_or(|b| metrics.score > b.score);
+        if better {
+            looping.best = Some(Best {
+                step: done,
+                score: metrics.score,
+            });
+            looping.evals_since_best = 0;
+            keeper.record(params);
+        } else {
+            looping.evals_since_best += 1;
+        }
+        let eval_forwards = looping.eval_forwards;
+        self.emit(Event::Evaluation {
+            step: done,
+            split: Split::Validation,
+            metrics,
+            best: better,
+            eval_forwards,
+        })?;
+        if let (Some(patience), Some(best)) = (self.config.patience, state.looping.best)
+            && state.looping.evals_since_best >= patience
+        {
+            state.looping.early_stopped = true;
+            self.emit(Event::EarlyStop {
+                step: done,
+                best_step: best.step,
+                best_score: best.score,
+            })?;
+        }
+        Ok(())
+    }
+
     fn run_inner<K: BestKeeper<P>>(
         &mut self,
         params: &mut P,
@@ -551,6 +618,22 @@ impl<P: ParamSet + ?Sized, M: TaskModel<P>> Trainer<P, M> {
         };
         let seed = state.optimizer.seed;
         let mut checkpointed_at = None;
+        // The starting weights: the step-0 candidate for the best weights.
+        if self.config.eval_every > 0 && state.looping.step == 0 && state.looping.evaluations == 0
+        {
+            let metrics = match self.start_validation.take() {
+                Some(m) if m.score.is_finite() => m,
+                Some(m) => {
+                    return Err(TrainError::NonFiniteScore {
+                        step: 0,
+                        split: Split::Validation,
+                        value: m.score,
+                    });
+                }
+                None => self.evaluate(params, Split::Validation, &mut state.looping)?,
+            };
+            self.record_validation(params, state, keeper, metrics)?;
+        }
         let reason = loop {
             if state.looping.early_stopped {
                 break StopReason::EarlyStop;
@@ -623,37 +706,7 @@ impl<P: ParamSet + ?Sized, M: TaskModel<P>> Trainer<P, M> {
             if eval_every > 0 && (done.is_multiple_of(eval_every) || done == self.config.max_steps)
             {
                 let metrics = self.evaluate(params, Split::Validation, &mut state.looping)?;
-                let looping = &mut state.looping;
-                looping.evaluations += 1;
-                let better = looping.best.is_none_or(|b| metrics.score > b.score);
-                if better {
-                    looping.best = Some(Best {
-                        step: done,
-                        score: metrics.score,
-                    });
-                    looping.evals_since_best = 0;
-                    keeper.record(params);
-                } else {
-                    looping.evals_since_best += 1;
-                }
-                let eval_forwards = looping.eval_forwards;
-                self.emit(Event::Evaluation {
-                    step: done,
-                    split: Split::Validation,
-                    metrics,
-                    best: better,
-                    eval_forwards,
-                })?;
-                if let (Some(patience), Some(best)) = (self.config.patience, state.looping.best)
-                    && state.looping.evals_since_best >= patience
-                {
-                    state.looping.early_stopped = true;
-                    self.emit(Event::EarlyStop {
-                        step: done,
-                        best_step: best.step,
-                        best_score: best.score,
-                    })?;
-                }
+                self.record_validation(params, state, keeper, metrics)?;
             }
             let every = self.config.checkpoint_every;
             if every > 0 && done.is_multiple_of(every) {

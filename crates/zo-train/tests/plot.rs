@@ -266,3 +266,29 @@ fn the_progress_bar_follows_a_run() {
     })
     .unwrap();
 }
+
+#[test]
+fn the_start_is_on_the_validation_plot_and_evaluations_are_marked_on_the_loss() {
+    let dir = scratch("start");
+    let mut events = vec![evaluation(0, Split::Validation, 0.61)];
+    events.extend(run(60, true));
+    let result = plot_run(&events, &dir);
+    check_svg(
+        &dir.join("validation.svg"),
+        &["validation score", "starting weights (step 0)"],
+    );
+    check_svg(&dir.join("loss.svg"), &["moving average", "validation"]);
+    // One grey line per validation step after the start (6), and one in the legend.
+    let loss = std::fs::read_to_string(dir.join("loss.svg")).unwrap();
+    assert_eq!(loss.matches("#AAAAAA").count(), 7, "{loss}");
+    // Without a step-0 evaluation there is no level to draw.
+    let plain = scratch("no-start");
+    let _ = plot_run(&run(60, true), &plain);
+    let svg = std::fs::read_to_string(plain.join("validation.svg")).unwrap();
+    assert!(!svg.contains("starting weights"));
+    if !no_font(&result) {
+        result.unwrap();
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::remove_dir_all(&plain).unwrap();
+}

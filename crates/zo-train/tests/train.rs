@@ -97,9 +97,11 @@ fn bszo_and_mezo_lower_the_loss_and_raise_validation_accuracy() {
         assert_eq!(summary.steps, 400);
         let per_step = trainer_forwards(algorithm);
         assert_eq!(summary.train_forwards, 400 * per_step);
-        // 16 validation evaluations and one test evaluation, 4 forwards each.
-        assert_eq!(scores.len(), 16);
-        assert_eq!(summary.eval_forwards, 17 * 4);
+        // Step 0 (the starting weights), 16 validation evaluations and one test evaluation, 4
+        // forwards each.
+        assert_eq!(scores.len(), 17);
+        assert_eq!(scores[0], start_acc);
+        assert_eq!(summary.eval_forwards, 18 * 4);
         assert!(summary.test.unwrap().score > 0.8);
         assert_eq!(summary.test_weights, Some(TestWeights::Final));
         assert!(matches!(events.last(), Some(Event::Finish { .. })));
@@ -126,9 +128,10 @@ fn early_stopping_triggers_after_patience_evaluations() {
     let mut state = trainer.start(&params, 3).unwrap();
     let summary = trainer.run(&mut params, &mut state).unwrap();
     assert_eq!(summary.reason, StopReason::EarlyStop);
-    // The first evaluation is the best; three more without improvement.
-    assert_eq!(summary.steps, 40);
-    assert_eq!(summary.best.unwrap().step, 10);
+    // The starting weights (step 0) are the best; patience counts from them: three evaluations
+    // without a strictly better score.
+    assert_eq!(summary.steps, 30);
+    assert_eq!(summary.best.unwrap().step, 0);
     let stops: Vec<Event> = recorder
         .events()
         .into_iter()
@@ -138,8 +141,8 @@ fn early_stopping_triggers_after_patience_evaluations() {
     assert!(matches!(
         &stops[0],
         Event::EarlyStop {
-            step: 40,
-            best_step: 10,
+            step: 30,
+            best_step: 0,
             ..
         }
     ));
@@ -503,4 +506,123 @@ fn the_jsonl_writer_writes_one_object_per_line() {
 
 fn writer_bytes(w: &JsonlWriter<Vec<u8>>) -> Vec<u8> {
     w.get_ref().clone()
+}
+
+/// Weights that a short MeZO run has made good on the task.
+fn trained(model: &LogReg) -> Vec<f32> {
+    let cfg = TrainConfig {
+        eval_every: 0,
+        ..config(300)
+    };
+    let mut trainer = Trainer::new(optimizer(Algorithm::Mezo, 0.5), cfg, model.clone()).unwrap();
+    let mut params = vec![0.0f32; DIM + 1];
+    let mut state = trainer.start(&params, 11).unwrap();
+    trainer.run(&mut params, &mut state).unwrap();
+    params
+}
+
+#[test]
+fn when_no_step_beats_the_start_the_starting_weights_are_handed_back_bitwise() {
+    let mut model = LogReg::new(2);
+    let start = trained(&model);
+    let start_val = model.evaluate(&start, Split::Validation).unwrap();
+    let start_test = model.evaluate(&start, Split::Test).unwrap();
+    assert!(start_val.score > 0.85, "{start_val:?}");
+    // A learning rate this large throws the weights far away at every step.
+    let cfg = TrainConfig {
+        eval_every: 5,
+        ..config(20)
+    };
+    for keep in ["memory", "replay"] {
+        let dir = temp_dir(&format!("no-better-{keep}"));
+        let recorder = Recorder::new();
+        let mut trainer = Trainer::new(optimizer(Algorithm::Mezo, 1e4), cfg.clone(), model.clone())
+            .unwrap()
+            .output_dir(&dir, false)
+            .observe(recorder.clone());
+        let mut params = start.clone();
+        let mut state = trainer.start(&params, 5).unwrap();
+        let summary = match keep {
+            "memory" => trainer.run_keep_best(&mut params, &mut state).unwrap(),
+            _ => {
+                let base = start.clone();
+                trainer
+                    .run_replay_best(&mut params, &mut state, |p| {
+                        p.copy_from_slice(&base);
+                        Ok(())
+                    })
+                    .unwrap()
+            }
+        };
+        let scores = validation_scores(&recorder.events());
+        assert_eq!(scores.len(), 5, "{keep}: step 0 and 4 evaluations");
+        assert_eq!(scores[0], start_val.score);
+        assert!(
+            scores[1..].iter().all(|&s| s < start_val.score),
+            "{keep}: every evaluation is worse than the start: {scores:?}"
+        );
+        let best = summary.best.unwrap();
+        assert_eq!((best.step, best.score), (0, start_val.score), "{keep}");
+        assert_eq!(summary.steps, 20);
+        assert_eq!(summary.test_weights, Some(TestWeights::Best));
+        assert_eq!(bits(&params), bits(&start), "{keep}: the starting weights, bitwise");
+        assert_eq!(summary.test.as_ref(), Some(&start_test), "{keep}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
+#[test]
+fn given_starting_metrics_are_not_evaluated_again() {
+    let model = LogReg::new(3);
+    let mut counting = model.clone();
+    let start = vec![0.0f32; DIM + 1];
+    let given = counting.evaluate(&start, Split::Validation).unwrap();
+    let recorder = Recorder::new();
+    let cfg = TrainConfig {
+        eval_every: 10,
+        ..config(20)
+    };
+    let mut trainer = Trainer::new(optimizer(Algorithm::Mezo, 0.3), cfg.clone(), model.clone())
+        .unwrap()
+        .observe(recorder.clone())
+        .start_validation(given.clone());
+    let mut params = start.clone();
+    let mut state = trainer.start(&params, 1).unwrap();
+    let summary = trainer.run(&mut params, &mut state).unwrap();
+    // Two evaluations and the test: the given step-0 metrics cost nothing.
+    assert_eq!(summary.eval_forwards, 3 * given.forwards);
+    let events = recorder.events();
+    let first = events
+        .iter()
+        .find(|e| matches!(e, Event::Evaluation { .. }))
+        .unwrap();
+    assert!(matches!(
+        first,
+        Event::Evaluation { step: 0, split: Split::Validation, best: true, .. }
+    ));
+    assert_eq!(validation_scores(&events)[0], given.score);
+
+    // The same run evaluating the start itself trains identically and counts one more evaluation.
+    let mut other = Trainer::new(optimizer(Algorithm::Mezo, 0.3), cfg.clone(), model.clone()).unwrap();
+    let mut params2 = start.clone();
+    let mut state2 = other.start(&params2, 1).unwrap();
+    let summary2 = other.run(&mut params2, &mut state2).unwrap();
+    assert_eq!(bits(&params), bits(&params2));
+    assert_eq!(summary2.eval_forwards, 4 * given.forwards);
+    assert_eq!(summary.best, summary2.best);
+
+    // Non-finite given metrics are refused, naming step 0.
+    let mut bad = Trainer::new(optimizer(Algorithm::Mezo, 0.3), cfg, model)
+        .unwrap()
+        .start_validation(zo_train::Metrics {
+            score: f64::NAN,
+            ..given
+        });
+    let mut params3 = start.clone();
+    let mut state3 = bad.start(&params3, 1).unwrap();
+    let err = bad.run(&mut params3, &mut state3).unwrap_err();
+    assert!(
+        matches!(err, TrainError::NonFiniteScore { step: 0, split: Split::Validation, .. }),
+        "{err}"
+    );
 }
