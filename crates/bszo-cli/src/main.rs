@@ -149,10 +149,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let step: StepChoice = a.step.parse()?;
             let at = export(&a.run, step, &a.out, a.overwrite, a.accept_changed_inputs)?;
             if at == 0 {
-                println!(
-                    "wrote the starting weights (step 0) to {}",
-                    a.out.display()
-                );
+                println!("wrote the starting weights (step 0) to {}", a.out.display());
             } else {
                 println!("wrote the weights after step {at} to {}", a.out.display());
             }

@@ -266,11 +266,18 @@ impl LinePlot {
             .light_line_style(RGBColor(235, 235, 235))
             .draw()?;
         let x_range = chart.x_range();
-        let marks: Vec<f64> = self.marks.iter().flat_map(|m| &m.at).copied()
+        let marks: Vec<f64> = self
+            .marks
+            .iter()
+            .flat_map(|m| &m.at)
+            .copied()
             .filter(|&x| self.keep((x, y0)) && x >= x_range.start && x <= x_range.end)
             .collect();
         for &x in &marks {
-            chart.draw_series(LineSeries::new([(x, y0), (x, y1)], MARK_COLOR.stroke_width(1)))?;
+            chart.draw_series(LineSeries::new(
+                [(x, y0), (x, y1)],
+                MARK_COLOR.stroke_width(1),
+            ))?;
         }
         // The legend's entries: the series, then the marks if any were drawn.
         let mut legend: Vec<(&str, ShapeStyle)> = self

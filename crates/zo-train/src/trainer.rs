@@ -619,8 +619,7 @@ impl<P: ParamSet + ?Sized, M: TaskModel<P>> Trainer<P, M> {
         let seed = state.optimizer.seed;
         let mut checkpointed_at = None;
         // The starting weights: the step-0 candidate for the best weights.
-        if self.config.eval_every > 0 && state.looping.step == 0 && state.looping.evaluations == 0
-        {
+        if self.config.eval_every > 0 && state.looping.step == 0 && state.looping.evaluations == 0 {
             let metrics = match self.start_validation.take() {
                 Some(m) if m.score.is_finite() => m,
                 Some(m) => {

@@ -496,12 +496,16 @@ fn the_jsonl_writer_writes_one_object_per_line() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(parsed, recorder.events());
+    // The starting weights' validation first, then the steps.
+    let mut lines = text.lines();
     assert!(
-        text.lines()
+        lines
             .next()
             .unwrap()
-            .starts_with(r#"{"event":"step""#)
+            .starts_with(r#"{"event":"evaluation","step":0,"split":"validation""#),
+        "{text}"
     );
+    assert!(lines.next().unwrap().starts_with(r#"{"event":"step""#));
 }
 
 fn writer_bytes(w: &JsonlWriter<Vec<u8>>) -> Vec<u8> {
@@ -565,7 +569,11 @@ fn when_no_step_beats_the_start_the_starting_weights_are_handed_back_bitwise() {
         assert_eq!((best.step, best.score), (0, start_val.score), "{keep}");
         assert_eq!(summary.steps, 20);
         assert_eq!(summary.test_weights, Some(TestWeights::Best));
-        assert_eq!(bits(&params), bits(&start), "{keep}: the starting weights, bitwise");
+        assert_eq!(
+            bits(&params),
+            bits(&start),
+            "{keep}: the starting weights, bitwise"
+        );
         assert_eq!(summary.test.as_ref(), Some(&start_test), "{keep}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -598,12 +606,18 @@ fn given_starting_metrics_are_not_evaluated_again() {
         .unwrap();
     assert!(matches!(
         first,
-        Event::Evaluation { step: 0, split: Split::Validation, best: true, .. }
+        Event::Evaluation {
+            step: 0,
+            split: Split::Validation,
+            best: true,
+            ..
+        }
     ));
     assert_eq!(validation_scores(&events)[0], given.score);
 
     // The same run evaluating the start itself trains identically and counts one more evaluation.
-    let mut other = Trainer::new(optimizer(Algorithm::Mezo, 0.3), cfg.clone(), model.clone()).unwrap();
+    let mut other =
+        Trainer::new(optimizer(Algorithm::Mezo, 0.3), cfg.clone(), model.clone()).unwrap();
     let mut params2 = start.clone();
     let mut state2 = other.start(&params2, 1).unwrap();
     let summary2 = other.run(&mut params2, &mut state2).unwrap();
@@ -622,7 +636,14 @@ fn given_starting_metrics_are_not_evaluated_again() {
     let mut state3 = bad.start(&params3, 1).unwrap();
     let err = bad.run(&mut params3, &mut state3).unwrap_err();
     assert!(
-        matches!(err, TrainError::NonFiniteScore { step: 0, split: Split::Validation, .. }),
+        matches!(
+            err,
+            TrainError::NonFiniteScore {
+                step: 0,
+                split: Split::Validation,
+                ..
+            }
+        ),
         "{err}"
     );
 }
