@@ -350,10 +350,10 @@ fn bszo_update(theta: &[f32], mu: &[f64], dirs: &[Vec<f64>], lr: f64) -> (Vec<f6
 /// BSZO in its default configuration (k = 2, m = 3, cached extra sample, α = 0.1, σ_e floor
 /// 0.1 σ_e,init, jitter 1e-10, automatic variances σ_p² = σ_e,init² = n·1e-6 = 1e-4 for n = 100)
 /// over 40 steps whose observations are small (|y| ≤ 3e-4, so squared residuals ≈ 1e-8 ≪ the
-/// floor's 1e-6): the residual EMA decays by 0.9 per observation, crosses the floor after 44
-/// observations and stays under it for the remaining ~76. Every step's posterior, noise level, γ
-/// and update match the sequential filter with σ_e = max(√s², 0.1 σ_e,init) and Σ += 1e-10·I after
-/// each update; under the floor, σ_e² is exactly 0.01 σ_e,init².
+/// floor's 1e-6): the residual EMA decays by 0.9 per observation (0.9⁴⁴ < 0.01), goes under the
+/// floor at the 44th observation and stays there for the remaining 77 of 120. Every step's
+/// posterior, noise level, γ and update match the sequential filter with σ_e = max(√s², 0.1 σ_e,init)
+/// and Σ += 1e-10·I after each update; under the floor, σ_e² is 0.01 σ_e,init² (to rounding).
 ///
 /// Mutations tried, each failing this test: removing the floor (`noise =
 /// residual_ema.sqrt().powi(2)` instead of `(residual_ema.sqrt().max(floor)).powi(2)` in the
@@ -416,7 +416,8 @@ fn bszo_floor_binds_for_many_observations_with_default_jitter() {
         let (want_theta, scale) = bszo_update(&before, &want.post.mu, &dirs, lr);
         assert_close_f32(&format!("step {t} θ"), &theta, &want_theta, &scale);
     }
-    assert!(longest >= 70, "the floor bound for {longest} observations");
+    // 0.9⁴⁴ < 0.01: the 44th observation is the first under the floor, the last 77 all are.
+    assert_eq!(longest, 77, "observations in a row with the floor binding");
     assert!(run == longest, "and still binds at the end");
 }
 
@@ -717,10 +718,13 @@ fn run_rule(rule: UpdateRule, gs: &[f64], lr: f64, seed: u64) -> RuleRun {
     }
 }
 
-/// SGD with weight decay: θ ← θ − η (g z + λθ), λ only on the weight (not on the bias).
+/// SGD with weight decay: θ ← θ − η (g z + λθ), λ only on the weight (not on the bias). The step
+/// runs through the element-wise kernel, which also removes the estimator's last perturbation.
 ///
-/// Mutation tried, failing this test: `p - lr * (g + wd * p)` → `p - lr * (g - wd * p)` in the SGD
-/// kernel; also `let wd = if decay { wd } else { 0.0 }` → `let wd = wd` (decay on the bias).
+/// Mutations tried, each failing this test: `p - lr * (g + wd * p)` → `p - lr * (g - wd * p)` in
+/// the SGD kernel; `let wd = if decay { wd } else { 0.0 }` → `let wd = wd` there (decay on the
+/// bias); `p - restore` → `p + restore` in `run_kernel` (the perturbation added instead of removed:
+/// this also fails the momentum, Adam, sign and bf16 tests).
 #[test]
 fn sgd_with_weight_decay_one_step() {
     let (lr, wd, g) = (1e-3, 0.5, 125.0);
@@ -832,7 +836,8 @@ fn momentum_two_steps() {
 /// β₂.
 ///
 /// Mutations tried, each failing this test: `c1: (1.0 - beta1.powf(t1 as f64)) as f32` → `c1: 1.0`
-/// (no first-moment bias correction); swapping `b1: beta1 as f32` and `b2: beta2 as f32`.
+/// (no first-moment bias correction); swapping `b1: beta1 as f32` and `b2: beta2 as f32` (it fails
+/// at the first step already, since the bias corrections keep their own β).
 #[test]
 fn adam_two_steps() {
     let (lr, wd, b1, b2, eps) = (1e-2, 0.1, 0.9, 0.999, 1e-8);
@@ -1103,24 +1108,27 @@ fn scripted(count: usize) -> Vec<f64> {
 /// The objective is scripted, so both runs see the same losses, the same estimate and the same
 /// update; they differ only in the storage's rounding. bf16 keeps 8 significant bits, so rounding a
 /// value x to nearest has |rd(x) − x| ≤ 2⁻⁸|x|. A step writes the parameters once per sweep: at most
-/// one sweep before each forward and one after the last (restore fused with the update, or HiZOO's
-/// restore and its update: 4 for 3 forwards, the conservative rule's final move: 6 for 5), so at most
-/// F + 1 writes for F forwards. Each sweep adds to the stored value (no rounding error is amplified:
-/// the scripted losses make the estimate independent of θ, and weight decay is off), so the bf16
-/// result differs from the exact one by at most Σ_writes 2⁻⁸|written value| ≤ (F + 1)·2⁻⁸·Mᵢ, where
-/// Mᵢ bounds the magnitude of element i over every point written (θ₀, each point a forward saw, the
-/// result), taken from the f32 run, plus 1% for second-order terms. The f32 run is itself within a
-/// few 2⁻²⁴ of exact (below 1e-5 of that bound). The learning rate of each algorithm is set so that
-/// its f32 step has rms 0.2, far above the tolerance (≤ 9·2⁻⁸·1.3 ≈ 0.046 for n-SPSA's 8 forwards),
-/// and the bf16 step must have moved most weights.
+/// one sweep before each forward and one after the last (the restore fused with the update; HiZOO:
+/// 4 writes for 3 forwards, its restore and its update; the conservative rule: 6 for 5, its final
+/// move), so at most F + 1 writes for F forwards. Every sweep adds to the stored value and nothing
+/// multiplies an earlier rounding error (the scripted losses make the estimate independent of θ,
+/// and weight decay is off), so the bf16 result differs from the exact one by at most
+/// Σ_writes 2⁻⁸|written value| ≤ (F + 1)·2⁻⁸·Mᵢ, with Mᵢ the largest magnitude of element i over
+/// the points written: θ₀ (HiZOO's restore, up to rounding), the points the forwards saw and the
+/// result, all taken from the f32 run; 1% more covers the second-order terms and the f32 run's own
+/// rounding (2⁻²⁴ per write, 2⁻¹⁶ of the bf16 bound). The learning rate of each algorithm is set so
+/// that its f32 step has rms 0.2, well above the tolerance ((F + 1)·2⁻⁸·Mᵢ ≈ 0.012·Mᵢ for MeZO,
+/// 0.035·Mᵢ for n-SPSA's 8 forwards, with Mᵢ ≲ 1.5), and at least 80% of the bf16 weights must
+/// have moved.
 ///
 /// There is no separate bf16 optimizer: bf16 is a storage of `ParamStore` (computed in f32), so this
 /// exercises the bf16 branches of the sweeps and element-wise kernels.
 ///
 /// Mutations tried, each failing this test: in `ChunkParams::for_each`, the bf16 arm
-/// `Self::BF16(s) => go(s, &mut f)` → `Self::BF16(_) => {}` (the element-wise kernels' writes to bf16
-/// dropped: Adam, momentum, sign, HiZOO, LOZO fail); in zo-sampler, bf16 rounding by truncation
-/// (`(x >> 16) as u16` in `f32_bits_to_bf16`) fails for the algorithms with many sweeps.
+/// `Self::BF16(s) => go(s, &mut f)` → `Self::BF16(_) => {}` (the element-wise kernels no longer
+/// write bf16 storage: fails at MeZO-Adam); in zo-sampler, bf16 rounding by truncation (`let
+/// rounded = x >> 16;` in `f32_bits_to_bf16`: fails at HiZOO, whose four writes all round toward
+/// zero).
 #[test]
 fn one_step_on_bf16_storage_matches_f32() {
     let seed = 31u64;
