@@ -412,7 +412,8 @@ fn run_kernel<P: ParamSet + ?Sized>(
                 for j in 0..np {
                     restore += coeffs[j] * z[j][i];
                 }
-                let p = if np > 0 { p + restore } else { p };
+                // θ_now = θ + Σ pending: the restore subtracts the pending displacement.
+                let p = if np > 0 { p - restore } else { p };
                 let mut g = 0.0f32;
                 for j in np..coeffs.len() {
                     g += coeffs[j] * z[j][i];
