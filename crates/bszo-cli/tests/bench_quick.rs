@@ -11,6 +11,8 @@ fn the_quick_suite_measures_every_section_and_writes_the_report() {
     if !real_assets("the_quick_suite") {
         return;
     }
+    // The causal row reads the shipped stories260K.
+    bszo_testkit::stories260k();
     let dir = scratch("bench-quick");
     let opts = BenchOptions {
         plan: Plan::quick(),

@@ -16,21 +16,7 @@ use zo_train::{Split, TaskModel};
 const SMOLLM2: &str = "smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf";
 
 fn smollm2() -> Option<PathBuf> {
-    let models = match std::env::var_os("ZO_MODELS_DIR") {
-        Some(d) => PathBuf::from(d),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.cache/models"),
-    };
-    let path = models.join(SMOLLM2);
-    if path.is_file() {
-        return Some(path);
-    }
-    let msg = format!(
-        "causal LM loss: needs {} (crates/zo-models/scripts/provision.sh)",
-        path.display()
-    );
-    assert!(std::env::var_os("BSZO_REQUIRE_MODELS").is_none(), "{msg}");
-    eprintln!("SKIP {msg}");
-    None
+    bszo_testkit::smollm2("causal LM loss")
 }
 
 /// Two COPA examples (val.jsonl lines 6 and 7 of the FewGLUE files).
@@ -130,19 +116,9 @@ fn copa_trains_on_the_correct_continuation_and_evaluates_the_candidates() {
 
 #[test]
 fn a_masked_head_has_no_language_model_loss() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.cache/models/splade-tiny");
-    let models = std::env::var_os("ZO_MODELS_DIR")
-        .map(|d| PathBuf::from(d).join("splade-tiny"))
-        .unwrap_or(dir);
-    if !models.is_dir() {
-        assert!(
-            std::env::var_os("BSZO_REQUIRE_MODELS").is_none(),
-            "needs {}",
-            models.display()
-        );
-        eprintln!("SKIP needs {}", models.display());
+    let Some(models) = bszo_testkit::splade_tiny("a_masked_head_has_no_language_model_loss") else {
         return;
-    }
+    };
     let section = ModelSection {
         name: models.display().to_string(),
         kind: "masked".into(),

@@ -7,37 +7,18 @@ use std::process::{Command, Output};
 /// Whether SPLADE-tiny and the datasets are present. Missing ones fail the test when
 /// `BSZO_REQUIRE_MODELS` is set (CI sets it after provisioning), and skip it otherwise.
 pub fn real_assets(test: &str) -> bool {
-    let models = match std::env::var_os("ZO_MODELS_DIR") {
-        Some(d) => PathBuf::from(d),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.cache/models"),
-    };
-    let splade = models.join("splade-tiny/model.safetensors");
-    let data = data_dir();
-    let sst2 = data.join("sst2");
-    let ok = splade.is_file() && sst2.is_dir();
-    if !ok {
-        let msg = format!(
-            "{test}: needs {} (crates/zo-models/scripts/provision.sh) and {}",
-            splade.display(),
-            sst2.display()
-        );
-        assert!(std::env::var_os("BSZO_REQUIRE_MODELS").is_none(), "{msg}");
-        eprintln!("SKIP {msg}");
-    }
-    ok
+    bszo_testkit::shipped(data_dir().join("sst2"));
+    bszo_testkit::splade_tiny(test).is_some()
 }
 
 /// The datasets folder: `ZO_DATA_DIR`, else the repository's `data/`.
 pub fn data_dir() -> PathBuf {
-    match std::env::var_os("ZO_DATA_DIR") {
-        Some(d) => PathBuf::from(d),
-        None => workspace().join("data"),
-    }
+    bszo_testkit::data_dir()
 }
 
 /// The workspace root (where the binary finds `data/` and `models/`).
 pub fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    bszo_testkit::workspace()
 }
 
 /// An empty scratch folder for `name`.

@@ -194,26 +194,13 @@ fn rendered_prompts_match_the_official_templates() {
     }
 }
 
-fn models_dir() -> PathBuf {
-    match std::env::var_os("ZO_MODELS_DIR") {
-        Some(d) => PathBuf::from(d),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.cache/models"),
-    }
-}
-
 /// The model file, or `None` (skip) when it is absent; absent under `BSZO_REQUIRE_MODELS` fails.
 fn model_file(rel: &str, test: &str) -> Option<PathBuf> {
-    let path = models_dir().join(rel);
-    if path.exists() {
-        return Some(path);
-    }
-    let msg = format!(
-        "{test}: needs {} (crates/zo-models/scripts/provision.sh)",
-        path.display()
-    );
-    assert!(std::env::var_os("BSZO_REQUIRE_MODELS").is_none(), "{msg}");
-    eprintln!("SKIP {msg}");
-    None
+    bszo_testkit::asset(
+        test,
+        bszo_testkit::models_dir().join(rel),
+        "crates/zo-models/scripts/provision.sh",
+    )
 }
 
 #[test]

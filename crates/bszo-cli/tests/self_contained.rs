@@ -121,10 +121,13 @@ fn the_default_run_reads_only_files_inside_the_repository() {
             path.display(),
             ws.display()
         ),
-        Err(e) => assert!(
-            std::env::var_os("BSZO_REQUIRE_MODELS").is_none(),
-            "the default model is not provisioned: {e}"
-        ),
+        Err(e) => {
+            bszo_testkit::require(
+                "the default model",
+                false,
+                format_args!("the default model provisioned: {e}"),
+            );
+        }
     }
     let stories = load::resolve("stories260k").unwrap();
     assert_eq!(

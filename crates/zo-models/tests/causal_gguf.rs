@@ -1,26 +1,21 @@
 //! SmolLM2-135M-Instruct from its Q4_1 GGUF file: greedy completion of a plain-text prompt.
-//! Provisioned by `crates/zo-models/scripts/provision_smollm2.sh`; skipped when absent.
+//! Provisioned by `crates/zo-models/scripts/provision.sh`; skipped when absent (fails when absent
+//! under `BSZO_REQUIRE_MODELS`).
 #![allow(clippy::print_stderr)]
 
 mod causal_common;
 
 use std::time::Instant;
 
-use causal_common::models_dir;
 use zo_models::Precision;
 use zo_models::causal::{CandidateExample, candidate_scores, generate_greedy, predict};
 use zo_models::gguf::load_gguf;
 
 #[test]
 fn smollm2_completes_the_capital_of_france_with_paris() {
-    let path = models_dir().join("smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf");
-    if !path.exists() {
-        eprintln!(
-            "skipping: {} not found (run crates/zo-models/scripts/provision_smollm2.sh)",
-            path.display()
-        );
+    let Some(path) = bszo_testkit::smollm2("smollm2_completes_the_capital_of_france_with_paris") else {
         return;
-    }
+    };
     let t0 = Instant::now();
     let m = load_gguf(&path, Precision::F32).unwrap();
     let load = t0.elapsed();
@@ -81,14 +76,9 @@ fn smollm2_completes_the_capital_of_france_with_paris() {
 
 #[test]
 fn smollm2_half_precisions_still_say_paris() {
-    let path = models_dir().join("smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf");
-    if !path.exists() {
-        eprintln!(
-            "skipping: {} not found (run crates/zo-models/scripts/provision_smollm2.sh)",
-            path.display()
-        );
+    let Some(path) = bszo_testkit::smollm2("smollm2_half_precisions_still_say_paris") else {
         return;
-    }
+    };
     for precision in [Precision::F16, Precision::BF16] {
         let t0 = Instant::now();
         let m = load_gguf(&path, precision).unwrap();

@@ -9,7 +9,7 @@ use zo_models::causal::{CandidateExample, CausalLm, candidate_scores, generate_g
 use zo_models::llama2c::{LLAMA2C_BOS, LLAMA2C_EOS, Llama2cTokenizer, load_llama2c};
 
 fn dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/stories260k")
+    bszo_testkit::stories260k()
 }
 
 #[test]

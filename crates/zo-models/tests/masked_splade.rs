@@ -138,7 +138,12 @@ fn splade_tiny_zero_shot_sst2() -> Result<()> {
         100.0 * accuracy,
         rows.len()
     );
-    assert!((0.45..=0.70).contains(&accuracy), "accuracy {accuracy}");
+    // 474/872 (54.36%), 656 predicted `terrible`; a few sentences may flip under another
+    // instruction set's rounding, no more.
+    assert!(
+        correct.abs_diff(474) <= 4 && predicted[0].abs_diff(656) <= 4,
+        "accuracy {accuracy} ({correct}/872), predicted {predicted:?}: expected 474/872 and [656, 216]"
+    );
     assert!(
         predicted[0] > 0 && predicted[1] > 0,
         "constant predictions {predicted:?}"
@@ -226,9 +231,10 @@ fn splade_tiny_mezo_reduces_the_batch_loss() -> Result<()> {
     }
     let last = clf.loss(&batch, &labels)?;
     println!("MeZO, 30 steps, eps 1e-3, lr {lr:e}: batch loss {initial:.5} -> {last:.5}");
+    // Measured: 0.677 -> 0.509 (AMD EPYC, AVX2); a working step must take off at least 0.1.
     assert!(
-        last < initial,
-        "the loss did not decrease: {initial} -> {last}"
+        last < initial - 0.1,
+        "the loss did not decrease by 0.1: {initial} -> {last}"
     );
     Ok(())
 }
@@ -249,7 +255,11 @@ fn splade_tiny_half_precisions_agree_with_f32() -> Result<()> {
     };
     let reference = run(Precision::F32)?;
     let argmax = |r: &Vec<f32>| usize::from(r[1] > r[0]);
-    for precision in [Precision::F16, Precision::BF16] {
+    let scale = reference
+        .iter()
+        .flatten()
+        .fold(0.0f32, |m, v| m.max(v.abs()));
+    for (precision, unit) in [(Precision::F16, 2f32.powi(-11)), (Precision::BF16, 2f32.powi(-8))] {
         let scores = run(precision)?;
         let mut worst = 0.0f32;
         let mut agree = 0usize;
@@ -257,9 +267,20 @@ fn splade_tiny_half_precisions_agree_with_f32() -> Result<()> {
             worst = worst.max((a[0] - b[0]).abs()).max((a[1] - b[1]).abs());
             agree += usize::from(argmax(a) == argmax(b));
         }
+        // The bound: every weight and activation is stored with a relative error of at most the
+        // unit roundoff u (f16 2⁻¹¹, bf16 2⁻⁸); along the path to a logit there are 16 rounded
+        // stages (embeddings, then per layer Q, K, V, the attention output, two FFN matrices and
+        // two LayerNorms, ×2 layers, and the head), each adding at most u relative to the logit
+        // scale when errors add up linearly: |Δ| ≤ 16·u·max|logit|, doubled for the products of
+        // two rounded factors. (Measured: 0.009 for f16, 0.07 for bf16, about 18·u.)
+        let bound = 32.0 * unit * scale;
         println!(
-            "{precision:?}: label-word logits within {worst:.3} of f32, {agree}/{} predictions agree",
+            "{precision:?}: label-word logits within {worst:.3} of f32 (bound {bound:.3}), {agree}/{} predictions agree",
             texts.len()
+        );
+        assert!(
+            worst <= bound,
+            "{precision:?}: label-word logits differ from f32 by {worst}, over the bound {bound}"
         );
         assert!(
             agree * 10 >= texts.len() * 9,

@@ -71,9 +71,15 @@ fn names(paths: &[PathBuf]) -> Vec<String> {
     names
 }
 
-/// Whether no font was found for PNG text (the PNG checks are then skipped).
+/// Whether no font was found for PNG text: the PNG checks are then skipped, or, under
+/// `BSZO_REQUIRE_MODELS` (CI installs a font), the test fails.
 fn no_font(result: &zo_train::Result<Vec<PathBuf>>) -> bool {
-    matches!(result, Err(TrainError::NoFont { .. }))
+    let missing = matches!(result, Err(TrainError::NoFont { .. }));
+    !bszo_testkit::require(
+        "PNG plots",
+        !missing,
+        "a TrueType font (fonts-dejavu-core, or a file named by BSZO_PLOT_FONT)",
+    )
 }
 
 fn check_png(path: &Path, (w, h): (u32, u32)) {

@@ -6,16 +6,9 @@ use std::path::PathBuf;
 /// The repository's data folder (`ZO_DATA_DIR` when set). It ships with the repository, so a
 /// missing folder fails the test.
 pub fn data_dir() -> PathBuf {
-    let dir = match std::env::var_os(zo_data::DATA_DIR_ENV) {
-        Some(d) => PathBuf::from(d),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data"),
-    };
-    assert!(
-        dir.join("sst2").is_dir(),
-        "the data folder {} is missing or incomplete",
-        dir.display()
-    );
-    dir
+    assert_eq!(zo_data::DATA_DIR_ENV, bszo_testkit::DATA_ENV);
+    bszo_testkit::shipped(bszo_testkit::data_dir().join("sst2"));
+    bszo_testkit::data_dir()
 }
 
 /// A fresh, empty temporary folder for one test.

@@ -105,10 +105,7 @@ impl Golden {
 
 /// The folder of provisioned real models (`ZO_MODELS_DIR`, default `<workspace>/.cache/models`).
 pub fn models_dir() -> PathBuf {
-    match std::env::var_os("ZO_MODELS_DIR") {
-        Some(d) => PathBuf::from(d),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.cache/models"),
-    }
+    bszo_testkit::models_dir()
 }
 
 /// A fresh empty folder under the system temp dir.

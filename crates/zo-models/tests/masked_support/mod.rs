@@ -12,33 +12,13 @@ pub fn fixture(name: &str) -> PathBuf {
 
 /// The folder of provisioned real checkpoints: `ZO_MODELS_DIR`, else `<workspace>/.cache/models`.
 pub fn models_dir() -> PathBuf {
-    match std::env::var_os("ZO_MODELS_DIR") {
-        Some(d) => PathBuf::from(d),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.cache/models"),
-    }
+    bszo_testkit::models_dir()
 }
 
-/// The datasets folder: `ZO_DATA_DIR`, else the repository's `data/`.
-pub fn data_dir() -> PathBuf {
-    match std::env::var_os("ZO_DATA_DIR") {
-        Some(d) => PathBuf::from(d),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data"),
-    }
-}
-
-/// SPLADE-tiny's folder, or `None` (with the reason on stderr) when it is not provisioned.
+/// SPLADE-tiny's folder, or `None` (skip, with the reason) when it is not provisioned; missing
+/// under `BSZO_REQUIRE_MODELS`, the test fails.
 pub fn splade_tiny(test: &str) -> Option<PathBuf> {
-    let dir = models_dir().join("splade-tiny");
-    let needed = ["config.json", "model.safetensors", "tokenizer.json"];
-    if needed.iter().all(|f| dir.join(f).is_file()) {
-        Some(dir)
-    } else {
-        eprintln!(
-            "SKIP {test}: SPLADE-tiny is not provisioned in {} (run crates/zo-models/scripts/provision.sh)",
-            dir.display()
-        );
-        None
-    }
+    bszo_testkit::splade_tiny(test)
 }
 
 /// The rows (sentence, label) of an LM-BFF TSV file with a `sentence\tlabel` header.
@@ -57,18 +37,9 @@ pub fn read_tsv(path: &Path) -> anyhow::Result<Vec<(String, usize)>> {
     Ok(rows)
 }
 
-/// An SST-2 file (e.g. `k-shot/16-13/test.tsv`), or `None` (with the reason) when absent.
-pub fn sst2(rel: &str, test: &str) -> Option<PathBuf> {
-    let path = data_dir().join("sst2").join(rel);
-    if path.is_file() {
-        Some(path)
-    } else {
-        eprintln!(
-            "SKIP {test}: {} not found (set ZO_DATA_DIR)",
-            path.display()
-        );
-        None
-    }
+/// An SST-2 file of the shipped data (e.g. `k-shot/16-13/test.tsv`); missing, the test fails.
+pub fn sst2(rel: &str, _test: &str) -> Option<PathBuf> {
+    Some(bszo_testkit::data(&format!("sst2/{rel}")))
 }
 
 /// A unique scratch folder under the system temp dir.
