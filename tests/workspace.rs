@@ -3,7 +3,6 @@
 use bszo::kalman::Gaussian;
 use bszo::models::{MaskedLm, Precision};
 use bszo::optim::{Algorithm, Counted, Optimizer, ParamSet};
-use ndarray::array;
 
 fn fixture(name: &str) -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR"))

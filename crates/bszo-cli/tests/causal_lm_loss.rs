@@ -13,7 +13,6 @@ use zo_models::Precision;
 use zo_models::causal::{candidate_lm_loss, candidate_loss};
 use zo_train::{Split, TaskModel};
 
-const SMOLLM2: &str = "smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf";
 
 fn smollm2() -> Option<PathBuf> {
     bszo_testkit::smollm2("causal LM loss")

@@ -58,7 +58,10 @@ pub fn required() -> bool {
 pub fn require(test: &str, present: bool, what: impl Display) -> bool {
     if !present {
         let msg = format!("{test}: needs {what}");
-        assert!(!required(), "{msg} ({REQUIRE_ENV} is set: nothing may be skipped)");
+        assert!(
+            !required(),
+            "{msg} ({REQUIRE_ENV} is set: nothing may be skipped)"
+        );
         eprintln!("SKIP {msg}");
     }
     present
@@ -90,8 +93,12 @@ pub fn splade_tiny(test: &str) -> Option<PathBuf> {
     let present = ["config.json", "model.safetensors", "tokenizer.json"]
         .iter()
         .all(|f| dir.join(f).is_file());
-    require(test, present, format_args!("SPLADE-tiny in {} ({PROVISION})", dir.display()))
-        .then_some(dir)
+    require(
+        test,
+        present,
+        format_args!("SPLADE-tiny in {} ({PROVISION})", dir.display()),
+    )
+    .then_some(dir)
 }
 
 /// SmolLM2-135M-Instruct's provisioned GGUF file, by [`require`]'s rule.

@@ -13,7 +13,8 @@ use zo_models::gguf::load_gguf;
 
 #[test]
 fn smollm2_completes_the_capital_of_france_with_paris() {
-    let Some(path) = bszo_testkit::smollm2("smollm2_completes_the_capital_of_france_with_paris") else {
+    let Some(path) = bszo_testkit::smollm2("smollm2_completes_the_capital_of_france_with_paris")
+    else {
         return;
     };
     let t0 = Instant::now();

@@ -244,9 +244,10 @@ fn mezo_steps_on_the_tiny_llama_change_the_loss() {
         "loss did not change: {start} -> {end}"
     );
     eprintln!("MeZO, 20 steps: candidate loss {start:.4} -> {end:.4}");
+    // Measured: 1.803 -> 0.345 (AMD EPYC, AVX2); a working step takes off at least 1.0.
     assert!(
-        end < start,
-        "20 MeZO steps did not reduce the loss: {start} -> {end}"
+        end < start - 1.0,
+        "20 MeZO steps did not reduce the loss by 1.0: {start} -> {end}"
     );
 }
 

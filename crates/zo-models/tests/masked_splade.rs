@@ -259,7 +259,10 @@ fn splade_tiny_half_precisions_agree_with_f32() -> Result<()> {
         .iter()
         .flatten()
         .fold(0.0f32, |m, v| m.max(v.abs()));
-    for (precision, unit) in [(Precision::F16, 2f32.powi(-11)), (Precision::BF16, 2f32.powi(-8))] {
+    for (precision, unit) in [
+        (Precision::F16, 2f32.powi(-11)),
+        (Precision::BF16, 2f32.powi(-8)),
+    ] {
         let scores = run(precision)?;
         let mut worst = 0.0f32;
         let mut agree = 0usize;
