@@ -13,7 +13,6 @@ use zo_models::Precision;
 use zo_models::causal::{candidate_lm_loss, candidate_loss};
 use zo_train::{Split, TaskModel};
 
-
 fn smollm2() -> Option<PathBuf> {
     bszo_testkit::smollm2("causal LM loss")
 }

@@ -66,9 +66,11 @@ fn a_short_fine_tune_writes_a_complete_report_and_its_weights_rebuild_exactly() 
     assert_eq!(r.forwards.per_step, 3);
     assert!(r.parameters > 4_000_000);
     let zero = r.zero_shot.test.score;
+    // 474/872: the same count as crates/zo-models/tests/masked_splade.rs (a few sentences may
+    // flip under another instruction set's rounding).
     assert!(
-        (0.5..0.6).contains(&zero),
-        "SPLADE-tiny's zero-shot SST-2 is about 54%: {zero}"
+        (zero * 872.0 - 474.0).abs() <= 4.0,
+        "SPLADE-tiny's zero-shot SST-2 is 474/872 (54.36%): {zero}"
     );
     let test = r.test.as_ref().unwrap();
     assert!(test.score.is_finite() && test.loss.unwrap().is_finite());

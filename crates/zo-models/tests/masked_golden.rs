@@ -213,14 +213,16 @@ fn half_precisions_track_f32() -> Result<()> {
     for name in ["bert", "roberta"] {
         let g = golden(name)?;
         let (ids, mask) = (tensor2(&g.ids)?, tensor2(&g.mask)?);
-        for (precision, tol) in [(Precision::F16, 0.05f32), (Precision::BF16, 0.3f32)] {
+        // Measured (AMD EPYC, AVX2): f16 0.0091 / 0.0073, bf16 0.067 / 0.051 (bert / roberta);
+        // the tolerances leave a factor of 3 for other kernels' rounding.
+        for (precision, tol) in [(Precision::F16, 0.03f32), (Precision::BF16, 0.2f32)] {
             let (model, weights) = MaskedLm::from_folder(fixture(name), precision)?;
             assert_eq!(model.dtype(), precision.dtype());
             assert!(weights.iter().all(|(_, t)| t.dtype() == precision.dtype()));
             let logits = model.forward(&ids, &mask)?;
             assert_eq!(logits.dtype(), candle_core::DType::F32);
             let err = max_diff(&logits.to_vec3::<f32>()?, &g.logits, &g.mask);
-            println!("{name} {precision:?}: max |logit error| {err:.3e}");
+            println!("{name} {precision:?}: max |logit error| {err:.3e} (tolerance {tol})");
             assert!(err < tol, "{name} {precision:?}: {err}");
         }
     }

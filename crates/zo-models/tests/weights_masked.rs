@@ -7,7 +7,7 @@ mod masked_support;
 use anyhow::Result;
 use candle_core::{Device, Tensor};
 use zo_models::{MaskedLm, MaskedLmClassifier, Precision, Tokenizer};
-use zo_optim::{Algorithm, Direction, DirectionKey, Optimizer, ParamSet};
+use zo_optim::{Algorithm, Direction, DirectionKey, Optimizer, ParamSet, ParamSliceMut};
 
 use masked_support::fixture;
 
@@ -21,6 +21,34 @@ fn inputs() -> Result<(Tensor, Tensor)> {
         &Device::Cpu,
     )?;
     Ok((ids, mask))
+}
+
+/// Every stored weight, as f32.
+fn stored(weights: &mut zo_models::Weights) -> Result<Vec<f32>> {
+    let mut out = Vec::new();
+    weights.visit_mut(&mut |_, data| {
+        match data {
+            ParamSliceMut::F32(d) => out.extend_from_slice(d),
+            ParamSliceMut::F16(d) => out.extend(d.iter().map(|v| v.to_f32())),
+            ParamSliceMut::BF16(d) => out.extend(d.iter().map(|v| v.to_f32())),
+        }
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// The spacing (ulp) of `precision`'s storage at magnitudes up to `v`.
+fn spacing(precision: Precision, v: f32) -> f32 {
+    let (fraction_bits, tiny) = match precision {
+        Precision::F32 => (23, f32::from_bits(1)),
+        Precision::F16 => (10, 2f32.powi(-24)),
+        Precision::BF16 => (7, f32::from_bits(1 << 16)),
+    };
+    if v == 0.0 {
+        return tiny;
+    }
+    2f32.powi(v.abs().log2().floor() as i32 - fraction_bits)
+        .max(tiny)
 }
 
 fn max_abs_diff(a: &Tensor, b: &Tensor) -> Result<f32> {
@@ -56,6 +84,7 @@ fn perturbation_is_seen_by_the_model_and_restored() -> Result<()> {
     ] {
         let (model, mut weights) = MaskedLm::from_folder(fixture("bert"), precision)?;
         let base = model.forward(&ids, &mask)?;
+        let before = stored(&mut weights)?;
         let z = Direction::gaussian(DirectionKey::new(3, 0, 0));
         let eps = 1e-3;
         weights.perturb(z, eps)?;
@@ -63,6 +92,22 @@ fn perturbation_is_seen_by_the_model_and_restored() -> Result<()> {
         weights.perturb(z, -2.0 * eps)?;
         weights.perturb(z, eps)?;
         let back = model.forward(&ids, &mask)?;
+        // Each of the three sweeps (+ε, −2ε, +ε) rounds twice — the displacement c·z to f32, the
+        // sum to the storage — each time by at most half a spacing at a magnitude of at most
+        // |w| + 2ε·max|z|, and the exact displacements sum to zero: a weight comes back within
+        // 3 spacings at |w| + 2ε·6.67 (Box–Muller from 32-bit uniforms never exceeds
+        // √(64 ln 2) ≈ 6.66). A restore that misses a sweep is off by ε|z|, several spacings (a
+        // last sweep of 0.9ε instead of ε was tried: it fails).
+        let after = stored(&mut weights)?;
+        let mut worst = 0.0f32;
+        for (&b, &a) in before.iter().zip(&after) {
+            let bound = 3.0 * spacing(precision, b.abs() + 2.0 * eps as f32 * 6.67);
+            worst = worst.max((a - b).abs() / bound);
+        }
+        assert!(
+            worst <= 1.0,
+            "{precision:?}: a weight came back {worst} times its bound away"
+        );
         let moved = max_abs_diff(&plus, &base)?;
         let drift = max_abs_diff(&back, &base)?;
         println!("{precision:?}: +eps moves logits by {moved:.2e}; after restore {drift:.2e}");
