@@ -1,9 +1,17 @@
 //! Determinism and exact semantics: element values depend only on (key, offset), never on how a
 //! range is split, on the thread count or on the call order; sweeps compute exactly the documented
 //! f32 arithmetic for every storage type.
+//!
+//! The property tests are pinned: proptest's ChaCha generator starts from the fixed seed [`SEED`],
+//! so every run draws the same cases. A failure prints its shrunk input and appends its seed to
+//! `proptest-regressions/determinism.txt` (at the crate root, committed); that file is replayed
+//! before any new case, so `cargo test -p zo-sampler --test determinism` reproduces the failure on
+//! any machine once the line is committed. `PROPTEST_RNG_SEED=<u64>` draws other cases than the
+//! pinned ones (a failure found that way is saved to the same file).
 
 use half::{bf16, f16};
 use proptest::prelude::*;
+use proptest::test_runner::{FileFailurePersistence, RngAlgorithm, RngSeed};
 use zo_sampler::sweep::{self, CHUNK, Element, SweepError, Term};
 use zo_sampler::{DirectionKey, Distribution, Stream, TensorId};
 
@@ -86,8 +94,28 @@ fn call_order_does_not_matter() {
     assert_eq!(bits(&b1), bits(&b2));
 }
 
+/// The seed of the property tests' random generator (unless `PROPTEST_RNG_SEED` is set).
+const SEED: u64 = 0x7a6f_7361_6d70_0001;
+
+fn config() -> ProptestConfig {
+    let base = ProptestConfig::default();
+    ProptestConfig {
+        cases: 64,
+        rng_algorithm: RngAlgorithm::ChaCha,
+        rng_seed: match base.rng_seed {
+            RngSeed::Random => RngSeed::Fixed(SEED),
+            chosen => chosen,
+        },
+        failure_persistence: Some(Box::new(FileFailurePersistence::Direct(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/proptest-regressions/determinism.txt"
+        )))),
+        ..base
+    }
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(64))]
+    #![proptest_config(config())]
 
     /// Filling a range in arbitrary pieces gives the same bits as one fill.
     #[test]

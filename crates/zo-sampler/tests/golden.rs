@@ -1,8 +1,14 @@
 //! Golden values: they freeze the algorithm documented in the crate README (key derivation,
-//! counter layout, uniform mapping, `−2·ln`, sine/cosine, Box–Muller, Rademacher bits). The
-//! expected values were computed by an independent implementation of that specification, with
-//! every f32 operation rounded explicitly. Any change here changes every direction ever drawn:
-//! checkpoints and GPU kernels would no longer reproduce them.
+//! counter layout, uniform mapping, `−2·ln`, sine/cosine, Box–Muller, Rademacher bits). Any change
+//! here changes every direction ever drawn: checkpoints and GPU kernels would no longer reproduce
+//! them.
+//!
+//! Every constant below except the Philox vectors (Random123's known answers) is computed by
+//! `tests/golden/generate.py`, a plain-Python implementation of the README's specification written
+//! from that text alone, with every binary32 operation rounded on its own. From the repository
+//! root, `python3 crates/zo-sampler/tests/golden/generate.py` prints the constants as they are
+//! written here and `… generate.py --check` also checks that each one occurs in this file (the
+//! script recomputes the Random123 vectors too, which checks its own Philox).
 
 use zo_sampler::philox::philox4x32_10;
 use zo_sampler::transform::{box_muller, rademacher, sin_cos_turn, uniform_open_closed};
