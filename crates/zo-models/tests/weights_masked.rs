@@ -101,7 +101,7 @@ fn perturbation_is_seen_by_the_model_and_restored() -> Result<()> {
         let after = stored(&mut weights)?;
         let mut worst = 0.0f32;
         for (&b, &a) in before.iter().zip(&after) {
-            let bound = 3.0 * spacing(precision, b.abs() + 2.0 * eps as f32 * 6.67);
+            let bound = 3.0 * spacing(precision, b.abs() + 2.0 * eps * 6.67);
             worst = worst.max((a - b).abs() / bound);
         }
         assert!(
