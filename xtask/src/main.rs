@@ -190,9 +190,9 @@ fn ci(args: &[String]) -> Result<()> {
     let mut test = vec!["test", "--workspace", "--locked"];
     // Optional features that need nothing from the system are always checked.
     let features = if lapack {
-        "kalman/serde,zo-models/hub,bszo/lapack"
+        "kalman-ndarray/serde,zo-models/hub,bszo/lapack"
     } else {
-        "kalman/serde,zo-models/hub"
+        "kalman-ndarray/serde,zo-models/hub"
     };
     clippy.extend(["--features", features]);
     test.extend(["--features", features]);

@@ -5,8 +5,8 @@
 mod common;
 
 use common::{close_arr, inv, spd, vector};
-use kalman::linalg::{Cholesky, LAPACK_MIN_DIM};
-use kalman::{Gaussian, KalmanError, Measurement, UpdateForm};
+use kalman_ndarray::linalg::{Cholesky, LAPACK_MIN_DIM};
+use kalman_ndarray::{Gaussian, KalmanError, Measurement, UpdateForm};
 use ndarray::{Array2, array};
 use proptest::prelude::*;
 

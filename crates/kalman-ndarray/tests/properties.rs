@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use kalman::{
+use kalman_ndarray::{
     Gaussian, InformationGaussian, LinearModel, Measurement, Transition, UpdateForm, filter,
     filter_with_controls, rts_smooth,
 };
