@@ -208,7 +208,7 @@ fn ci(args: &[String]) -> Result<()> {
     clippy.extend(["--", "-D", "warnings"]);
     cargo(&clippy)?;
     // The API docs as docs.rs builds them, warnings (broken intra-doc links among them) denied.
-    // About 20 s on the 2-core development VM once clippy has checked the dependencies.
+    // 15–20 s on the 2-vCPU development VM once clippy has checked the dependencies.
     cargo_with_env(
         &[
             "doc",
@@ -262,9 +262,10 @@ fn publishable_packages() -> Result<Vec<String>> {
 /// repository file), a path-only dependency or missing metadata fails here. The workspace
 /// crates depend on each other at versions not yet on the registry; cargo packages them
 /// together and resolves those dependencies from the packaged files, so no `--no-verify` is
-/// needed. The first run builds the dependencies once more (the packaged crates carry none of
-/// the workspace's profile settings): about 15 minutes on the 2-core development VM; later runs
-/// reuse them and take about 1.5 minutes.
+/// needed. The first run builds the dependencies again, twice (the library crates' manifests
+/// carry none of the workspace's profile settings, the facade's carries them): 53 minutes on the
+/// 2-vCPU development VM while other builds ran (load average 5–8); later runs reuse those
+/// builds and take 32 s there.
 fn package() -> Result<()> {
     let names = publishable_packages()?;
     // `--allow-dirty`: the check is of the working tree as it is, committed or not.
