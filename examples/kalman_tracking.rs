@@ -1,4 +1,4 @@
-//! Constant-velocity tracking of a noisy 2-D trajectory with the `kalman` crate.
+//! Constant-velocity tracking of a noisy 2-D trajectory with the `kalman-ndarray` crate.
 //!
 //! A target moves in the plane with a randomly wandering velocity; a sensor reports its position
 //! with noise, and drops some reports. The example runs the Kalman filter and the
@@ -15,7 +15,9 @@
 #![allow(clippy::print_stdout)]
 
 use anyhow::{Result, ensure};
-use kalman::{Gaussian, LinearModel, Measurement, Transition, UpdateForm, filter, rts_smooth};
+use kalman_ndarray::{
+    Gaussian, LinearModel, Measurement, Transition, UpdateForm, filter, rts_smooth,
+};
 use ndarray::{Array1, Array2, array, s};
 
 /// Time between reports (seconds).
@@ -94,7 +96,7 @@ type Simulation = (Vec<Array1<f64>>, Vec<Option<Array1<f64>>>);
 
 fn simulate(model: &LinearModel<f64>, rng: &mut Normal) -> Result<Simulation> {
     // Draw process noise through the Cholesky factor of Q.
-    let q_chol = kalman::linalg::Cholesky::new(model.transition().q().view())?;
+    let q_chol = kalman_ndarray::linalg::Cholesky::new(model.transition().q().view())?;
     let mut state = array![0.0, 0.0, 3.0, 1.0];
     let mut truth = Vec::with_capacity(STEPS);
     let mut reports = Vec::with_capacity(STEPS);

@@ -1,6 +1,6 @@
 //! Typed errors of the optimizer crate.
 
-use kalman::KalmanError;
+use kalman_ndarray::KalmanError;
 use zo_sampler::sweep::SweepError;
 
 /// The error type an [`Objective`](crate::Objective) returns.

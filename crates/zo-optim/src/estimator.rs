@@ -1,6 +1,6 @@
 //! Ways to *estimate* a descent direction from forward passes.
 
-use kalman::Gaussian;
+use kalman_ndarray::Gaussian;
 use ndarray::{Array1, Array2};
 use serde::{Deserialize, Serialize};
 use zo_sampler::{DirectionKey, Distribution};

@@ -22,10 +22,10 @@ use crate::validate::{
 /// [`InformationGaussian::to_gaussian`] first.
 ///
 /// ```
-/// use kalman::{Gaussian, InformationGaussian};
+/// use kalman_ndarray::{Gaussian, InformationGaussian};
 /// use ndarray::array;
 ///
-/// # fn main() -> Result<(), kalman::KalmanError> {
+/// # fn main() -> Result<(), kalman_ndarray::KalmanError> {
 /// let prior = Gaussian::<f64>::isotropic(2, 1.0)?;
 /// let mut info = InformationGaussian::from_gaussian(&prior)?;
 /// // Two observations of the first coordinate, each with unit noise variance.

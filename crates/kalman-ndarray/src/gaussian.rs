@@ -23,10 +23,10 @@ const LN_2PI: f64 = 1.837_877_066_409_345_5;
 /// ([`UpdateForm::Joseph`]) keeps it robustly in floating point.
 ///
 /// ```
-/// use kalman::Gaussian;
+/// use kalman_ndarray::Gaussian;
 /// use ndarray::array;
 ///
-/// # fn main() -> Result<(), kalman::KalmanError> {
+/// # fn main() -> Result<(), kalman_ndarray::KalmanError> {
 /// // Prior N(0, 4); observe y = 2 of the state with noise variance 1.
 /// let mut belief = Gaussian::<f64>::isotropic(1, 4.0)?;
 /// let out = belief.scalar_update(array![1.0].view(), 1.0, 2.0)?;

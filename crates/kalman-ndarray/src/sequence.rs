@@ -57,10 +57,10 @@ impl<T> FilterOutput<T> {
 /// See [`filter_with_controls`] for errors.
 ///
 /// ```
-/// use kalman::{filter, rts_smooth, Gaussian, LinearModel, Measurement, Transition, UpdateForm};
+/// use kalman_ndarray::{filter, rts_smooth, Gaussian, LinearModel, Measurement, Transition, UpdateForm};
 /// use ndarray::array;
 ///
-/// # fn main() -> Result<(), kalman::KalmanError> {
+/// # fn main() -> Result<(), kalman_ndarray::KalmanError> {
 /// // A scalar random walk observed with noise; the third observation is missing.
 /// let model = LinearModel::new(
 ///     Transition::random_walk(array![[0.1]])?,

@@ -1,8 +1,8 @@
 //! Every error variant is reachable from the public API, names the offending argument (or
 //! matrix), and leaves the receiver unchanged.
 
-use kalman::linalg::Cholesky;
-use kalman::{
+use kalman_ndarray::linalg::Cholesky;
+use kalman_ndarray::{
     Gaussian, InformationGaussian, KalmanError, LinearModel, Measurement, Transition, UpdateForm,
     filter, filter_with_controls, rts_smooth,
 };

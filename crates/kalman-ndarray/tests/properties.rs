@@ -6,14 +6,14 @@
 //! The cases are pinned: proptest's ChaCha generator starts from the fixed seed [`SEED`], so every
 //! run draws the same cases. A failure prints its shrunk input and appends its seed to
 //! `proptest-regressions/properties.txt` (at the crate root, committed); that file is replayed
-//! before any new case, so `cargo test -p kalman --test properties` reproduces the failure on any
+//! before any new case, so `cargo test -p kalman-ndarray --test properties` reproduces the failure on any
 //! machine once the line is committed. `PROPTEST_RNG_SEED=<u64>` draws other cases than the pinned
 //! ones (a failure found that way is saved to the same file).
 
 mod common;
 
 use common::*;
-use kalman::{
+use kalman_ndarray::{
     Gaussian, InformationGaussian, LinearModel, Measurement, Transition, UpdateForm, filter,
     filter_with_controls, rts_smooth,
 };

@@ -7,8 +7,8 @@
 use std::hint::black_box;
 
 use criterion::{BatchSize, BenchmarkId, Criterion, criterion_group, criterion_main};
-use kalman::linalg::Cholesky;
-use kalman::{Gaussian, Measurement, Transition, UpdateForm};
+use kalman_ndarray::linalg::Cholesky;
+use kalman_ndarray::{Gaussian, Measurement, Transition, UpdateForm};
 use ndarray::{Array1, Array2};
 
 /// Deterministic pseudo-random numbers in [-1, 1) (splitmix64), so runs are comparable.

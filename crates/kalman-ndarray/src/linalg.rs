@@ -27,10 +27,10 @@ pub const LAPACK_MIN_DIM: usize = 32;
 /// [`KalmanError::NotPositiveDefinite`] when a pivot is not positive (or not finite).
 ///
 /// ```
-/// use kalman::linalg::Cholesky;
+/// use kalman_ndarray::linalg::Cholesky;
 /// use ndarray::array;
 ///
-/// # fn main() -> Result<(), kalman::KalmanError> {
+/// # fn main() -> Result<(), kalman_ndarray::KalmanError> {
 /// let a = array![[4.0, 2.0], [2.0, 3.0]];
 /// let chol = Cholesky::new(a.view())?;
 /// // L = [[2, 0], [1, √2]]

@@ -1,7 +1,7 @@
 //! Serialisation round trips, and validation on deserialisation (feature `serde`).
 #![cfg(feature = "serde")]
 
-use kalman::{
+use kalman_ndarray::{
     FilterOutput, Gaussian, InformationGaussian, LinearModel, Measurement, Transition, UpdateForm,
     filter,
 };

@@ -4,7 +4,7 @@
 //! The cases are pinned: proptest's ChaCha generator starts from the fixed seed [`SEED`], so every
 //! run draws the same cases. A failure prints its shrunk input and appends its seed to
 //! `proptest-regressions/lapack.txt` (at the crate root, committed); that file is replayed before
-//! any new case, so `cargo test -p kalman --features lapack --test lapack` reproduces the failure
+//! any new case, so `cargo test -p kalman-ndarray --features lapack --test lapack` reproduces the failure
 //! on any machine once the line is committed. `PROPTEST_RNG_SEED=<u64>` draws other cases than the
 //! pinned ones (a failure found that way is saved to the same file).
 #![cfg(feature = "lapack")]
@@ -12,8 +12,8 @@
 mod common;
 
 use common::{close_arr, inv, spd, vector};
-use kalman::linalg::{Cholesky, LAPACK_MIN_DIM};
-use kalman::{Gaussian, KalmanError, Measurement, UpdateForm};
+use kalman_ndarray::linalg::{Cholesky, LAPACK_MIN_DIM};
+use kalman_ndarray::{Gaussian, KalmanError, Measurement, UpdateForm};
 use ndarray::{Array2, array};
 use proptest::prelude::*;
 use proptest::test_runner::{FileFailurePersistence, RngAlgorithm, RngSeed};

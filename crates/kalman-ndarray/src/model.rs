@@ -19,10 +19,10 @@ use crate::validate::{
 /// non-negative; semidefiniteness beyond that is the caller's responsibility.
 ///
 /// ```
-/// use kalman::Transition;
+/// use kalman_ndarray::Transition;
 /// use ndarray::array;
 ///
-/// # fn main() -> Result<(), kalman::KalmanError> {
+/// # fn main() -> Result<(), kalman_ndarray::KalmanError> {
 /// // Constant velocity in one dimension, time step 1.
 /// let t = Transition::new(array![[1.0, 1.0], [0.0, 1.0]], array![[0.25, 0.5], [0.5, 1.0]])?
 ///     .with_control(array![[0.5], [1.0]])?; // acceleration input
@@ -114,10 +114,10 @@ impl<T: KalmanFloat> Transition<T> {
 /// use [`Gaussian::scalar_update`](crate::Gaussian::scalar_update) with `r = 0`.
 ///
 /// ```
-/// use kalman::Measurement;
+/// use kalman_ndarray::Measurement;
 /// use ndarray::array;
 ///
-/// # fn main() -> Result<(), kalman::KalmanError> {
+/// # fn main() -> Result<(), kalman_ndarray::KalmanError> {
 /// // Observe the position (first component) of a [position, velocity] state.
 /// let m = Measurement::new(array![[1.0, 0.0]], array![[0.5]])?;
 /// assert_eq!((m.obs_dim(), m.state_dim()), (1, 2));
