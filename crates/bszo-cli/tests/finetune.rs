@@ -28,6 +28,21 @@ fn args(optimizer: &str, steps: u64) -> FinetuneArgs {
     }
 }
 
+/// `bszo export --run RUN --step STEP --out OUT`, which must succeed.
+fn export(run: &Path, step: &str, out: &Path) -> std::process::Output {
+    let o = bszo(&[
+        "export",
+        "--run",
+        run.to_str().unwrap(),
+        "--step",
+        step,
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "export --step {step}: {}", stderr(&o));
+    o
+}
+
 fn run(a: &FinetuneArgs, dir: &Path, resume: bool, stop: bool) -> Outcome {
     finetune(Options {
         config: a.to_config().unwrap(),
@@ -107,16 +122,7 @@ fn a_short_fine_tune_writes_a_complete_report_and_its_weights_rebuild_exactly() 
     assert!(best.step > 0 && best.score > r.zero_shot.validation.score);
     assert!(!r.best_is_start);
     let exported = dir.join("rebuilt.safetensors");
-    let out = bszo(&[
-        "export",
-        "--run",
-        run_dir.to_str().unwrap(),
-        "--step",
-        "best",
-        "--out",
-        exported.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    let out = export(&run_dir, "best", &exported);
     assert!(stdout(&out).contains(&format!("after step {}", best.step)));
     assert_eq!(
         tensor_bits(&exported),
@@ -124,16 +130,7 @@ fn a_short_fine_tune_writes_a_complete_report_and_its_weights_rebuild_exactly() 
     );
     // A step-0 export is the base model itself.
     let base = dir.join("base.safetensors");
-    let out = bszo(&[
-        "export",
-        "--run",
-        run_dir.to_str().unwrap(),
-        "--step",
-        "0",
-        "--out",
-        base.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    export(&run_dir, "0", &base);
     assert_ne!(
         tensor_bits(&base),
         tensor_bits(&exported),
@@ -396,44 +393,17 @@ fn a_run_that_never_beats_the_base_model_hands_it_back_bitwise_and_says_so() {
     );
     // best.safetensors is the base model, bitwise; the weights did move.
     let base = dir.join("base.safetensors");
-    let out = bszo(&[
-        "export",
-        "--run",
-        run_dir.to_str().unwrap(),
-        "--step",
-        "0",
-        "--out",
-        base.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    export(&run_dir, "0", &base);
     assert_eq!(
         tensor_bits(&base),
         tensor_bits(&run_dir.join("best.safetensors"))
     );
     let last = dir.join("last.safetensors");
-    let out = bszo(&[
-        "export",
-        "--run",
-        run_dir.to_str().unwrap(),
-        "--step",
-        "last",
-        "--out",
-        last.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    export(&run_dir, "last", &last);
     assert_ne!(tensor_bits(&base), tensor_bits(&last));
     // `export --step best` names what it wrote.
     let exported = dir.join("best.safetensors");
-    let out = bszo(&[
-        "export",
-        "--run",
-        run_dir.to_str().unwrap(),
-        "--step",
-        "best",
-        "--out",
-        exported.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    let out = export(&run_dir, "best", &exported);
     assert!(
         stdout(&out).contains("the starting weights (step 0)"),
         "{}",

@@ -16,26 +16,19 @@ use kalman_ndarray::linalg::{Cholesky, LAPACK_MIN_DIM};
 use kalman_ndarray::{Gaussian, KalmanError, Measurement, UpdateForm};
 use ndarray::{Array2, array};
 use proptest::prelude::*;
-use proptest::test_runner::{FileFailurePersistence, RngAlgorithm, RngSeed};
 
 /// The seed of the property tests' random generator (unless `PROPTEST_RNG_SEED` is set).
 const SEED: u64 = 0x6b61_6c6d_616e_0002;
 
 fn config() -> ProptestConfig {
-    let base = ProptestConfig::default();
-    ProptestConfig {
-        cases: 16,
-        rng_algorithm: RngAlgorithm::ChaCha,
-        rng_seed: match base.rng_seed {
-            RngSeed::Random => RngSeed::Fixed(SEED),
-            chosen => chosen,
-        },
-        failure_persistence: Some(Box::new(FileFailurePersistence::Direct(concat!(
+    bszo_testkit::proptest_config(
+        16,
+        SEED,
+        concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/proptest-regressions/lapack.txt"
-        )))),
-        ..base
-    }
+        ),
+    )
 }
 
 proptest! {

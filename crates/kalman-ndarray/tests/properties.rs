@@ -19,26 +19,19 @@ use kalman_ndarray::{
 };
 use ndarray::{Array1, Array2};
 use proptest::prelude::*;
-use proptest::test_runner::{FileFailurePersistence, RngAlgorithm, RngSeed};
 
 /// The seed of the property tests' random generator (unless `PROPTEST_RNG_SEED` is set).
 const SEED: u64 = 0x6b61_6c6d_616e_0001;
 
 fn config() -> ProptestConfig {
-    let base = ProptestConfig::default();
-    ProptestConfig {
-        cases: 64,
-        rng_algorithm: RngAlgorithm::ChaCha,
-        rng_seed: match base.rng_seed {
-            RngSeed::Random => RngSeed::Fixed(SEED),
-            chosen => chosen,
-        },
-        failure_persistence: Some(Box::new(FileFailurePersistence::Direct(concat!(
+    bszo_testkit::proptest_config(
+        64,
+        SEED,
+        concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/proptest-regressions/properties.txt"
-        )))),
-        ..base
-    }
+        ),
+    )
 }
 
 /// A regression problem: prior mean `μ₀` and covariance `Σ₀`, observation rows `H` (`m × k`),

@@ -118,3 +118,26 @@ pub fn stories260k() -> PathBuf {
 pub fn data(rel: &str) -> PathBuf {
     shipped(data_dir().join(rel))
 }
+
+/// The pinned configuration of the workspace's property tests: `cases` cases drawn by proptest's
+/// ChaCha generator from the fixed `seed` (unless `PROPTEST_RNG_SEED` names another), failures
+/// saved to — and replayed first from — the committed file `regressions` (an absolute path, e.g.
+/// `concat!(env!("CARGO_MANIFEST_DIR"), "/proptest-regressions/properties.txt")`).
+pub fn proptest_config(
+    cases: u32,
+    seed: u64,
+    regressions: &'static str,
+) -> proptest::test_runner::Config {
+    use proptest::test_runner::{Config, FileFailurePersistence, RngAlgorithm, RngSeed};
+    let base = Config::default();
+    Config {
+        cases,
+        rng_algorithm: RngAlgorithm::ChaCha,
+        rng_seed: match base.rng_seed {
+            RngSeed::Random => RngSeed::Fixed(seed),
+            chosen => chosen,
+        },
+        failure_persistence: Some(Box::new(FileFailurePersistence::Direct(regressions))),
+        ..base
+    }
+}

@@ -11,7 +11,6 @@
 
 use half::{bf16, f16};
 use proptest::prelude::*;
-use proptest::test_runner::{FileFailurePersistence, RngAlgorithm, RngSeed};
 use zo_sampler::sweep::{self, CHUNK, Element, SweepError, Term};
 use zo_sampler::{DirectionKey, Distribution, Stream, TensorId};
 
@@ -98,20 +97,14 @@ fn call_order_does_not_matter() {
 const SEED: u64 = 0x7a6f_7361_6d70_0001;
 
 fn config() -> ProptestConfig {
-    let base = ProptestConfig::default();
-    ProptestConfig {
-        cases: 64,
-        rng_algorithm: RngAlgorithm::ChaCha,
-        rng_seed: match base.rng_seed {
-            RngSeed::Random => RngSeed::Fixed(SEED),
-            chosen => chosen,
-        },
-        failure_persistence: Some(Box::new(FileFailurePersistence::Direct(concat!(
+    bszo_testkit::proptest_config(
+        64,
+        SEED,
+        concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/proptest-regressions/determinism.txt"
-        )))),
-        ..base
-    }
+        ),
+    )
 }
 
 proptest! {
