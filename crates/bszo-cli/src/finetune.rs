@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, anyhow, bail};
 use serde::{Deserialize, Serialize};
-use zo_data::{Protocol, load_splits};
+use zo_data::Protocol;
 use zo_optim::ParamSet;
 use zo_train::{
     Best, CHECKPOINT_FILE, Event, JsonlWriter, Metrics, RunLock, SEED_LOG_FILE, Split, StopReason,
@@ -369,23 +369,12 @@ pub fn finetune(options: Options) -> Result<Outcome> {
     let resolved = config.resolve()?;
 
     // Data and model.
-    let data_dir = crate::load::data_dir(config.task.data_dir.clone())?;
-    let mut splits = load_splits(&data_dir, resolved.task, resolved.protocol)?;
-    if let Some(n) = config.task.test_size {
-        splits.test.truncate(n);
-    }
+    let (data_dir, splits, loaded) = load::data_and_model(&config, &resolved)?;
     let sizes = [
         splits.train.len(),
         splits.validation.len(),
         splits.test.len(),
     ];
-    let loaded = load::load(
-        &config.model,
-        resolved.kind,
-        resolved.precision,
-        resolved.task,
-        resolved.nli_template,
-    )?;
     let (model_path, kind) = (loaded.path.clone(), loaded.kind);
     let mut weights = loaded.weights;
     let parameters = weights.num_params();

@@ -281,3 +281,24 @@ pub fn load_weights(path: &Path, kind: ModelKind, precision: Precision) -> Resul
         }
     })
 }
+
+/// The data and the model of a run: the data folder that was read, the splits (the test split cut
+/// to `task.test_size`), and the loaded model with its prompt head.
+pub fn data_and_model(
+    config: &crate::config::RunConfig,
+    resolved: &crate::config::Resolved,
+) -> Result<(PathBuf, zo_data::Splits, Loaded)> {
+    let data_dir = data_dir(config.task.data_dir.clone())?;
+    let mut splits = zo_data::load_splits(&data_dir, resolved.task, resolved.protocol)?;
+    if let Some(n) = config.task.test_size {
+        splits.test.truncate(n);
+    }
+    let loaded = load(
+        &config.model,
+        resolved.kind,
+        resolved.precision,
+        resolved.task,
+        resolved.nli_template,
+    )?;
+    Ok((data_dir, splits, loaded))
+}

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
-use zo_data::{Protocol, load_splits};
+use zo_data::Protocol;
 use zo_train::{Metrics, Split};
 
 use crate::config::{ModelKind, RunConfig};
@@ -44,19 +44,8 @@ pub struct ZeroShotReport {
 pub fn zero_shot(config: &RunConfig, validation: bool) -> Result<ZeroShotReport> {
     let started = Instant::now();
     let resolved = config.resolve()?;
-    let data_dir = load::data_dir(config.task.data_dir.clone())?;
-    let mut splits = load_splits(&data_dir, resolved.task, resolved.protocol)?;
-    if let Some(n) = config.task.test_size {
-        splits.test.truncate(n);
-    }
+    let (_, splits, loaded) = load::data_and_model(config, &resolved)?;
     let test_size = splits.test.len();
-    let loaded = load::load(
-        &config.model,
-        resolved.kind,
-        resolved.precision,
-        resolved.task,
-        resolved.nli_template,
-    )?;
     let (model_path, kind) = (loaded.path.clone(), loaded.kind);
     let task = PromptTask::new(loaded.head, splits, config.task.eval_batch_size)?;
     let test = task.evaluate_split(Split::Test)?;
