@@ -147,8 +147,10 @@ impl Weights {
         Ok(())
     }
 
-    /// Write the weights to a safetensors file under their (Hugging Face) names, atomically: to a
-    /// temporary file in the same folder, then renamed over `path`.
+    /// Write the weights to a safetensors file under their (Hugging Face) names, atomically: into
+    /// a private temporary folder `.NAME.tmp-PID` beside `path` (the serialiser makes its own
+    /// temporary file there), then renamed over `path`, and the folder removed. A process killed
+    /// on the way leaves only that folder, which a run folder's clean-up removes.
     pub fn save_safetensors(&self, path: &std::path::Path) -> Result<()> {
         let dir = match path.parent() {
             Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
@@ -158,29 +160,23 @@ impl Weights {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-        let tensors: Vec<(&str, &Tensor)> = self
+        let scratch = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+        let io = |p: &std::path::Path| {
+            let p = p.to_path_buf();
+            move |source| ModelError::Io { path: p, source }
+        };
+        let _ = std::fs::remove_dir_all(&scratch);
+        std::fs::create_dir(&scratch).map_err(io(&scratch))?;
+        let tmp = scratch.join(&name);
+        let tensors: std::collections::HashMap<String, Tensor> = self
             .entries
             .iter()
-            .map(|(i, t)| (i.name.as_str(), t))
+            .map(|(i, t)| (i.name.clone(), t.clone()))
             .collect();
-        let result = candle_core::safetensors::save(
-            &tensors
-                .into_iter()
-                .map(|(n, t)| (n.to_string(), t.clone()))
-                .collect::<std::collections::HashMap<_, _>>(),
-            &tmp,
-        )
-        .map_err(ModelError::from)
-        .and_then(|()| {
-            std::fs::rename(&tmp, path).map_err(|e| ModelError::Io {
-                path: path.to_path_buf(),
-                source: e,
-            })
-        });
-        if result.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
+        let result = candle_core::safetensors::save(&tensors, &tmp)
+            .map_err(ModelError::from)
+            .and_then(|()| std::fs::rename(&tmp, path).map_err(io(path)));
+        let _ = std::fs::remove_dir_all(&scratch);
         result
     }
 }

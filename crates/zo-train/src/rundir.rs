@@ -113,7 +113,8 @@ pub fn utc_timestamp(secs: u64, millis: u32) -> String {
     )
 }
 
-/// Remove the temporary files of atomic writes (`.NAME.tmp-PID`) from `dir`; the names removed.
+/// Remove the temporary files (and folders) of atomic writes (`.NAME.tmp-PID`) from `dir`; the
+/// names removed.
 /// Call it while holding the folder's [`RunLock`], so that no live writer owns them.
 pub fn remove_temporaries(dir: &Path) -> Result<Vec<String>> {
     let mut removed = Vec::new();
@@ -125,11 +126,18 @@ pub fn remove_temporaries(dir: &Path) -> Result<Vec<String>> {
     for entry in entries {
         let entry = entry.map_err(io_err(dir))?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        if is_temporary_name(&name) && entry.file_type().is_ok_and(|t| t.is_file()) {
-            let path = entry.path();
-            fs::remove_file(&path).map_err(io_err(&path))?;
-            removed.push(name);
+        if !is_temporary_name(&name) {
+            continue;
         }
+        // A file of an atomic write, or the private folder of one whose serialiser makes its
+        // own temporary file (zo-models' safetensors export).
+        let path = entry.path();
+        match entry.file_type() {
+            Ok(t) if t.is_file() => fs::remove_file(&path).map_err(io_err(&path))?,
+            Ok(t) if t.is_dir() => fs::remove_dir_all(&path).map_err(io_err(&path))?,
+            _ => continue,
+        }
+        removed.push(name);
     }
     removed.sort();
     Ok(removed)
@@ -138,6 +146,29 @@ pub fn remove_temporaries(dir: &Path) -> Result<Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn temporary_files_and_folders_are_removed_and_nothing_else() {
+        let dir = std::env::temp_dir().join(format!("zo-train-rundir-tmp-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(dir.join(".best.safetensors.tmp-7")).unwrap();
+        fs::write(dir.join(".best.safetensors.tmp-7/.tmpAbC123"), b"half").unwrap();
+        fs::write(dir.join(".checkpoint.json.tmp-8"), b"{").unwrap();
+        fs::write(dir.join("checkpoint.json"), b"{}").unwrap();
+        fs::create_dir_all(dir.join("notes")).unwrap();
+        let removed = remove_temporaries(&dir).unwrap();
+        assert_eq!(
+            removed,
+            [".best.safetensors.tmp-7", ".checkpoint.json.tmp-8"]
+        );
+        let mut left: Vec<String> = fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["checkpoint.json", "notes"]);
+        fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn timestamps_are_utc_calendar_dates() {
