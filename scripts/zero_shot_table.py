@@ -63,16 +63,33 @@ def has_zero_shot(binary):
     return r.returncode == 0
 
 
-def common_flags(head, task):
-    flags = [
-        "--model", MODELS[head], "--model-kind", head, "--task", task,
-        "--protocol", "sampled", "--data-seed", "0", "--train-size", "1", "--validation-size", "1",
-        "--max-length", str(MAX_LENGTH), "--eval-batch-size", str(EVAL_BATCH[head]),
+def takes_set(binary):
+    """Whether the binary spells settings as `--set KEY=VALUE` (older ones had a flag each)."""
+    r = subprocess.run([binary, "finetune", "--help"], capture_output=True, text=True)
+    return "--set" in r.stdout
+
+
+def settings(binary, pairs):
+    """`pairs` of (key, old flag, value) as this binary spells them."""
+    if takes_set(binary):
+        return [x for key, _, value in pairs for x in ("--set", f"{key}={value}")]
+    return [x for _, flag, value in pairs for x in (flag, value.replace("few_shot", "few-shot"))]
+
+
+def common_flags(binary, head, task):
+    pairs = [
+        ("model.kind", "--model-kind", head),
+        ("task.protocol.kind", "--protocol", "sampled"),
+        ("task.protocol.seed", "--data-seed", "0"),
+        ("task.protocol.train", "--train-size", "1"),
+        ("task.protocol.validation", "--validation-size", "1"),
+        ("model.max_length", "--max-length", str(MAX_LENGTH)),
+        ("task.eval_batch_size", "--eval-batch-size", str(EVAL_BATCH[head])),
     ]
     n = cap(head, task)
     if n is not None:
-        flags += ["--test-size", str(n)]
-    return flags
+        pairs.append(("task.test_size", "--test-size", str(n)))
+    return ["--model", MODELS[head], "--task", task, *settings(binary, pairs)]
 
 
 def failure(stderr):
@@ -86,9 +103,9 @@ def failure(stderr):
 
 def run_zero_shot(binary, head, task, nli, work):
     out = Path(work) / f"{task}-{head}-{nli or 'default'}.json"
-    cmd = [binary, "zero-shot", *common_flags(head, task), "--json", str(out)]
+    cmd = [binary, "zero-shot", *common_flags(binary, head, task), "--json", str(out)]
     if nli:
-        cmd += ["--nli-template", nli]
+        cmd += settings(binary, [("task.nli_template", "--nli-template", nli)])
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         return failure(r.stderr)
@@ -99,8 +116,10 @@ def run_zero_shot(binary, head, task, nli, work):
 def run_finetune_until_zero_shot(binary, head, task, work):
     out = Path(work) / f"run-{task}-{head}"
     cmd = [
-        binary, "finetune", *common_flags(head, task), "--steps", "1", "--batch-size", "1",
-        "--eval-every", "0", "--no-plots", "--no-progress", "--out", str(out), "--overwrite",
+        binary, "finetune", *common_flags(binary, head, task), "--steps", "1",
+        *settings(binary, [("train.batch_size", "--batch-size", "1"),
+                           ("train.eval_every", "--eval-every", "0")]),
+        "--no-plots", "--no-progress", "--out", str(out), "--overwrite",
     ]
     zero = out / "zero_shot.json"
     with tempfile.TemporaryFile(mode="w+") as err:

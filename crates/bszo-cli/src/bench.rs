@@ -15,11 +15,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 use serde::{Deserialize, Serialize};
+use zo_data::{Protocol, Task};
 use zo_optim::params::Visitor;
-use zo_optim::{Algorithm, Optimizer, ParamError, ParamSet, TensorInfo};
+use zo_optim::{Algorithm, Estimator, Optimizer, ParamError, ParamSet, TensorInfo};
 use zo_train::{Event, LinePlot, Series, Split, write_atomic};
 
-use crate::cli::FinetuneArgs;
+use crate::config::{OptimizerSection, RunConfig};
 use crate::finetune::{METRICS_FILE, Options, REPORT_FILE, Report, finetune, read_metrics};
 
 /// The optimizers compared.
@@ -224,22 +225,42 @@ fn pct(x: f64) -> String {
     format!("{:.2}", 100.0 * x)
 }
 
-/// Forward passes per step of an optimizer with these flags.
-fn per_step(args: &FinetuneArgs) -> Result<usize> {
-    Ok(args.to_config()?.resolve()?.optimizer.forwards_per_step())
+/// One benchmark run: the embedded default's model settings and loop with `model`, `task`,
+/// `protocol`, `optimizer` and `seed`, `budget` forward passes spread over
+/// `plan.evaluations` validation evaluations, no checkpoints, plots or exported weights.
+#[allow(clippy::too_many_arguments)]
+fn case(
+    opts: &BenchOptions,
+    model: &str,
+    task: Task,
+    protocol: Protocol,
+    test_size: Option<usize>,
+    optimizer: OptimizerSection,
+    seed: u64,
+    budget: u64,
+) -> Result<RunConfig> {
+    let mut c = RunConfig::embedded_default();
+    c.model.name = model.into();
+    c.task.name = task;
+    c.task.protocol = protocol;
+    c.task.test_size = test_size;
+    c.task.data_dir.clone_from(&opts.data_dir);
+    let per_step = optimizer.build()?.forwards_per_step() as u64;
+    c.optimizer = optimizer;
+    let steps = (budget / per_step).max(1);
+    c.train.steps = steps;
+    c.train.eval_every = (steps / opts.plan.evaluations).max(1);
+    c.train.seed = seed;
+    c.train.checkpoint_every = 0;
+    c.output.plots = false;
+    c.output.overwrite = true;
+    c.output.export = false;
+    Ok(c)
 }
 
 /// Run (or reuse) one configuration in `dir`.
-fn run_case(opts: &BenchOptions, dir: &Path, mut args: FinetuneArgs) -> Result<RunResult> {
-    args.no_plots = true;
-    args.no_progress = true;
-    args.overwrite = true;
-    if args.data_dir.is_none() {
-        args.data_dir.clone_from(&opts.data_dir);
-    }
-    let mut config = args.to_config()?;
+fn run_case(dir: &Path, mut config: RunConfig) -> Result<RunResult> {
     config.output.dir = Some(dir.to_path_buf());
-    config.output.export = false;
     let cached = std::fs::read(dir.join(REPORT_FILE))
         .ok()
         .and_then(|b| serde_json::from_slice::<Report>(&b).ok())
@@ -266,7 +287,7 @@ fn run_case(opts: &BenchOptions, dir: &Path, mut args: FinetuneArgs) -> Result<R
         })
         .collect();
     Ok(RunResult {
-        lr: config.optimizer.lr,
+        lr: config.optimizer.schedule.lr(0),
         seed: config.train.seed,
         per_step,
         steps: report.steps,
@@ -303,13 +324,13 @@ fn grid_and_seeds(
     opts: &BenchOptions,
     dir: &Path,
     grid: &[f64],
-    base: &dyn Fn(f64, u64) -> FinetuneArgs,
+    base: &dyn Fn(f64, u64) -> Result<RunConfig>,
 ) -> Result<Cell> {
     let seeds = &opts.plan.seeds;
     let mut runs = Vec::new();
     for &lr in grid {
         let d = dir.join(format!("lr{lr:e}-seed{}", seeds[0]));
-        runs.push(run_case(opts, &d, base(lr, seeds[0]))?);
+        runs.push(run_case(&d, base(lr, seeds[0])?)?);
     }
     let best = runs
         .iter()
@@ -319,9 +340,18 @@ fn grid_and_seeds(
     let mut picked = vec![best.clone()];
     for &seed in &seeds[1..] {
         let d = dir.join(format!("lr{:e}-seed{seed}", best.lr));
-        picked.push(run_case(opts, &d, base(best.lr, seed))?);
+        picked.push(run_case(&d, base(best.lr, seed)?)?);
     }
     Ok(Cell { grid: runs, picked })
+}
+
+/// The sampled protocol at the plan's sizes.
+fn sampled_protocol(plan: &Plan, seed: u64) -> Protocol {
+    Protocol::Sampled {
+        seed,
+        train: plan.sizes.0,
+        validation: plan.sizes.1,
+    }
 }
 
 /// The masked-LM (and causal-LM) accuracy runs of one task and every optimizer.
@@ -335,36 +365,28 @@ fn accuracy_task(
     test_size: Option<usize>,
 ) -> Result<BTreeMap<String, Cell>> {
     let plan = &opts.plan;
+    let task: Task = task.parse()?;
     let mut out = BTreeMap::new();
     for opt in OPTIMIZERS {
+        let algorithm: Algorithm = opt.parse()?;
         let base = |lr: f64, seed: u64| {
-            let mut a = FinetuneArgs {
-                model: Some(model.into()),
-                task: Some(task.into()),
-                optimizer: Some(opt.into()),
-                lr: Some(lr),
-                eps: Some(1e-4),
-                seed: Some(seed),
-                checkpoint_every: Some(0),
-                test_size: test_size.or(plan.sizes.2),
-                ..FinetuneArgs::default()
-            };
-            if sampled {
-                a.protocol = Some("sampled".into());
-                a.data_seed = Some(seed);
-                a.train_size = Some(plan.sizes.0);
-                a.validation_size = Some(plan.sizes.1);
+            let protocol = if sampled {
+                sampled_protocol(plan, seed)
             } else {
-                a.protocol = Some("few-shot".into());
-                a.data_seed = Some([42, 13, 21, 87, 100][seed as usize % 5]);
-            }
-            let ps = per_step(&a).unwrap_or(1) as u64;
-            let steps = (budget / ps).max(1);
-            a.steps = Some(steps);
-            a.eval_every = Some((steps / plan.evaluations).max(1));
-            a
+                Protocol::few_shot([42, 13, 21, 87, 100][seed as usize % 5])
+            };
+            let optimizer = OptimizerSection::named(algorithm, 1e-4, lr);
+            let test_size = test_size.or(plan.sizes.2);
+            case(
+                opts, model, task, protocol, test_size, optimizer, seed, budget,
+            )
         };
-        let dir = opts.work.join("accuracy").join(model).join(task).join(opt);
+        let dir = opts
+            .work
+            .join("accuracy")
+            .join(model)
+            .join(task.name())
+            .join(opt);
         let cell = grid_and_seeds(opts, &dir, &grids[opt], &base)?;
         out.insert(opt.to_string(), cell);
     }
@@ -752,27 +774,23 @@ pub fn run(opts: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<Results> {
     let mut ablation = BTreeMap::new();
     for &k in &plan.ks {
         let base = |lr: f64, seed: u64| {
-            let mut a = FinetuneArgs {
-                model: Some("splade-tiny".into()),
-                task: Some("sst2".into()),
-                protocol: Some("sampled".into()),
-                data_seed: Some(seed),
-                train_size: Some(plan.sizes.0),
-                validation_size: Some(plan.sizes.1),
-                test_size: plan.sizes.2,
-                optimizer: Some("bszo".into()),
-                k: Some(k),
-                m: Some(k + 1),
-                lr: Some(lr),
-                eps: Some(1e-4),
-                seed: Some(seed),
-                checkpoint_every: Some(0),
-                ..FinetuneArgs::default()
-            };
-            let steps = (plan.budget / (k as u64 + 1)).max(1);
-            a.steps = Some(steps);
-            a.eval_every = Some((steps / plan.evaluations).max(1));
-            a
+            let mut optimizer = OptimizerSection::named(Algorithm::Bszo, 1e-4, lr);
+            if let Estimator::KalmanSubspace(ks) = &mut optimizer.estimator {
+                ks.k = k;
+                ks.m = k + 1;
+            }
+            let protocol = sampled_protocol(plan, seed);
+            let budget = plan.budget;
+            case(
+                opts,
+                "splade-tiny",
+                Task::Sst2,
+                protocol,
+                plan.sizes.2,
+                optimizer,
+                seed,
+                budget,
+            )
         };
         let dir = opts.work.join("ablation").join(format!("k{k}"));
         ablation.insert(k, grid_and_seeds(opts, &dir, &[bszo_lr], &base)?);
@@ -783,30 +801,26 @@ pub fn run(opts: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<Results> {
     let mut hizoo = Vec::new();
     for eps in [1e-3, 1e-4] {
         for &ratio in &plan.hizoo_ratios {
-            let steps = (plan.budget / 3).max(1);
-            let a = FinetuneArgs {
-                model: Some("splade-tiny".into()),
-                task: Some("sst2".into()),
-                protocol: Some("sampled".into()),
-                data_seed: Some(0),
-                train_size: Some(plan.sizes.0),
-                validation_size: Some(plan.sizes.1),
-                test_size: plan.sizes.2,
-                optimizer: Some("hizoo".into()),
-                lr: Some(hizoo_lr),
-                eps: Some(eps),
-                hizoo_alpha: Some(ratio * eps * eps),
-                seed: Some(0),
-                steps: Some(steps),
-                eval_every: Some((steps / plan.evaluations).max(1)),
-                checkpoint_every: Some(0),
-                ..FinetuneArgs::default()
-            };
+            let mut optimizer = OptimizerSection::named(Algorithm::Hizoo, eps, hizoo_lr);
+            if let Estimator::Hessian { alpha, .. } = &mut optimizer.estimator {
+                *alpha = ratio * eps * eps;
+            }
+            let protocol = sampled_protocol(plan, 0);
+            let a = case(
+                opts,
+                "splade-tiny",
+                Task::Sst2,
+                protocol,
+                plan.sizes.2,
+                optimizer,
+                0,
+                plan.budget,
+            )?;
             let dir = opts
                 .work
                 .join("hizoo")
                 .join(format!("eps{eps:e}-ratio{ratio:e}"));
-            hizoo.push((eps, ratio, run_case(opts, &dir, a)?));
+            hizoo.push((eps, ratio, run_case(&dir, a)?));
         }
     }
 

@@ -237,8 +237,8 @@ impl Drop for Cleanup {
 fn default_out_dir(config: &RunConfig) -> Result<PathBuf> {
     let stem = format!(
         "{}-{}",
-        config.task.name.to_ascii_lowercase(),
-        config.optimizer.name.to_ascii_lowercase()
+        config.task.name.name(),
+        config.optimizer.name.name()
     );
     Ok(zo_train::create_unique_dir(Path::new("runs"), &stem)?)
 }

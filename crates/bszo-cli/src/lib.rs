@@ -8,6 +8,7 @@ pub mod finetune;
 pub mod inputs;
 pub mod load;
 pub mod resources;
+pub mod settings;
 pub mod task_model;
 pub mod zero_shot;
 

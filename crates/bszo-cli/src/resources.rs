@@ -6,8 +6,8 @@
 //! curvature), the checkpoint's copy of them being read back on a resume, BSZO's `k × m` Kalman
 //! matrices, and the activations of the largest forward — `tokens × (vocabulary + 16 × hidden)`
 //! f32 values for a minibatch of training or evaluation prompts of the longest length. It is an
-//! order-of-magnitude bound meant to refuse a configuration that cannot fit (a `--k` or a
-//! `--batch-size` a thousand times too large) with a clear error instead of an abort, not to size a
+//! order-of-magnitude bound meant to refuse a configuration that cannot fit (an
+//! `optimizer.estimator.k` or a `train.batch_size` a thousand times too large) with a clear error instead of an abort, not to size a
 //! machine to the megabyte.
 
 use anyhow::{Result, anyhow, bail};
@@ -182,7 +182,7 @@ pub fn check(estimate: &Estimate, limit: Option<u64>) -> Result<()> {
     if need > cap {
         let (item, bytes) = estimate.parts[0];
         bail!(
-            "this configuration needs about {} of memory, more than {what} ({}); the largest part is {item} ({}) — lower --k, --batch-size, --eval-batch-size or --max-length, or raise --max-memory",
+            "this configuration needs about {} of memory, more than {what} ({}); the largest part is {item} ({}) — lower optimizer.estimator.k, train.batch_size, task.eval_batch_size or model.max_length (--set KEY=VALUE), or raise --max-memory",
             human(need),
             human(cap),
             human(bytes)

@@ -44,8 +44,8 @@ fn copa() -> Vec<Example> {
 fn loaded(path: &Path) -> load::Loaded {
     let section = ModelSection {
         name: path.display().to_string(),
-        kind: "causal".into(),
-        precision: "f32".into(),
+        kind: Some(bszo_cli::config::ModelKind::Causal),
+        precision: zo_models::Precision::F32,
         max_length: 128,
         tokenizer: None,
     };
@@ -119,8 +119,8 @@ fn a_masked_head_has_no_language_model_loss() {
     };
     let section = ModelSection {
         name: models.display().to_string(),
-        kind: "masked".into(),
-        precision: "f32".into(),
+        kind: Some(bszo_cli::config::ModelKind::Masked),
+        precision: zo_models::Precision::F32,
         max_length: 128,
         tokenizer: None,
     };

@@ -3,8 +3,11 @@
 mod common;
 
 use bszo_cli::RunConfig;
-use bszo_cli::cli::FinetuneArgs;
+use bszo_cli::cli::{FinetuneArgs, ModelAndTask, Preset, run_config};
+use bszo_cli::settings::Override;
 use common::{bszo, scratch, stderr, stdout};
+use zo_data::Task;
+use zo_optim::{Algorithm, Estimator, ExtraSample, Schedule, UpdateRule};
 
 #[test]
 fn every_preset_parses_and_resolves_and_the_default_is_embedded() {
@@ -33,35 +36,98 @@ fn every_preset_parses_and_resolves_and_the_default_is_embedded() {
     );
 }
 
+/// The embedded preset with `sets` (`KEY=VALUE`) applied, as `bszo finetune --set …` would.
+fn with_sets(sets: &[&str]) -> anyhow::Result<RunConfig> {
+    let overrides: Vec<Override> = sets.iter().map(|s| s.parse().unwrap()).collect();
+    run_config(None, &overrides)
+}
+
 #[test]
 fn flags_override_the_preset_and_switching_optimizer_drops_its_settings() {
     let args = FinetuneArgs {
         optimizer: Some("mezo".into()),
         lr: Some(3e-5),
+        eps: Some(1e-3),
         steps: Some(7),
-        task: Some("rte".into()),
+        data: ModelAndTask {
+            task: Some("rte".into()),
+            ..ModelAndTask::default()
+        },
         ..FinetuneArgs::default()
     };
     let c = args.to_config().unwrap();
-    assert_eq!(c.optimizer.name, "mezo");
-    assert_eq!(
-        c.optimizer.k, None,
-        "BSZO's k is dropped with the algorithm"
+    assert_eq!(c.optimizer.name, Algorithm::Mezo);
+    assert!(
+        matches!(c.optimizer.estimator, Estimator::Spsa { eps, samples: 1, .. } if eps == 1e-3),
+        "BSZO's k and m are dropped with the algorithm: {:?}",
+        c.optimizer.estimator
     );
-    assert_eq!(c.optimizer.lr, 3e-5);
+    assert_eq!(c.optimizer.schedule, Schedule::constant(3e-5));
     assert_eq!(c.train.steps, 7);
+    assert_eq!(c.task.name, Task::Rte);
     let r = c.resolve().unwrap();
     assert_eq!(r.optimizer.forwards_per_step(), 2);
 
-    let args = FinetuneArgs {
-        k: Some(4),
-        ..FinetuneArgs::default()
-    };
-    let r = args.to_config().unwrap().resolve().unwrap();
+    // The preset's eps survives a change of algorithm.
+    let c = with_sets(&["optimizer.name=bszo_b"]).unwrap();
+    assert!(
+        matches!(c.optimizer.estimator, Estimator::KalmanSubspace(ks) if ks.eps == 1e-4 && ks.extra == ExtraSample::Fresh)
+    );
+
+    let r = with_sets(&["optimizer.estimator.k=4", "optimizer.estimator.m=5"])
+        .unwrap()
+        .resolve()
+        .unwrap();
+    assert_eq!(r.optimizer.forwards_per_step(), 5, "1 + k forwards");
+    // m must be at least k; the error names both.
+    let e = with_sets(&["optimizer.estimator.k=4"])
+        .unwrap()
+        .resolve()
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("m = 3") && e.contains("k = 4"), "{e}");
+}
+
+#[test]
+fn one_name_per_knob_the_libraries_own() {
+    // Every estimator and rule field of every algorithm is a key, under the library's name,
+    // and the completed section round-trips through TOML to the same optimizer.
+    for algorithm in Algorithm::ALL {
+        let c = with_sets(&[&format!("optimizer.name={algorithm}")]).unwrap();
+        let config = algorithm.config(1e-4);
+        assert_eq!(c.optimizer.estimator, config.estimator, "{algorithm}");
+        assert_eq!(c.optimizer.rule, config.rule, "{algorithm}");
+        assert_eq!(RunConfig::from_toml(&c.to_toml(), "x").unwrap(), c);
+        let keys = bszo_cli::settings::algorithm_settings(algorithm, 1e-4);
+        assert!(!keys.is_empty(), "{algorithm}");
+        // Each listed key is settable (to its own default) through --set.
+        for (key, value) in keys {
+            let set = format!("optimizer.{key}={value}");
+            let again = with_sets(&[&format!("optimizer.name={algorithm}"), &set])
+                .unwrap_or_else(|e| panic!("{set}: {e:#}"));
+            assert_eq!(again, c, "{set}");
+        }
+    }
+    // A typed change through the library's own names.
+    let c = with_sets(&[
+        "optimizer.name=mezo_adam",
+        "optimizer.rule.beta1=0.8",
+        "optimizer.rule.eps=1e-6",
+        "optimizer.schedule.kind=cosine",
+        "optimizer.schedule.min_lr=1e-6",
+    ])
+    .unwrap();
+    assert!(
+        matches!(c.optimizer.rule, UpdateRule::Adam { beta1, eps, .. } if beta1 == 0.8 && eps == 1e-6)
+    );
     assert_eq!(
-        r.optimizer.forwards_per_step(),
-        5,
-        "k = 4 gives m = 5 unless m is set"
+        c.optimizer.schedule,
+        Schedule::Cosine {
+            lr: 3e-4,
+            min_lr: 1e-6,
+            total_steps: 4000
+        },
+        "a decaying schedule runs over train.steps"
     );
 }
 
@@ -70,16 +136,15 @@ fn prompt_settings_default_to_lm_bff_and_candidate_training() {
     let r = RunConfig::embedded_default().resolve().unwrap();
     assert_eq!(r.nli_template, zo_data::NliTemplate::LmBff);
     assert!(r.train_as_classification);
-    let args = FinetuneArgs {
-        task: Some("copa".into()),
-        model: Some("smollm2-135m".into()),
-        model_kind: Some("causal".into()),
-        nli_template: Some("spaced".into()),
-        train_as_classification: Some(false),
-        ..FinetuneArgs::default()
-    };
-    let c = args.to_config().unwrap();
-    assert_eq!(c.task.nli_template, "spaced");
+    let c = with_sets(&[
+        "task.name=copa",
+        "model.name=smollm2-135m",
+        "model.kind=causal",
+        "task.nli_template=spaced",
+        "task.train_as_classification=false",
+    ])
+    .unwrap();
+    assert_eq!(c.task.nli_template, zo_data::NliTemplate::Spaced);
     assert!(!c.task.train_as_classification);
     let r = c.resolve().unwrap();
     assert_eq!(r.nli_template, zo_data::NliTemplate::Spaced);
@@ -114,57 +179,108 @@ fn bad_input_is_one_line_naming_what_is_wrong() {
     fails_with(&["finetune", "--task", "sst3", "--out", o], "sst3");
     fails_with(&["finetune", "--optimizer", "adamw", "--out", o], "adamw");
     fails_with(
-        &["finetune", "--protocol", "zero", "--out", o],
+        &["finetune", "--set", "task.protocol.kind=zero", "--out", o],
         "task.protocol",
     );
     fails_with(
         &[
             "finetune",
-            "--protocol",
-            "few-shot",
-            "--data-seed",
-            "7",
+            "--set",
+            "task.protocol.kind=few_shot",
+            "--set",
+            "task.protocol.seed=7",
             "--out",
             o,
         ],
-        "task.data_seed",
+        "task.protocol.seed",
     );
-    fails_with(&["finetune", "--precision", "f8", "--out", o], "precision");
+    fails_with(
+        &["finetune", "--set", "model.precision=f8", "--out", o],
+        "precision",
+    );
     fails_with(&["finetune", "--lr=-1", "--out", o], "lr");
-    fails_with(&["finetune", "--batch-size", "0", "--out", o], "batch_size");
     fails_with(
-        &["finetune", "--optimizer", "mezo", "--k", "3", "--out", o],
-        "optimizer.k does not apply to mezo",
+        &["finetune", "--set", "train.batch_size=0", "--out", o],
+        "batch_size",
     );
     fails_with(
-        &["finetune", "--rank", "2", "--out", o],
-        "optimizer.rank does not apply to bszo",
+        &[
+            "finetune",
+            "--optimizer",
+            "mezo",
+            "--set",
+            "optimizer.estimator.k=3",
+            "--out",
+            o,
+        ],
+        "optimizer.estimator.k: mezo's estimator has no setting `k`",
     );
-    fails_with(&["finetune", "--prior-variance", "big", "--out", o], "big");
+    fails_with(
+        &[
+            "finetune",
+            "--set",
+            "optimizer.estimator.rank=2",
+            "--out",
+            o,
+        ],
+        "optimizer.estimator.rank: bszo's estimator has no setting `rank`",
+    );
+    fails_with(
+        &[
+            "finetune",
+            "--set",
+            "optimizer.estimator.k=four",
+            "--out",
+            o,
+        ],
+        "optimizer.estimator.k: invalid type",
+    );
+    fails_with(
+        &["finetune", "--set", "optimizer.rule.kind=adam", "--out", o],
+        "optimizer.rule.kind",
+    );
+    fails_with(&["finetune", "--set", "train.stepz=3", "--out", o], "stepz");
+    fails_with(&["finetune", "--set", "optimizer", "--out", o], "KEY=VALUE");
+    fails_with(
+        &[
+            "finetune",
+            "--set",
+            "optimizer.estimator.prior_variance=big",
+            "--out",
+            o,
+        ],
+        "big",
+    );
     fails_with(&["finetune", "--steps", "ten"], "ten");
     fails_with(
-        &["finetune", "--nli-template", "gpt3", "--out", o],
+        &["finetune", "--set", "task.nli_template=gpt3", "--out", o],
         "task.nli_template",
     );
     fails_with(
         &[
             "finetune",
-            "--model-kind",
-            "masked",
-            "--train-as-classification",
-            "false",
+            "--set",
+            "model.kind=masked",
+            "--set",
+            "task.train_as_classification=false",
             "--out",
             o,
         ],
         "task.train_as_classification",
     );
     fails_with(
-        &["finetune", "--train-as-classification", "maybe", "--out", o],
+        &[
+            "finetune",
+            "--set",
+            "task.train_as_classification=maybe",
+            "--out",
+            o,
+        ],
         "maybe",
     );
     fails_with(&["zero-shot", "--task", "sst3"], "sst3");
     fails_with(
-        &["zero-shot", "--nli-template", "gpt3"],
+        &["zero-shot", "--set", "task.nli_template=gpt3"],
         "task.nli_template",
     );
     fails_with(&["finetune", "--no-such-flag"], "--no-such-flag");
@@ -211,39 +327,35 @@ fn help_explains_every_group_of_flags() {
     for needle in [
         "--model",
         "--task",
-        "--protocol",
         "--optimizer",
         "--lr",
         "--eps",
-        "--k",
-        "--m",
-        "--noise-ema",
-        "--hizoo-alpha",
-        "--rank",
-        "--precision",
         "--steps",
-        "--batch-size",
-        "--eval-every",
         "--seed",
+        "--set",
         "--out",
         "--resume",
         "--overwrite",
         "--config",
-        "--nli-template",
-        "--train-as-classification",
+        // Every setting is listed with its default, the optimizer's per algorithm.
+        "model.max_length = 64",
+        "task.protocol.kind = \"sampled\"",
+        "task.nli_template = \"lm-bff\"",
+        "task.train_as_classification = true",
+        "optimizer.schedule.lr = 3e-4",
+        "train.eval_every = 200",
+        "estimator.k = 2",
+        "estimator.rank = 2",
+        "rule.beta1 = 0.9",
+        "lozo:",
+        "hizoo:",
     ] {
-        assert!(help.contains(needle), "--help lacks {needle}");
+        assert!(help.contains(needle), "--help lacks {needle}:\n{help}");
     }
     let out = bszo(&["zero-shot", "--help"]);
     assert!(out.status.success());
     let help = stdout(&out);
-    for needle in [
-        "--model",
-        "--task",
-        "--test-size",
-        "--nli-template",
-        "--json",
-    ] {
+    for needle in ["--model", "--task", "--set", "--config", "--json"] {
         assert!(help.contains(needle), "zero-shot --help lacks {needle}");
     }
 }
@@ -260,8 +372,13 @@ fn print_config_shows_the_resolved_toml() {
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let c = RunConfig::from_toml(&stdout(&out), "stdout").unwrap();
-    assert_eq!(c.optimizer.name, "hizoo");
-    assert_eq!(c.optimizer.lr, 1e-5);
+    assert_eq!(c.optimizer.name, Algorithm::Hizoo);
+    assert_eq!(c.optimizer.schedule, Schedule::constant(1e-5));
+    assert!(
+        matches!(c.optimizer.estimator, Estimator::Hessian { eps, alpha, .. } if eps == 1e-4 && (alpha / 1e-10 - 1.0).abs() < 1e-12),
+        "HiZOO's alpha follows the preset's eps: {:?}",
+        c.optimizer.estimator
+    );
 }
 
 /// The BSZO authors' switches and the BSZO paper's HiZOO setting are expressible as flags and
@@ -270,9 +387,13 @@ fn print_config_shows_the_resolved_toml() {
 fn official_switches_and_the_paper_hizoo_rerun() {
     use zo_optim::{Difference, Estimator, ExtraSample};
     let args = FinetuneArgs {
-        difference: Some("central".into()),
-        extra_sample: Some("requery".into()),
-        noise_ema: Some(0.0),
+        preset: Preset {
+            config: None,
+            set: ["difference=central", "extra=requery", "alpha=0.0"]
+                .iter()
+                .map(|s| format!("optimizer.estimator.{s}").parse().unwrap())
+                .collect(),
+        },
         ..FinetuneArgs::default()
     };
     let r = args.to_config().unwrap().resolve().unwrap();
@@ -290,21 +411,19 @@ fn official_switches_and_the_paper_hizoo_rerun() {
         other => panic!("{other:?}"),
     }
     // n-SPSA is two-point by default (2n forwards); one-sided on request (1 + n).
-    let nspsa = |one_sided| FinetuneArgs {
-        optimizer: Some("nspsa".into()),
-        one_sided,
-        ..FinetuneArgs::default()
-    };
-    let fw = |a: FinetuneArgs| {
-        a.to_config()
+    let fw = |sets: &[&str]| {
+        with_sets(sets)
             .unwrap()
             .resolve()
             .unwrap()
             .optimizer
             .forwards_per_step()
     };
-    assert_eq!(fw(nspsa(None)), 8);
-    assert_eq!(fw(nspsa(Some(true))), 5);
+    assert_eq!(fw(&["optimizer.name=nspsa"]), 8);
+    assert_eq!(
+        fw(&["optimizer.name=nspsa", "optimizer.estimator.one_sided=true"]),
+        5
+    );
 
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
     let alpha = |preset: &str| {
@@ -328,21 +447,42 @@ fn official_switches_and_the_paper_hizoo_rerun() {
             "finetune",
             "--optimizer",
             "mezo",
-            "--difference",
-            "central",
+            "--set",
+            "optimizer.estimator.difference=central",
             "--out",
             o,
         ],
         "difference",
     );
     fails_with(
-        &["finetune", "--difference", "sideways", "--out", o],
+        &[
+            "finetune",
+            "--set",
+            "optimizer.estimator.difference=sideways",
+            "--out",
+            o,
+        ],
         "sideways",
     );
     fails_with(
-        &["finetune", "--extra-sample", "often", "--out", o],
+        &[
+            "finetune",
+            "--set",
+            "optimizer.estimator.extra=often",
+            "--out",
+            o,
+        ],
         "often",
     );
-    fails_with(&["finetune", "--noise-ema", "1", "--out", o], "alpha");
+    fails_with(
+        &[
+            "finetune",
+            "--set",
+            "optimizer.estimator.alpha=1",
+            "--out",
+            o,
+        ],
+        "alpha",
+    );
     assert!(!out.exists());
 }

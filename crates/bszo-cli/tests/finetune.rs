@@ -6,24 +6,49 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use bszo_cli::cli::FinetuneArgs;
+use bszo_cli::cli::{FinetuneArgs, ModelAndTask, Preset};
 use bszo_cli::finetune::{Options, Outcome, finetune};
 use common::{bszo, data_dir, real_assets, scratch, stderr, stdout, tensor_bits, workspace};
 use zo_optim::Algorithm;
 use zo_train::{StopReason, TestWeights};
 
+/// `--set` overrides.
+fn preset(sets: &[&str]) -> Preset {
+    Preset {
+        config: None,
+        set: sets.iter().map(|s| s.parse().unwrap()).collect(),
+    }
+}
+
+/// The shared data folder.
+fn data() -> ModelAndTask {
+    ModelAndTask {
+        data_dir: Some(data_dir()),
+        ..ModelAndTask::default()
+    }
+}
+
 fn args(optimizer: &str, steps: u64) -> FinetuneArgs {
+    args_with(optimizer, steps, &[])
+}
+
+/// [`args`] with more `--set` overrides.
+fn args_with(optimizer: &str, steps: u64, sets: &[&str]) -> FinetuneArgs {
+    let mut all = vec![
+        "train.eval_every=10",
+        "train.checkpoint_every=10",
+        // The 16-shot splits keep the tests quick (the default samples 1000 / 500).
+        "task.protocol.kind=few_shot",
+        "task.protocol.seed=42",
+    ];
+    all.extend_from_slice(sets);
     FinetuneArgs {
         optimizer: Some(optimizer.into()),
         steps: Some(steps),
-        eval_every: Some(10),
-        checkpoint_every: Some(10),
         no_progress: true,
         no_plots: true,
-        data_dir: Some(data_dir()),
-        // The 16-shot splits keep the tests quick (the default samples 1000 / 500).
-        protocol: Some("few-shot".into()),
-        data_seed: Some(42),
+        data: data(),
+        preset: preset(&all),
         ..FinetuneArgs::default()
     }
 }
@@ -244,8 +269,7 @@ fn every_optimizer_of_the_family_runs_through_the_same_command() {
             } else {
                 1e-5
             }),
-            eval_every: Some(2),
-            ..args(name, 4)
+            ..args_with(name, 4, &["train.eval_every=2"])
         };
         let r = run(&a, &run_dir, false, false).report;
         let per_step = algorithm.config(1e-4).forwards_per_step();
@@ -270,8 +294,8 @@ fn ctrl_c_stops_after_the_current_step_with_a_resumable_checkpoint() {
             "--steps",
             "100000",
             "--no-progress",
-            "--checkpoint-every",
-            "0",
+            "--set",
+            "train.checkpoint_every=0",
             "--out",
             run_dir.to_str().unwrap(),
         ])
@@ -338,14 +362,14 @@ fn a_run_that_never_beats_the_base_model_hands_it_back_bitwise_and_says_so() {
         "0.02",
         "--steps",
         "20",
-        "--eval-every",
-        "10",
-        "--checkpoint-every",
-        "10",
-        "--protocol",
-        "few-shot",
-        "--data-seed",
-        "100",
+        "--set",
+        "train.eval_every=10",
+        "--set",
+        "train.checkpoint_every=10",
+        "--set",
+        "task.protocol.kind=few_shot",
+        "--set",
+        "task.protocol.seed=100",
         "--data-dir",
         data.to_str().unwrap(),
         "--no-progress",
@@ -430,12 +454,11 @@ fn the_default_configuration_shortened_beats_the_base_model_on_validation() {
     let dir = scratch("default-short");
     let a = FinetuneArgs {
         steps: Some(100),
-        eval_every: Some(50),
-        test_size: Some(64),
+        preset: preset(&["train.eval_every=50", "task.test_size=64"]),
         no_progress: true,
         no_plots: true,
         no_export: true,
-        data_dir: Some(data_dir()),
+        data: data(),
         ..FinetuneArgs::default()
     };
     let outcome = run(&a, &dir.join("run"), false, false);

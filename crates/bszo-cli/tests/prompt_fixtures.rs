@@ -213,8 +213,8 @@ fn masked_token_ids_match_lm_bff_and_the_bszo_authors_tokenisation_with_splade_t
     let folder = file.parent().unwrap().to_path_buf();
     let section = ModelSection {
         name: folder.display().to_string(),
-        kind: "masked".into(),
-        precision: "f32".into(),
+        kind: Some(bszo_cli::config::ModelKind::Masked),
+        precision: zo_models::Precision::F32,
         max_length: 512,
         tokenizer: None,
     };

@@ -13,18 +13,18 @@ fn base_args(dir: &Path, steps: u64) -> Vec<String> {
     let data = data_dir();
     [
         "finetune",
-        "--protocol",
-        "few-shot",
-        "--data-seed",
-        "42",
-        "--test-size",
-        "16",
-        "--batch-size",
-        "8",
-        "--eval-every",
-        "4",
-        "--checkpoint-every",
-        "4",
+        "--set",
+        "task.protocol.kind=few_shot",
+        "--set",
+        "task.protocol.seed=42",
+        "--set",
+        "task.test_size=16",
+        "--set",
+        "train.batch_size=8",
+        "--set",
+        "train.eval_every=4",
+        "--set",
+        "train.checkpoint_every=4",
         "--no-progress",
         "--no-plots",
         "--data-dir",
@@ -179,7 +179,10 @@ fn sigterm_stops_like_ctrl_c_with_a_resumable_checkpoint() {
     }
     let root = scratch("sigterm");
     let dir = root.join("run");
-    let args = with(base_args(&dir, 100_000), &["--checkpoint-every", "0"]);
+    let args = with(
+        base_args(&dir, 100_000),
+        &["--set", "train.checkpoint_every=0"],
+    );
     let child = Command::new(env!("CARGO_BIN_EXE_bszo"))
         .args(&args)
         .current_dir(workspace())
@@ -371,13 +374,23 @@ fn absurd_sizes_are_refused_before_any_work() {
         return;
     }
     let root = scratch("sizes");
-    for (flag, value) in [("--k", "100000"), ("--batch-size", "1000000")] {
-        let dir = root.join(flag.trim_start_matches('-'));
+    for (name, sets) in [
+        (
+            "k",
+            &[
+                "optimizer.estimator.k=100000",
+                "optimizer.estimator.m=100001",
+            ][..],
+        ),
+        ("batch", &["train.batch_size=1000000"][..]),
+    ] {
+        let dir = root.join(name);
         let started = std::time::Instant::now();
-        let err = one_error(&run(&with(base_args(&dir, 4), &[flag, value])));
+        let flags: Vec<&str> = sets.iter().flat_map(|s| ["--set", s]).collect();
+        let err = one_error(&run(&with(base_args(&dir, 4), &flags)));
         assert!(err.contains("memory"), "{err}");
         assert!(started.elapsed().as_secs() < 60);
-        assert!(!dir.exists(), "{flag}: a refused run leaves no folder");
+        assert!(!dir.exists(), "{name}: a refused run leaves no folder");
     }
     // An explicit limit below what a small run needs.
     let dir = root.join("limit");
@@ -551,10 +564,10 @@ fn command_line_errors_are_single_clear_lines() {
             root.join("gguf-run").to_str().unwrap(),
             "--data-dir",
             data_dir().to_str().unwrap(),
-            "--protocol",
-            "few-shot",
-            "--data-seed",
-            "42",
+            "--set",
+            "task.protocol.kind=few_shot",
+            "--set",
+            "task.protocol.seed=42",
         ])
         .env("RUST_BACKTRACE", "1")
         .current_dir(workspace())

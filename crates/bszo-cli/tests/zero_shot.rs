@@ -15,8 +15,8 @@ fn zero_shot_matches_the_zero_shot_metrics_of_a_fine_tuning_run() {
     let shared = [
         "--task",
         "rte",
-        "--test-size",
-        "24",
+        "--set",
+        "task.test_size=24",
         "--data-dir",
         data.to_str().unwrap(),
     ];
@@ -62,8 +62,8 @@ fn zero_shot_matches_the_zero_shot_metrics_of_a_fine_tuning_run() {
     let spaced = dir.join("spaced.json");
     let mut args = vec![
         "zero-shot",
-        "--nli-template",
-        "spaced",
+        "--set",
+        "task.nli_template=spaced",
         "--json",
         spaced.to_str().unwrap(),
     ];

@@ -34,6 +34,7 @@ impl TensorId {
 /// Which distribution a stream yields.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum Distribution {
     /// Standard normal N(0, 1) (Box–Muller, see the crate documentation).
     #[default]
