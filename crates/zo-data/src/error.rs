@@ -58,7 +58,7 @@ pub enum DataError {
         /// What is wrong.
         message: String,
     },
-    /// A combination that the task specification does not define (e.g. a masked-LM template for COPA).
+    /// A combination that the task does not define (e.g. a masked-LM template for COPA).
     #[error("task {task}: {what} is not supported")]
     Unsupported {
         /// The task's name.

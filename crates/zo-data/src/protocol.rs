@@ -61,7 +61,7 @@ impl Protocol {
         Protocol::FewShot { seed }
     }
 
-    /// The sampled protocol with the specification's sizes for `task`.
+    /// The sampled protocol with the BSZO paper's sizes for `task` ([`sampled_sizes`]).
     pub fn sampled(task: Task, seed: u64) -> Self {
         let (train, validation) = sampled_sizes(task);
         Protocol::Sampled {
@@ -72,7 +72,7 @@ impl Protocol {
     }
 }
 
-/// The specification's (train, validation) sizes for the sampled protocol.
+/// The BSZO paper's (train, validation) sizes for the sampled protocol.
 pub fn sampled_sizes(task: Task) -> (usize, usize) {
     match task {
         Task::Copa => (300, 100),
