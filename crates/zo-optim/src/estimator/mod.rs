@@ -1,10 +1,11 @@
 //! Ways to *estimate* a descent direction from forward passes.
 //!
-//! One file per estimator: [`spsa`] (MeZO, n-SPSA), [`low_rank`] (LOZO), [`hessian`] (HiZOO) and
-//! [`kalman`] (BSZO, BSZO-B). The additive estimators move the parameters between probe points
-//! through [`probe::Probe`], which also puts them back when a loss fails. An estimate is a sum of
-//! direction terms, the displacement still applied to the parameters and an optional per-element
-//! preconditioner: the update rules see nothing else of the estimator that produced it.
+//! One file per estimator: `spsa.rs` (MeZO, n-SPSA), `low_rank.rs` (LOZO), `hessian.rs` (HiZOO)
+//! and `kalman.rs` (BSZO, BSZO-B). The additive estimators move the parameters between probe
+//! points through the probe helper of `probe.rs`, which also puts them back when a loss fails. An
+//! estimate is a sum of direction terms, the displacement still applied to the parameters and an
+//! optional per-element preconditioner: the update rules see nothing else of the estimator that
+//! produced it.
 
 mod hessian;
 mod kalman;
