@@ -1,4 +1,5 @@
-//! Cholesky factorisation and the triangular solves built on it.
+//! Cholesky factorisation and the triangular solves built on it, and the symmetric
+//! eigen-decomposition ([`SymmetricEigen`], cyclic Jacobi) for small matrices.
 //!
 //! Every solve in the crate goes through [`Cholesky`]: no matrix is ever inverted explicitly where
 //! a solve does the job. Factorisation is done natively (a row-oriented Cholesky–Banachiewicz
@@ -11,6 +12,10 @@ use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis};
 use crate::KalmanError;
 use crate::float::{KalmanFloat, lit};
 use crate::validate::{check_finite, check_len, check_square};
+
+mod eigen;
+
+pub use eigen::{JACOBI_MAX_SWEEPS, SymmetricEigen};
 
 /// Smallest matrix order factorised by LAPACK when the `lapack` feature is enabled.
 ///

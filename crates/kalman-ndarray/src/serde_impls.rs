@@ -2,11 +2,27 @@
 //! constructors, so a deserialised value is as trustworthy as a constructed one.
 
 use ndarray::{Array1, Array2};
+use std::fmt::Display;
+
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::float::KalmanFloat;
 use crate::{Gaussian, InformationGaussian, LinearModel, Measurement, Transition};
+
+/// Deserialises the unchecked mirror `M` and builds the value from it through its validating
+/// constructor, reporting a rejection as a deserialisation error.
+fn validated<'de, D, M, V, E>(
+    deserializer: D,
+    build: impl FnOnce(M) -> Result<V, E>,
+) -> Result<V, D::Error>
+where
+    D: Deserializer<'de>,
+    M: Deserialize<'de>,
+    E: Display,
+{
+    build(M::deserialize(deserializer)?).map_err(D::Error::custom)
+}
 
 #[derive(Serialize)]
 struct GaussianRef<'a, T> {
@@ -32,8 +48,9 @@ impl<T: KalmanFloat + Serialize> Serialize for Gaussian<T> {
 
 impl<'de, T: KalmanFloat + Deserialize<'de>> Deserialize<'de> for Gaussian<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let GaussianOwned { mean, cov } = GaussianOwned::deserialize(deserializer)?;
-        Gaussian::new(mean, cov).map_err(D::Error::custom)
+        validated(deserializer, |GaussianOwned { mean, cov }| {
+            Gaussian::new(mean, cov)
+        })
     }
 }
 
@@ -61,11 +78,9 @@ impl<T: KalmanFloat + Serialize> Serialize for InformationGaussian<T> {
 
 impl<'de, T: KalmanFloat + Deserialize<'de>> Deserialize<'de> for InformationGaussian<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let InformationOwned {
-            information,
-            precision,
-        } = InformationOwned::deserialize(deserializer)?;
-        InformationGaussian::new(information, precision).map_err(D::Error::custom)
+        validated(deserializer, |m: InformationOwned<T>| {
+            InformationGaussian::new(m.information, m.precision)
+        })
     }
 }
 
@@ -97,12 +112,13 @@ impl<T: KalmanFloat + Serialize> Serialize for Transition<T> {
 
 impl<'de, T: KalmanFloat + Deserialize<'de>> Deserialize<'de> for Transition<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let TransitionOwned { f, q, b } = TransitionOwned::deserialize(deserializer)?;
-        let transition = Transition::new(f, q).map_err(D::Error::custom)?;
-        match b {
-            Some(b) => transition.with_control(b).map_err(D::Error::custom),
-            None => Ok(transition),
-        }
+        validated(deserializer, |TransitionOwned { f, q, b }| {
+            let transition = Transition::new(f, q)?;
+            match b {
+                Some(b) => transition.with_control(b),
+                None => Ok(transition),
+            }
+        })
     }
 }
 
@@ -130,8 +146,9 @@ impl<T: KalmanFloat + Serialize> Serialize for Measurement<T> {
 
 impl<'de, T: KalmanFloat + Deserialize<'de>> Deserialize<'de> for Measurement<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let MeasurementOwned { h, r } = MeasurementOwned::deserialize(deserializer)?;
-        Measurement::new(h, r).map_err(D::Error::custom)
+        validated(deserializer, |MeasurementOwned { h, r }| {
+            Measurement::new(h, r)
+        })
     }
 }
 
@@ -160,10 +177,8 @@ impl<T: KalmanFloat + Serialize> Serialize for LinearModel<T> {
 
 impl<'de, T: KalmanFloat + Deserialize<'de>> Deserialize<'de> for LinearModel<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let LinearModelOwned {
-            transition,
-            measurement,
-        } = LinearModelOwned::deserialize(deserializer)?;
-        LinearModel::new(transition, measurement).map_err(D::Error::custom)
+        validated(deserializer, |m: LinearModelOwned<T>| {
+            LinearModel::new(m.transition, m.measurement)
+        })
     }
 }

@@ -125,3 +125,11 @@ impl TensorDirection {
         }
     }
 }
+
+/// The terms with every coefficient negated: `−Σ cᵢ zᵢ`.
+pub(crate) fn negate(terms: &[Term]) -> Vec<Term> {
+    terms
+        .iter()
+        .map(|t| Term::new(-t.coeff, t.direction))
+        .collect()
+}

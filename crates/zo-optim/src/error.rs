@@ -115,3 +115,47 @@ pub enum OptimError {
     #[error("optimizer state mismatch: {0}")]
     StateMismatch(String),
 }
+
+/// `v` finite and `> 0`, or [`ConfigError::NotPositive`].
+pub(crate) fn positive(field: &'static str, v: f64) -> Result<(), ConfigError> {
+    if v.is_finite() && v > 0.0 {
+        Ok(())
+    } else {
+        Err(ConfigError::NotPositive { field, value: v })
+    }
+}
+
+/// `v` finite and `≥ 0`, or [`ConfigError::Negative`].
+pub(crate) fn non_negative(field: &'static str, v: f64) -> Result<(), ConfigError> {
+    if v.is_finite() && v >= 0.0 {
+        Ok(())
+    } else {
+        Err(ConfigError::Negative { field, value: v })
+    }
+}
+
+/// `v` finite and in `[0, 1)`, or [`ConfigError::OutOfRange`].
+pub(crate) fn unit_interval(field: &'static str, v: f64) -> Result<(), ConfigError> {
+    if v.is_finite() && (0.0..1.0).contains(&v) {
+        Ok(())
+    } else {
+        Err(ConfigError::OutOfRange {
+            field,
+            interval: "[0, 1)",
+            value: v,
+        })
+    }
+}
+
+/// A count of at least one, or [`ConfigError::TooSmall`].
+pub(crate) fn at_least_one(field: &'static str, v: u64) -> Result<(), ConfigError> {
+    if v == 0 {
+        Err(ConfigError::TooSmall {
+            field,
+            min: 1,
+            value: 0,
+        })
+    } else {
+        Ok(())
+    }
+}

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use zo_sampler::Distribution;
 
 use crate::error::{ConfigError, OptimError};
-use crate::estimator::Evaluator;
+use crate::estimator::probe::Evaluator;
 use crate::estimator::{Estimator, EstimatorState, ExtraSample, KalmanReport, KalmanSubspace};
 use crate::objective::Objective;
 use crate::params::ParamSet;
@@ -16,6 +16,7 @@ use crate::schedule::Schedule;
 
 /// An estimator composed with an update rule.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct OptimizerConfig {
     /// How the descent direction is estimated.
     pub estimator: Estimator,
@@ -81,7 +82,8 @@ impl Algorithm {
         }
     }
 
-    /// The algorithm with its specification's default hyper-parameters at perturbation scale `eps`.
+    /// The algorithm with its default hyper-parameters (those of its paper or authors' code) at
+    /// perturbation scale `eps`.
     pub fn config(self, eps: f64) -> OptimizerConfig {
         let spsa = Estimator::Spsa {
             eps,
@@ -192,11 +194,9 @@ impl OptimizerConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.estimator.validate()?;
         self.rule.validate()?;
-        if matches!(self.estimator, Estimator::Hessian { .. })
-            && !matches!(self.rule, UpdateRule::Sgd { .. })
-        {
+        if self.estimator.preconditioned() && !self.rule.accepts_preconditioner() {
             return Err(ConfigError::Unsupported(
-                "the HiZOO curvature estimate is applied with SGD only",
+                "a preconditioned estimate (HiZOO's curvature) is applied with SGD only",
             ));
         }
         Ok(())
@@ -209,10 +209,30 @@ impl OptimizerConfig {
 }
 
 /// A validated optimizer: an immutable rule built from a configuration and a learning-rate schedule.
+///
+/// Deserialising one runs [`Optimizer::new`]'s validation: an invalid serialised optimizer is a
+/// deserialisation error carrying the [`ConfigError`]'s message.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "UncheckedOptimizer")]
 pub struct Optimizer {
     config: OptimizerConfig,
     schedule: Schedule,
+}
+
+/// The serialised form of an [`Optimizer`], before validation.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UncheckedOptimizer {
+    config: OptimizerConfig,
+    schedule: Schedule,
+}
+
+impl TryFrom<UncheckedOptimizer> for Optimizer {
+    type Error = ConfigError;
+
+    fn try_from(u: UncheckedOptimizer) -> Result<Self, ConfigError> {
+        Self::new(u.config, u.schedule)
+    }
 }
 
 /// The optimizer's complete cross-step state: a plain serialisable value. Saving it after step N and
@@ -297,8 +317,8 @@ impl Optimizer {
     /// One optimizer step on the objective's current minibatch.
     ///
     /// On error the parameters are put back where the step found them (up to the rounding of the
-    /// restore) and `state` is left unchanged (except after HiZOO's optional logging forward, which
-    /// runs once the update is applied).
+    /// restore) and `state` is left unchanged (except when the estimator's hook after the update
+    /// fails: HiZOO's optional logging forward runs once the update is applied).
     pub fn step<P, O>(
         &self,
         state: &mut OptimizerState,
@@ -342,14 +362,10 @@ impl Optimizer {
         let kalman = est.kalman.clone();
         drop(est);
         state.step = step + 1;
-        if let Estimator::Hessian {
-            log_loss_after_update: true,
-            ..
-        } = self.config.estimator
-        {
-            // The optional logging forward runs after the update: a failure here is reported with
-            // the step applied and the state advanced.
-            loss = ev.eval(params, &|_: &mut P| Ok(()))?;
+        // The estimator's hook runs after the update (HiZOO's optional logging forward): a failure
+        // here is reported with the step applied and the state advanced.
+        if let Some(after) = self.config.estimator.after_update(params, &mut ev)? {
+            loss = after;
         }
         Ok(StepReport {
             step,

@@ -1,11 +1,13 @@
-//! Ways to *apply* an estimate: SGD with weight decay, momentum, sign, Adam, the conservative step,
-//! and (through the estimate's curvature) HiZOO's diagonal preconditioning.
+//! Ways to *apply* an estimate: SGD with weight decay, momentum, sign, Adam and the conservative
+//! step. A rule sees the estimate's direction terms, the displacement the parameters still carry
+//! and, for SGD, the estimate's optional per-element preconditioner (HiZOO's `1/√H`).
 
 use serde::{Deserialize, Serialize};
 
-use crate::direction::{TensorDirection, Term};
-use crate::error::{ConfigError, OptimError, ParamError};
-use crate::estimator::{Estimate, Evaluator};
+use crate::direction::{TensorDirection, Term, negate};
+use crate::error::{ConfigError, OptimError, ParamError, non_negative, positive, unit_interval};
+use crate::estimator::Estimate;
+use crate::estimator::probe::Evaluator;
 use crate::objective::Objective;
 use crate::params::{Chunk, ParamSet, StateVec, for_each_chunk};
 
@@ -13,7 +15,7 @@ use crate::params::{Chunk, ParamSet, StateVec, for_each_chunk};
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SignMode {
-    /// `θ ← θ − η Σⱼ sign(gⱼ) zⱼ`: the sign of each projected gradient (the specification's form).
+    /// `θ ← θ − η Σⱼ sign(gⱼ) zⱼ`: the sign of each projected gradient (the default).
     #[default]
     Coefficient,
     /// `θ ← θ − η sign(ĝ)` element-wise (ZO-Bench's sign-SGD on the full estimate).
@@ -22,7 +24,7 @@ pub enum SignMode {
 
 /// An update rule.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum UpdateRule {
     /// `θ ← θ − η (ĝ + λ θ)` (λ only on tensors whose group has weight decay).
     Sgd {
@@ -55,57 +57,47 @@ pub enum UpdateRule {
         weight_decay: f64,
     },
     /// ZO-SGD-Cons: evaluate θ, θ − ηĝ and θ + ηĝ and keep the best (3 more forwards).
+    #[serde(deserialize_with = "no_fields")]
     Conservative,
+}
+
+/// A field-less variant's content: an empty map, so that a key next to its tag is an error (serde
+/// ignores them for unit variants of internally tagged enums even with `deny_unknown_fields`).
+fn no_fields<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<(), D::Error> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct NoFields {}
+    NoFields::deserialize(deserializer).map(|NoFields {}| ())
 }
 
 impl UpdateRule {
     /// Validate the hyper-parameters.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let wd = |v: f64| {
-            if v.is_finite() && v >= 0.0 {
-                Ok(())
-            } else {
-                Err(ConfigError::Negative {
-                    field: "weight_decay",
-                    value: v,
-                })
-            }
-        };
-        let unit = |field: &'static str, v: f64| {
-            if v.is_finite() && (0.0..1.0).contains(&v) {
-                Ok(())
-            } else {
-                Err(ConfigError::OutOfRange {
-                    field,
-                    interval: "[0, 1)",
-                    value: v,
-                })
-            }
-        };
+        let wd = |v: f64| non_negative("weight_decay", v);
         match *self {
             Self::Sgd { weight_decay } | Self::Sign { weight_decay, .. } => wd(weight_decay),
             Self::Momentum { beta, weight_decay } => {
-                unit("beta", beta)?;
+                unit_interval("beta", beta)?;
                 wd(weight_decay)
             }
             Self::Adam {
                 beta1,
                 beta2,
-                eps,
+                eps: adam_eps,
                 weight_decay,
             } => {
-                unit("beta1", beta1)?;
-                unit("beta2", beta2)?;
-                if !(eps.is_finite() && eps > 0.0) {
-                    return Err(ConfigError::NotPositive {
-                        field: "adam_eps",
-                        value: eps,
-                    });
-                }
+                unit_interval("beta1", beta1)?;
+                unit_interval("beta2", beta2)?;
+                positive("adam_eps", adam_eps)?;
                 wd(weight_decay)
             }
             Self::Conservative => Ok(()),
         }
+    }
+
+    /// Whether the rule applies an estimate's per-element preconditioner (SGD only).
+    pub fn accepts_preconditioner(&self) -> bool {
+        matches!(self, Self::Sgd { .. })
     }
 
     /// Forward passes the rule itself runs per step.
@@ -205,15 +197,11 @@ impl UpdateRule {
         };
         match *self {
             Self::Sgd { weight_decay } => {
-                if weight_decay == 0.0 && est.curvature.is_none() {
+                if weight_decay == 0.0 && est.preconditioner().is_none() {
                     // Restore and update fused into one additive sweep.
-                    let mut terms: Vec<Term> = est
-                        .pending
-                        .iter()
-                        .map(|t| Term::new(-t.coeff, t.direction))
-                        .collect();
+                    let mut terms = negate(est.displacement());
                     terms.extend(
-                        est.terms
+                        est.terms()
                             .iter()
                             .map(|t| Term::new((-lr * f64::from(t.coeff)) as f32, t.direction)),
                     );
@@ -223,7 +211,7 @@ impl UpdateRule {
                         lr: lr as f32,
                         wd: weight_decay as f32,
                     };
-                    run_kernel(params, est, &est.terms, k, None)?;
+                    run_kernel(params, est, est.terms(), k, None)?;
                 }
                 Ok(plain)
             }
@@ -232,7 +220,7 @@ impl UpdateRule {
                 match mode {
                     SignMode::Coefficient => {
                         let terms: Vec<Term> = est
-                            .terms
+                            .terms()
                             .iter()
                             .map(|t| {
                                 Term::new(
@@ -261,7 +249,7 @@ impl UpdateRule {
                             lr: lr32,
                             wd: weight_decay as f32,
                         };
-                        run_kernel(params, est, &est.terms, k, None)?;
+                        run_kernel(params, est, est.terms(), k, None)?;
                     }
                 }
                 Ok(plain)
@@ -278,7 +266,7 @@ impl UpdateRule {
                     wd: weight_decay as f32,
                     beta: beta as f32,
                 };
-                run_kernel(params, est, &est.terms, k, Some((m, None)))?;
+                run_kernel(params, est, est.terms(), k, Some((m, None)))?;
                 Ok(plain)
             }
             Self::Adam {
@@ -302,36 +290,29 @@ impl UpdateRule {
                     c1: (1.0 - beta1.powf(t1 as f64)) as f32,
                     c2: (1.0 - beta2.powf(t1 as f64)) as f32,
                 };
-                run_kernel(params, est, &est.terms, k, Some((m, Some(v))))?;
+                run_kernel(params, est, est.terms(), k, Some((m, Some(v))))?;
                 *t = t1;
                 Ok(plain)
             }
             Self::Conservative => {
-                if est.curvature.is_some() {
+                if est.preconditioner().is_some() {
                     return Err(ConfigError::Unsupported(
-                        "the conservative rule with a curvature estimate",
+                        "the conservative rule with a preconditioned estimate",
                     )
                     .into());
                 }
                 let step: Vec<Term> = est
-                    .terms
+                    .terms()
                     .iter()
                     .map(|t| Term::new((lr * f64::from(t.coeff)) as f32, t.direction))
                     .collect();
-                let neg: Vec<Term> = step
-                    .iter()
-                    .map(|t| Term::new(-t.coeff, t.direction))
-                    .collect();
+                let neg = negate(&step);
                 let double: Vec<Term> = step
                     .iter()
                     .map(|t| Term::new(2.0 * t.coeff, t.direction))
                     .collect();
                 // Restore fused with the first candidate move: θ_now → θ − ηĝ.
-                let mut first: Vec<Term> = est
-                    .pending
-                    .iter()
-                    .map(|t| Term::new(-t.coeff, t.direction))
-                    .collect();
+                let mut first = negate(est.displacement());
                 first.extend_from_slice(&neg);
                 params.add(&first, None)?;
                 let undo_minus = {
@@ -342,7 +323,7 @@ impl UpdateRule {
                 params.add(&double, None)?;
                 let l_plus = ev.eval(params, &|p: &mut P| p.add(&neg, None))?;
                 params.add(&neg, None)?;
-                let l0 = ev.eval(params, &|_: &mut P| Ok(()))?;
+                let l0 = ev.eval_here(params)?;
                 // Keep the best; ties prefer staying, then the descent candidate.
                 let (chosen, loss) = if l0 <= l_minus && l0 <= l_plus {
                     (0, l0)
@@ -362,8 +343,8 @@ impl UpdateRule {
     }
 }
 
-/// Restore the pending displacement and apply `kernel` with the estimate `Σ terms` (divided by
-/// `√H` when the estimate carries a curvature), element by element, in one sweep per tensor.
+/// Remove the estimate's displacement and apply `kernel` with the estimate `Σ terms` (through the
+/// estimate's preconditioner, if any), element by element, in one sweep per tensor.
 fn run_kernel<P: ParamSet + ?Sized>(
     params: &mut P,
     est: &Estimate<'_>,
@@ -371,12 +352,14 @@ fn run_kernel<P: ParamSet + ?Sized>(
     kernel: Kernel,
     mut state: Option<(&mut StateVec, Option<&mut StateVec>)>,
 ) -> Result<(), ParamError> {
-    let np = est.pending.len();
-    let coeffs: Vec<f32> = est.pending.iter().chain(terms).map(|t| t.coeff).collect();
+    let displacement = est.displacement();
+    let np = displacement.len();
+    let coeffs: Vec<f32> = displacement.iter().chain(terms).map(|t| t.coeff).collect();
+    let preconditioner = est.preconditioner();
     let mut index = 0;
     params.visit_mut(&mut |info, data| {
-        let curv = match est.curvature {
-            Some(h) => Some(h.tensor(index, info)?),
+        let pre = match &preconditioner {
+            Some(pc) => Some(pc.tensor(index, info)?),
             None => None,
         };
         let (s1, s2) = match state.as_mut() {
@@ -391,8 +374,7 @@ fn run_kernel<P: ParamSet + ?Sized>(
             None => (None, None),
         };
         index += 1;
-        let dirs: Vec<TensorDirection> = est
-            .pending
+        let dirs: Vec<TensorDirection> = displacement
             .iter()
             .chain(terms)
             .map(|t| TensorDirection::new(&t.direction, info))
@@ -406,20 +388,20 @@ fn run_kernel<P: ParamSet + ?Sized>(
                 mut s1,
                 mut s2,
             } = c;
-            let hc = curv.map(|h| &h[offset..offset + params.len()]);
+            let pre = pre.map(|pc| pc.range(offset, params.len()));
             params.for_each(|i, p| {
                 let mut restore = 0.0f32;
                 for j in 0..np {
                     restore += coeffs[j] * z[j][i];
                 }
-                // θ_now = θ + Σ pending: the restore subtracts the pending displacement.
+                // θ_now = θ + Σ displacement: the restore subtracts it.
                 let p = if np > 0 { p - restore } else { p };
                 let mut g = 0.0f32;
                 for j in np..coeffs.len() {
                     g += coeffs[j] * z[j][i];
                 }
-                if let Some(hc) = hc {
-                    g /= hc[i].sqrt();
+                if let Some(pre) = &pre {
+                    g = pre.apply(i, g);
                 }
                 match kernel {
                     Kernel::Sgd { lr, wd } => {

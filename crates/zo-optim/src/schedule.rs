@@ -2,11 +2,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::ConfigError;
+use crate::error::{ConfigError, at_least_one, non_negative, positive};
 
 /// A learning rate as a function of the (0-based) step.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Schedule {
     /// `η_t = lr`.
     Constant {
@@ -77,26 +77,9 @@ impl Schedule {
                 total_steps,
             } => (lr, min_lr, total_steps),
         };
-        if !(lr.is_finite() && lr > 0.0) {
-            return Err(ConfigError::NotPositive {
-                field: "lr",
-                value: lr,
-            });
-        }
-        if !(end.is_finite() && end >= 0.0) {
-            return Err(ConfigError::Negative {
-                field: "end_lr",
-                value: end,
-            });
-        }
-        if total == 0 {
-            return Err(ConfigError::TooSmall {
-                field: "total_steps",
-                min: 1,
-                value: 0,
-            });
-        }
-        Ok(())
+        positive("lr", lr)?;
+        non_negative("end_lr", end)?;
+        at_least_one("total_steps", total)
     }
 }
 

@@ -230,7 +230,7 @@ fn inverse(a: &[Vec<f64>]) -> Vec<Vec<f64>> {
     m.into_iter().map(|r| r[n..].to_vec()).collect()
 }
 
-/// BSZO (k = 2, m = 3, cached extra sample) equals the batch posterior of the specification, step
+/// BSZO (k = 2, m = 3, cached extra sample) equals the batch posterior of the paper, step
 /// by step, with the noise sequence recomputed by hand from the EMA rule:
 /// Σ = (σ_p⁻² I + Dᵀ R⁻¹ D)⁻¹, μ = Σ Dᵀ R⁻¹ Y, rows of D = e₁, e₂, e_j (j = argmax Σᵢᵢ after two updates),
 /// R = diag(σ₁², σ₂², σ₃²).

@@ -23,7 +23,7 @@ enum Problem {
     LogisticRegression,
 }
 
-/// The configuration used in the table: the specification's defaults, except that BSZO's prior
+/// The configuration used in the table: the algorithms' defaults, except that BSZO's prior
 /// variance σ_p² = 1e4 and initial noise variance σ_e² = 1 are set for these small problems, whose
 /// projected gradients are of order 1–100 (the "auto" value `n·1e-6` is sized for models with
 /// millions of parameters and gradients far smaller).

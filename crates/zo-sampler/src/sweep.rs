@@ -171,11 +171,10 @@ pub fn apply<E: Element>(
     terms: &[Term],
     scale: Option<&[f32]>,
 ) -> Result<(), SweepError> {
-    check(params.len(), scale)?;
     if params.len() <= CHUNK {
-        kernel::sweep(Isa::detect(), params, offset, terms, scale);
-        return Ok(());
+        return apply_serial(params, offset, terms, scale);
     }
+    check(params.len(), scale)?;
     let isa = Isa::detect();
     let head = ((CHUNK as u64 - offset % CHUNK as u64) % CHUNK as u64) as usize;
     let head = head.min(params.len());

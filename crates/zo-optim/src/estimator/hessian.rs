@@ -1,0 +1,91 @@
+//! HiZOO: the two-point estimate along `u/√H` with a diagonal curvature estimate `H`, whose
+//! preconditioner `1/√H` the update rule applies to the estimate.
+
+use super::probe::Evaluator;
+use super::{Estimate, Preconditioner};
+use crate::direction::{Direction, TensorDirection, Term};
+use crate::error::{ConfigError, OptimError, ParamError, positive, unit_interval};
+use crate::objective::Objective;
+use crate::params::{Chunk, ParamSet, StateVec, for_each_chunk};
+
+/// Check HiZOO's hyper-parameters.
+pub(super) fn validate(eps: f64, alpha: f64) -> Result<(), ConfigError> {
+    positive("eps", eps)?;
+    unit_interval("alpha", alpha)
+}
+
+/// `θ += s · z / √H` over every tensor.
+fn add_curved<P: ParamSet + ?Sized>(
+    params: &mut P,
+    h: &StateVec,
+    dir: &Direction,
+    s: f32,
+) -> Result<(), ParamError> {
+    let mut index = 0;
+    params.visit_mut(&mut |info, data| {
+        let hs = h.tensor(index, info)?;
+        index += 1;
+        let dirs = [TensorDirection::new(dir, info)];
+        let kernel = |c: Chunk<'_>| {
+            let Chunk {
+                offset, params, z, ..
+            } = c;
+            let hc = &hs[offset..offset + params.len()];
+            params.for_each(|i, p| p + s * (z[0][i] / hc[i].sqrt()));
+        };
+        for_each_chunk(data, &dirs, None, None, &kernel);
+        Ok(())
+    })
+}
+
+/// Three forwards `ℓ₀ = L(θ)`, `ℓ± = L(θ ± μ u/√H)`; the parameters are restored and `H` updated in
+/// the same sweep. The estimate is `g u` with `g = (ℓ₊ − ℓ₋)/2μ`, preconditioned by the updated `H`.
+pub(super) fn estimate<'s, P: ParamSet + ?Sized, O: Objective<P>>(
+    params: &mut P,
+    ev: &mut Evaluator<'_, O>,
+    h: &'s mut StateVec,
+    dir: Direction,
+    eps: f64,
+    alpha: f64,
+) -> Result<Estimate<'s>, OptimError> {
+    let mu = eps as f32;
+    let l0 = ev.eval_here(params)?;
+    add_curved(params, h, &dir, mu)?;
+    let hr: &StateVec = h;
+    let lp = ev.eval(params, &|p: &mut P| add_curved(p, hr, &dir, -mu))?;
+    add_curved(params, h, &dir, -2.0 * mu)?;
+    let hr: &StateVec = h;
+    let lm = ev.eval(params, &|p: &mut P| add_curved(p, hr, &dir, mu))?;
+    // Restore with the old H and update H in the same sweep:
+    // Ĥ = |ℓ₊ + ℓ₋ − 2ℓ₀| / (2μ²) · H ⊙ u ⊙ u ;  H ← (1 − α) H + α Ĥ.
+    let curv = ((lp + lm - 2.0 * l0).abs() / (2.0 * eps * eps)) as f32;
+    let a = alpha as f32;
+    let mut index = 0;
+    params.visit_mut(&mut |info, data| {
+        let hs = h.tensor_mut(index, info)?;
+        index += 1;
+        let dirs = [TensorDirection::new(&dir, info)];
+        let kernel = |c: Chunk<'_>| {
+            let Chunk { params, z, s1, .. } = c;
+            let hc = s1.expect("curvature slice is passed");
+            params.for_each(|i, p| {
+                let u = z[0][i];
+                let old = hc[i];
+                let restored = p + mu * (u / old.sqrt());
+                hc[i] = (1.0 - a) * old + a * (curv * old * u * u);
+                restored
+            });
+        };
+        for_each_chunk(data, &dirs, Some(hs), None, &kernel);
+        Ok(())
+    })?;
+    let g = (lp - lm) / (2.0 * eps);
+    Ok(Estimate {
+        terms: vec![Term::new(g as f32, dir)],
+        displacement: Vec::new(),
+        preconditioner: Some(Preconditioner::inverse_sqrt(h)),
+        loss: l0,
+        projected: vec![g],
+        kalman: None,
+    })
+}
