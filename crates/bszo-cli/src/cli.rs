@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Result, anyhow};
 use clap::{Args, Parser, Subcommand};
 
-use zo_optim::Algorithm;
+use zo_data::{Protocol, Task};
+use zo_optim::{Algorithm, Schedule};
 
 use crate::config::{DEFAULT_TOML, RunConfig};
 use crate::settings::{self, Override};
@@ -398,10 +399,33 @@ pub fn settings_help() -> String {
         out.push_str(&format!("  {algorithm}: {}\n", keys.join(", ")));
     }
     out.push_str(
-        "\noptimizer.schedule.kind: constant, linear (end_lr) or cosine (min_lr); total_steps defaults to train.steps.\n\
-         task.protocol.kind: few_shot (seed: 13, 21, 42, 87 or 100) or sampled (seed, train, validation: the task's sizes unless given).",
+        "\noptimizer.schedule.kind, with its settings (total_steps defaults to train.steps):\n",
     );
+    for kind in Schedule::KINDS {
+        if let Some(s) = Schedule::of_kind(kind, 1e-3, 1000) {
+            out.push_str(&format!("  {}\n", inline(&s)));
+        }
+    }
+    out.push_str("task.protocol.kind, with its settings (few_shot seeds: 13, 21, 42, 87, 100; sampled sizes: the task's unless given):\n");
+    for kind in Protocol::KINDS {
+        if let Some(p) = Protocol::of_kind(kind, Task::Sst2, 42) {
+            out.push_str(&format!("  {}\n", inline(&p)));
+        }
+    }
     out
+}
+
+/// A value's settings on one line: `kind = "linear", lr = 1e-3, …`.
+fn inline<T: serde::Serialize>(value: &T) -> String {
+    let mut pairs = Vec::new();
+    if let Ok(toml::Value::Table(t)) = toml::Value::try_from(value) {
+        settings::flatten(&t, "", &mut pairs);
+    }
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{k} = {}", show(v)))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The `bszo` command line, with the settings listed after `finetune`'s flags.

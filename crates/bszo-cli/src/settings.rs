@@ -206,13 +206,12 @@ pub fn complete(doc: &mut Table) -> Result<()> {
             Some(v) => typed(v, "task.protocol.seed")?,
             None => DEFAULT_DATA_SEED,
         };
-        let base = match kind.as_str() {
-            "few_shot" => Protocol::few_shot(seed),
-            "sampled" => Protocol::sampled(name, seed),
-            other => bail!(
-                "task.protocol.kind: unknown protocol `{other}` (expected few_shot or sampled)"
-            ),
-        };
+        let base = Protocol::of_kind(&kind, name, seed).ok_or_else(|| {
+            anyhow!(
+                "task.protocol.kind: unknown protocol `{kind}` (expected {})",
+                Protocol::KINDS.join(" or ")
+            )
+        })?;
         let merged = overlay(
             &base,
             user,
@@ -249,22 +248,12 @@ pub fn complete(doc: &mut Table) -> Result<()> {
         // A decaying schedule decays over the run's step budget unless told otherwise.
         let total_steps = steps.and_then(|s| u64::try_from(s).ok()).unwrap_or(1);
         let kind = kind_of(&schedule, "optimizer.schedule")?.unwrap_or("constant");
-        let base = match kind {
-            "constant" => Schedule::constant(lr),
-            "linear" => Schedule::Linear {
-                lr,
-                end_lr: 0.0,
-                total_steps,
-            },
-            "cosine" => Schedule::Cosine {
-                lr,
-                min_lr: 0.0,
-                total_steps,
-            },
-            other => bail!(
-                "optimizer.schedule.kind: unknown schedule `{other}` (expected constant, linear or cosine)"
-            ),
-        };
+        let base = Schedule::of_kind(kind, lr, total_steps).ok_or_else(|| {
+            anyhow!(
+                "optimizer.schedule.kind: unknown schedule `{kind}` (expected {})",
+                Schedule::KINDS.join(", ")
+            )
+        })?;
         let owner = "the schedule";
         let merged = overlay(&base, schedule, "optimizer.schedule", owner)?;
         opt.insert("schedule".into(), merged);

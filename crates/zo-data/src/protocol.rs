@@ -56,6 +56,19 @@ pub enum Protocol {
 }
 
 impl Protocol {
+    /// The names of the kinds, as serialised (the `kind` tag).
+    pub const KINDS: [&'static str; 2] = ["few_shot", "sampled"];
+
+    /// The protocol of kind `kind` (one of [`Protocol::KINDS`]) for `task` with data seed `seed`
+    /// at its defaults (the sampled sizes of [`sampled_sizes`]). `None` for an unknown kind.
+    pub fn of_kind(kind: &str, task: Task, seed: u64) -> Option<Self> {
+        match kind {
+            "few_shot" => Some(Self::few_shot(seed)),
+            "sampled" => Some(Self::sampled(task, seed)),
+            _ => None,
+        }
+    }
+
     /// The few-shot protocol with data seed `seed`.
     pub fn few_shot(seed: u64) -> Self {
         Protocol::FewShot { seed }

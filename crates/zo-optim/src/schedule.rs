@@ -34,9 +34,31 @@ pub enum Schedule {
 }
 
 impl Schedule {
+    /// The names of the kinds, as serialised (the `kind` tag).
+    pub const KINDS: [&'static str; 3] = ["constant", "linear", "cosine"];
+
     /// A constant learning rate.
     pub const fn constant(lr: f64) -> Self {
         Self::Constant { lr }
+    }
+
+    /// The schedule of kind `kind` (one of [`Schedule::KINDS`]) at its defaults: starting at
+    /// `lr` and, for a decaying kind, reaching 0 at `total_steps`. `None` for an unknown kind.
+    pub fn of_kind(kind: &str, lr: f64, total_steps: u64) -> Option<Self> {
+        match kind {
+            "constant" => Some(Self::constant(lr)),
+            "linear" => Some(Self::Linear {
+                lr,
+                end_lr: 0.0,
+                total_steps,
+            }),
+            "cosine" => Some(Self::Cosine {
+                lr,
+                min_lr: 0.0,
+                total_steps,
+            }),
+            _ => None,
+        }
     }
 
     /// The learning rate at `step`.

@@ -128,7 +128,7 @@ fn variance_is_auto_or_a_number() {
 #[test]
 fn unknown_fields_are_errors() {
     let spsa = json!({"kind": "spsa", "eps": 1e-3, "samples": 1, "one_sided": false,
-        "distribution": "Normal"});
+        "distribution": "normal"});
     assert_eq!(
         serde_json::from_value::<Estimator>(spsa.clone()).unwrap(),
         Algorithm::Mezo.config(1e-3).estimator
