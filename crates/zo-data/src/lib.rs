@@ -4,6 +4,7 @@ pub mod datadir;
 pub mod dataset;
 pub mod error;
 pub mod metrics;
+pub mod prompt;
 pub mod protocol;
 pub mod read;
 pub mod sample;
@@ -13,6 +14,7 @@ pub use datadir::{DATA_DIR_ENV, DataDirOrigin, resolve_data_dir, resolve_data_di
 pub use dataset::{FewGlueSplit, KShotSplit, PoolSplit, load_fewglue, load_kshot, load_pool};
 pub use error::{DataError, Result};
 pub use metrics::{accuracy, confusion_matrix, macro_f1};
+pub use prompt::{CausalPrompt, EncodedCandidates, MaskedPrompt, NliTemplate};
 pub use protocol::{FEW_SHOT_SEEDS, Protocol, Splits, load_splits, sampled_sizes};
 pub use sample::{EpochBatches, SplitMix64, permutation, shuffle};
-pub use task::{CausalPrompt, EncodedCandidates, Example, MaskedPrompt, NliTemplate, Source, Task};
+pub use task::{Example, Source, Task};
