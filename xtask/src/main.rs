@@ -19,10 +19,10 @@ commands:
                      build of the `bszo` command; provisions SPLADE-tiny on first use). With no
                      flags: BSZO on SST-2 with SPLADE-tiny. `cargo xtask finetune --help` lists
                      every flag.
-  bench [--quick]    the benchmark suite (release build): every optimizer at equal forward
-                     budgets on real weights, memory, time per step, the k ablation, HiZOO's alpha,
-                     sampler throughput -> docs/RESULTS.md and plots (hours; --quick: minutes,
-                     written to target/bench-quick/)
+  bench [--quick]    the benchmark suite (release build of `bszo-bench run`): every optimizer
+                     at equal forward budgets on real weights, memory, time per step, the k
+                     ablation, HiZOO's alpha, sampler throughput -> docs/RESULTS.md and plots
+                     (hours; --quick: minutes, written to target/bench-quick/)
   help               this message";
 
 fn main() -> ExitCode {
@@ -121,6 +121,12 @@ fn provision(all: bool) -> Result<()> {
 /// `cargo run --release` the `bszo` command with `args`, from the caller's folder, passing its
 /// exit status through (its own one-line error is the message).
 fn run_bszo(args: &[&str]) -> Result<()> {
+    run_release("bszo-cli", "bszo", args)
+}
+
+/// `cargo run --release` the binary `bin` of `package` with `args`, from the current folder,
+/// passing its exit status through.
+fn run_release(package: &str, bin: &str, args: &[&str]) -> Result<()> {
     let manifest = root().join("Cargo.toml");
     let manifest = manifest.to_string_lossy();
     let mut cmd: Vec<&str> = vec![
@@ -131,9 +137,9 @@ fn run_bszo(args: &[&str]) -> Result<()> {
         "--manifest-path",
         &manifest,
         "-p",
-        "bszo-cli",
+        package,
         "--bin",
-        "bszo",
+        bin,
         "--",
     ];
     cmd.extend_from_slice(args);
@@ -151,7 +157,7 @@ fn run_bszo(args: &[&str]) -> Result<()> {
 fn bench(args: &[String]) -> Result<()> {
     provision(false)?;
     let quick = args.iter().any(|a| a == "--quick");
-    let mut full: Vec<&str> = vec!["bench"];
+    let mut full: Vec<&str> = vec!["run"];
     if quick && !args.iter().any(|a| a == "--out" || a.starts_with("--out=")) {
         // Quick numbers check the harness; they never replace the report in docs/.
         full.extend([
@@ -164,7 +170,7 @@ fn bench(args: &[String]) -> Result<()> {
     full.extend(args.iter().map(String::as_str));
     let root = root();
     std::env::set_current_dir(&root).with_context(|| format!("cannot enter {}", root.display()))?;
-    run_bszo(&full)
+    run_release("bszo-bench", "bszo-bench", &full)
 }
 
 fn finetune(args: &[String]) -> Result<()> {

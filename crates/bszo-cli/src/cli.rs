@@ -32,46 +32,6 @@ pub enum Command {
     /// Rebuild a run's weights at a step from the base weights and its seed log, and write them
     /// to a safetensors file.
     Export(ExportArgs),
-    /// The benchmark suite: every optimizer at equal forward budgets on real weights, memory,
-    /// time per step, the k ablation, HiZOO's α, sampler throughput → RESULTS.md with plots.
-    Bench(BenchArgs),
-    /// One memory/time measurement in a fresh process (used by `bench`).
-    #[command(hide = true)]
-    BenchProbe(ProbeArgs),
-}
-
-/// `bszo bench`.
-#[derive(Debug, Args)]
-pub struct BenchArgs {
-    /// Every section at a tiny budget (minutes): checks the harness, not the methods.
-    #[arg(long)]
-    pub quick: bool,
-    /// Where RESULTS.md, results.json and the plots go.
-    #[arg(long, value_name = "DIR", default_value = "docs")]
-    pub out: PathBuf,
-    /// Where the runs' folders go (a run whose configuration matches is reused).
-    #[arg(long, value_name = "DIR", default_value = "target/bench")]
-    pub work: PathBuf,
-    /// The data folder; it must exist (default: $ZO_DATA_DIR if set, else ./data, else the repository's data/).
-    #[arg(long)]
-    pub data_dir: Option<PathBuf>,
-}
-
-/// `bszo bench-probe`.
-#[derive(Debug, Args)]
-pub struct ProbeArgs {
-    /// splade-tiny or bert-67m.
-    #[arg(long)]
-    pub model: String,
-    /// inference or an optimizer name.
-    #[arg(long)]
-    pub scenario: String,
-    /// Timed repetitions.
-    #[arg(long, default_value_t = 5)]
-    pub reps: usize,
-    /// The data folder.
-    #[arg(long)]
-    pub data_dir: Option<PathBuf>,
 }
 
 /// `bszo export`.

@@ -1,6 +1,5 @@
 #![doc = include_str!("../README.md")]
 
-pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod export;

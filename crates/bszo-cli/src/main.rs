@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Result;
-use bszo_cli::bench::{BenchOptions, Plan, probe, run as run_bench};
 use bszo_cli::cli::{Cli, Command};
 use bszo_cli::export::{StepChoice, export};
 use bszo_cli::finetune::{Options, finetune};
@@ -92,33 +91,6 @@ fn percent(x: f64) -> String {
 
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::BenchProbe(a) => {
-            let p = probe(&a.model, &a.scenario, a.reps, a.data_dir)?;
-            println!("PROBE {}", serde_json::to_string(&p)?);
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Bench(a) => {
-            let plan = if a.quick { Plan::quick() } else { Plan::full() };
-            let command = if a.quick {
-                "cargo xtask bench --quick"
-            } else {
-                "cargo xtask bench"
-            };
-            let opts = BenchOptions {
-                plan,
-                out: a.out.clone(),
-                work: a.work.clone(),
-                data_dir: a.data_dir.clone(),
-                exe: std::env::current_exe()?,
-                command: command.into(),
-            };
-            let started = std::time::Instant::now();
-            run_bench(&opts, &mut |msg| {
-                eprintln!("[{:>6.0} s] {msg}", started.elapsed().as_secs_f64());
-            })?;
-            println!("wrote {}", a.out.join("RESULTS.md").display());
-            Ok(ExitCode::SUCCESS)
-        }
         Command::ZeroShot(a) => {
             let config = a.to_config()?;
             let r = zero_shot(&config, a.validation)?;

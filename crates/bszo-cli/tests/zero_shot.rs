@@ -76,20 +76,3 @@ fn zero_shot_matches_the_zero_shot_metrics_of_a_fine_tuning_run() {
     assert_ne!(spaced["test"]["loss"], report["test"]["loss"]);
     std::fs::remove_dir_all(&dir).unwrap();
 }
-
-#[test]
-fn the_benchmark_suite_keeps_the_sections_it_does_not_measure() {
-    use bszo_cli::bench::{KEPT_MARKER, kept_sections};
-    let dir = scratch("kept-sections");
-    let path = dir.join("RESULTS.md");
-    assert_eq!(kept_sections(&path), "", "no file");
-    std::fs::write(&path, "# Results\n\n## 1. Bench\n").unwrap();
-    assert_eq!(kept_sections(&path), "", "no marker");
-    let tail = format!("{KEPT_MARKER}\n\n## 7. Zero-shot\n\n| a |\n");
-    std::fs::write(&path, format!("# Results\n\n## 1. Bench\n\n{tail}")).unwrap();
-    assert_eq!(kept_sections(&path), format!("\n{tail}"));
-    // The repository's RESULTS.md has its zero-shot section behind the marker.
-    let results = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/RESULTS.md");
-    assert!(kept_sections(&results).contains("Zero-shot accuracy of the prompts"));
-    std::fs::remove_dir_all(&dir).unwrap();
-}

@@ -8,22 +8,19 @@
 //!   written (2 × 256 MiB for both), so the GB/s figures compare directly.
 //!
 //! Benchmark names carry the instruction set in use (`zo_sampler::instruction_set()`); set
-//! `ZO_SAMPLER_ISA=avx2` (or `portable`) to measure a less capable path.
+//! `ZO_SAMPLER_ISA=avx2` (or `portable`) to measure a less capable path. The workloads are
+//! `zo_sampler::throughput`'s, which the repository's benchmark suite also times.
 //!
 //! Run with `cargo bench -p zo-sampler --bench sampler`.
 
 // `criterion_group!` generates an undocumented function.
 #![allow(missing_docs)]
 
-use std::hint::black_box;
-
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use half::bf16;
-use rand::{Rng, SeedableRng};
-use rand_distr::StandardNormal;
-use rand_pcg::Pcg64;
 use zo_sampler::sweep::{self, Term};
-use zo_sampler::{DirectionKey, Distribution, TensorId, instruction_set};
+use zo_sampler::throughput::{self as work, Baseline};
+use zo_sampler::{Distribution, instruction_set};
 
 /// Elements per generation benchmark (256 KiB of f32).
 const GEN: usize = 1 << 16;
@@ -35,29 +32,17 @@ fn normals(c: &mut Criterion) {
     let mut g = c.benchmark_group("normals");
     g.throughput(Throughput::Elements(GEN as u64));
     let mut out = vec![0f32; GEN];
-    let mut rng = Pcg64::seed_from_u64(7);
+    let mut baseline = Baseline::new(7);
     g.bench_function("pcg64_standard_normal", |b| {
-        b.iter(|| {
-            for o in out.iter_mut() {
-                *o = rng.sample(StandardNormal);
-            }
-            black_box(&mut out);
-        })
+        b.iter(|| baseline.fill(&mut out))
     });
-    let key = DirectionKey::new(7, 1, 0);
-    let normal = key.stream(TensorId::from_name("w"), Distribution::Normal);
+    let normal = work::stream(Distribution::Normal);
     g.bench_function(format!("fill_normal_{isa}"), |b| {
-        b.iter(|| {
-            normal.fill(black_box(0), &mut out);
-            black_box(&mut out);
-        })
+        b.iter(|| work::fill(&normal, &mut out))
     });
-    let rademacher = key.stream(TensorId::from_name("w"), Distribution::Rademacher);
+    let rademacher = work::stream(Distribution::Rademacher);
     g.bench_function(format!("fill_rademacher_{isa}"), |b| {
-        b.iter(|| {
-            rademacher.fill(black_box(0), &mut out);
-            black_box(&mut out);
-        })
+        b.iter(|| work::fill(&rademacher, &mut out))
     });
     let term = [Term::new(1e-3, normal)];
     g.bench_function(format!("add_scaled_f32_serial_{isa}"), |b| {
@@ -77,14 +62,9 @@ fn sweep_64m(c: &mut Criterion) {
     g.throughput(Throughput::Bytes(2 * 4 * BIG as u64));
     let src = vec![1f32; BIG];
     let mut dst = vec![0f32; BIG];
-    g.bench_function("memcpy", |b| {
-        b.iter(|| {
-            dst.copy_from_slice(black_box(&src));
-            black_box(&mut dst);
-        })
-    });
+    g.bench_function("memcpy", |b| b.iter(|| work::memcpy(&mut dst, &src)));
     drop(src);
-    let z = DirectionKey::new(7, 1, 0).stream(TensorId::from_name("w"), Distribution::Normal);
+    let z = work::stream(Distribution::Normal);
     for threads in [1, 2] {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)

@@ -4,6 +4,8 @@ mod kernel;
 pub mod philox;
 mod stream;
 pub mod sweep;
+#[cfg(feature = "throughput")]
+pub mod throughput;
 pub mod transform;
 
 pub use stream::{DirectionKey, Distribution, Stream, TensorId};

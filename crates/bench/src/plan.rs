@@ -1,0 +1,270 @@
+//! What the suite runs: the plan, with tasks, optimizers, models and probe scenarios as types.
+
+use std::fmt;
+use std::str::FromStr;
+
+use anyhow::{Result, anyhow};
+use serde::{Deserialize, Serialize};
+use zo_data::{Protocol, Task};
+use zo_optim::Algorithm;
+
+/// The optimizers compared, in the order they run.
+pub const OPTIMIZERS: [Algorithm; 6] = [
+    Algorithm::Mezo,
+    Algorithm::MezoAdam,
+    Algorithm::Hizoo,
+    Algorithm::Lozo,
+    Algorithm::Bszo,
+    Algorithm::BszoB,
+];
+
+/// The masked LM of the accuracy, ablation and HiZOO sections.
+pub const MASKED_MODEL: &str = "splade-tiny";
+
+/// A learning-rate grid for each optimizer.
+pub type Grids = Vec<(Algorithm, Vec<f64>)>;
+
+/// The grid of `algorithm` in `grids`.
+///
+/// # Errors
+/// When `grids` has none for it.
+pub fn grid(grids: &Grids, algorithm: Algorithm) -> Result<&[f64]> {
+    grids
+        .iter()
+        .find(|(a, _)| *a == algorithm)
+        .map(|(_, g)| g.as_slice())
+        .ok_or_else(|| anyhow!("the plan has no learning-rate grid for {algorithm}"))
+}
+
+fn grids(values: [&[f64]; 6]) -> Grids {
+    OPTIMIZERS
+        .into_iter()
+        .zip(values)
+        .map(|(a, v)| (a, v.to_vec()))
+        .collect()
+}
+
+/// How big the suite is.
+#[derive(Clone, Debug, Serialize)]
+pub struct Plan {
+    /// `full` or `quick`.
+    pub mode: &'static str,
+    /// Masked-LM tasks (SPLADE-tiny) and the forward passes of training per run on each.
+    pub tasks: Vec<(Task, u64)>,
+    /// Forward passes of training per run of the SST-2 ablations (k, HiZOO's α).
+    pub budget: u64,
+    /// Validation evaluations per run.
+    pub evaluations: u64,
+    /// Seeds per configuration (the learning rate is picked on the first).
+    pub seeds: Vec<u64>,
+    /// Learning-rate grids (SPLADE-tiny).
+    pub grids: Grids,
+    /// Sampled protocol sizes (train, validation), and a test cap for quick runs.
+    pub sizes: (usize, usize, Option<usize>),
+    /// The causal-LM row: model, budget, test cap and grids.
+    pub causal: Option<CausalPlan>,
+    /// BSZO subspace dimensions for the ablation.
+    pub ks: Vec<usize>,
+    /// HiZOO: α/ε² values, at ε = 1e-3 and 1e-4.
+    pub hizoo_ratios: Vec<f64>,
+    /// Models of the memory and time probes.
+    pub probe_models: Vec<ProbeModel>,
+    /// Repetitions of each timed measurement (medians are reported).
+    pub reps: usize,
+    /// Elements of the sampler measurements (normals, sweep).
+    pub sampler_elems: (usize, usize),
+}
+
+/// The causal-LM part of the accuracy section.
+#[derive(Clone, Debug, Serialize)]
+pub struct CausalPlan {
+    /// The model name.
+    pub model: &'static str,
+    /// Forward passes of training per run.
+    pub budget: u64,
+    /// Test examples (the first ones of the split), to fit the machine.
+    pub test_size: Option<usize>,
+    /// Learning-rate grids.
+    pub grids: Grids,
+}
+
+impl Plan {
+    /// The full suite (hours on two cores).
+    pub fn full() -> Self {
+        // BSZO's effective rate is η·γ·k with γ = σ_p²/(σ_p² + σ_e²) well below 1 once σ_e adapts,
+        // so the SGD baselines need smaller η than BSZO: each grid covers its own range.
+        let bszo: &[f64] = &[1e-4, 3e-4, 1e-3];
+        let sgd: &[f64] = &[1e-5, 3e-5, 1e-4];
+        let causal_sgd: &[f64] = &[1e-3, 3e-3, 1e-2];
+        Self {
+            mode: "full",
+            tasks: vec![(Task::Sst2, 1800), (Task::Rte, 900), (Task::Trec, 900)],
+            budget: 1800,
+            evaluations: 10,
+            seeds: vec![0, 1, 2],
+            grids: grids([sgd, &[1e-5, 1e-4], sgd, sgd, bszo, bszo]),
+            sizes: (1000, 500, None),
+            causal: Some(CausalPlan {
+                model: "stories260k",
+                budget: 300,
+                test_size: None,
+                grids: grids([
+                    causal_sgd,
+                    &[1e-4, 1e-3],
+                    causal_sgd,
+                    causal_sgd,
+                    &[3e-3, 1e-2],
+                    &[3e-3, 1e-2],
+                ]),
+            }),
+            ks: vec![1, 2, 4, 8],
+            hizoo_ratios: vec![1e-4, 1e-2, 1.0],
+            probe_models: vec![ProbeModel::SpladeTiny, ProbeModel::Bert67m],
+            reps: 7,
+            sampler_elems: (1 << 24, 64 << 20),
+        }
+    }
+
+    /// Every section at a tiny budget (minutes): checks the harness, not the methods.
+    pub fn quick() -> Self {
+        let one: &[f64] = &[1e-4];
+        let causal: &[f64] = &[1e-3];
+        Self {
+            mode: "quick",
+            tasks: vec![(Task::Sst2, 24), (Task::Rte, 24), (Task::Trec, 24)],
+            budget: 24,
+            evaluations: 2,
+            seeds: vec![0, 1],
+            grids: grids([&[1e-4, 3e-4], &[1e-5], one, one, &[1e-4, 3e-4], one]),
+            sizes: (64, 32, Some(32)),
+            causal: Some(CausalPlan {
+                model: "stories260k",
+                budget: 24,
+                test_size: Some(32),
+                grids: grids([causal, &[1e-4], causal, causal, causal, causal]),
+            }),
+            ks: vec![1, 2],
+            hizoo_ratios: vec![1e-2, 1.0],
+            probe_models: vec![ProbeModel::SpladeTiny],
+            reps: 2,
+            sampler_elems: (1 << 16, 1 << 20),
+        }
+    }
+
+    /// The first seed (the one the learning rate is picked on) and the others.
+    ///
+    /// # Errors
+    /// When the plan has no seed.
+    pub fn split_seeds(&self) -> Result<(u64, &[u64])> {
+        self.seeds
+            .split_first()
+            .map(|(first, rest)| (*first, rest))
+            .ok_or_else(|| anyhow!("the plan has no seeds"))
+    }
+
+    /// The sampled protocol at the plan's sizes.
+    pub fn sampled_protocol(&self, seed: u64) -> Protocol {
+        Protocol::Sampled {
+            seed,
+            train: self.sizes.0,
+            validation: self.sizes.1,
+        }
+    }
+}
+
+/// A model of the memory and time probes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ProbeModel {
+    /// The provisioned SPLADE-tiny checkpoint (4.4M parameters).
+    #[serde(rename = "splade-tiny")]
+    SpladeTiny,
+    /// A BERT with hidden 768, 6 layers, 12 heads and SPLADE-tiny's vocabulary, random weights
+    /// (67M parameters), so that the weights dominate the binary's own footprint.
+    #[serde(rename = "bert-67m")]
+    Bert67m,
+}
+
+impl ProbeModel {
+    /// Every probe model.
+    pub const ALL: [ProbeModel; 2] = [Self::SpladeTiny, Self::Bert67m];
+
+    /// The model's name (`splade-tiny`, `bert-67m`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::SpladeTiny => "splade-tiny",
+            Self::Bert67m => "bert-67m",
+        }
+    }
+}
+
+impl fmt::Display for ProbeModel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for ProbeModel {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|m| m.name() == s)
+            .ok_or_else(|| format!("unknown probe model `{s}` (splade-tiny, bert-67m)"))
+    }
+}
+
+/// What a probe runs after loading the model: forward passes alone, or an optimizer's steps.
+///
+/// Written as `inference` or the optimizer's name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
+pub enum Scenario {
+    /// Forward passes of the loss.
+    Inference,
+    /// Steps of an optimizer at its default settings.
+    Optimizer(Algorithm),
+}
+
+impl Scenario {
+    /// Inference, then every compared optimizer: the scenarios of each probe model.
+    pub fn all() -> impl Iterator<Item = Scenario> {
+        std::iter::once(Self::Inference).chain(OPTIMIZERS.into_iter().map(Self::Optimizer))
+    }
+}
+
+impl fmt::Display for Scenario {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Inference => f.write_str("inference"),
+            Self::Optimizer(a) => f.write_str(a.name()),
+        }
+    }
+}
+
+impl FromStr for Scenario {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "inference" {
+            return Ok(Self::Inference);
+        }
+        s.parse::<Algorithm>()
+            .map(Self::Optimizer)
+            .map_err(|e| format!("unknown scenario `{s}` (inference or an optimizer): {e}"))
+    }
+}
+
+impl From<Scenario> for String {
+    fn from(s: Scenario) -> String {
+        s.to_string()
+    }
+}
+
+impl TryFrom<String> for Scenario {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}

@@ -1,0 +1,419 @@
+//! `RESULTS.md` and the plots: the suite's [`Results`] as tables, verdicts and curves, with the
+//! command, machine, date and commit that produced them.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::Result;
+use zo_optim::Algorithm;
+use zo_train::{LinePlot, Series};
+
+use crate::plan::Scenario;
+use crate::{BenchOptions, Results, mean_std, median};
+
+fn pct(x: f64) -> String {
+    format!("{:.2}", 100.0 * x)
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("MemTotal"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<f64>().ok())
+        })
+        .map_or("unknown".into(), |kb| format!("{:.0} GiB", kb / 1048576.0));
+    format!("{cores} cores ({cpu}), {mem} memory")
+}
+
+fn commit() -> String {
+    Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn today() -> String {
+    Command::new("date")
+        .args(["-u", "+%Y-%m-%d"])
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// The line from which `RESULTS.md` holds sections measured by other commands (each says its
+/// own command); the suite keeps them when it rewrites the file.
+pub const KEPT_MARKER: &str =
+    "<!-- Sections below are not measured by cargo xtask bench, which keeps them. -->";
+
+/// The kept sections of an existing `RESULTS.md` (from [`KEPT_MARKER`] on), after a blank line;
+/// empty when there are none.
+pub fn kept_sections(path: &Path) -> String {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return String::new();
+    };
+    match text.find(KEPT_MARKER) {
+        Some(at) => format!("\n{}", &text[at..]),
+        None => String::new(),
+    }
+}
+
+/// Validation accuracy against forward passes, one series per optimizer (mean over seeds at the
+/// picked learning rate), one figure per task.
+pub fn plot_curves(opts: &BenchOptions, r: &Results) -> Result<Vec<String>> {
+    let mut names = Vec::new();
+    for (model, tasks) in &r.accuracy {
+        for (task, cells) in tasks {
+            let mut plot = LinePlot::new(
+                format!("{task} with {model}: validation accuracy at equal forward budgets"),
+                "training forward passes",
+                "validation accuracy",
+            );
+            for (opt, cell) in cells {
+                let n = cell.picked.iter().map(|p| p.curve.len()).min().unwrap_or(0);
+                let points = cell.picked.first().map_or(Vec::new(), |first| {
+                    (0..n)
+                        .filter_map(|i| {
+                            let (x, _) = first.curve.get(i)?;
+                            let ys: Vec<f64> = cell
+                                .picked
+                                .iter()
+                                .filter_map(|p| Some(p.curve.get(i)?.1))
+                                .collect();
+                            Some((*x, mean_std(&ys).0))
+                        })
+                        .collect()
+                });
+                plot = plot.with_series(Series::new(opt.clone(), points));
+            }
+            let stem = format!("bench-{model}-{task}");
+            plot.write(&opts.out.join(&stem))?;
+            names.push(stem);
+        }
+    }
+    Ok(names)
+}
+
+/// Win, tie or loss of BSZO against a baseline: a difference of means larger than the larger of
+/// the two standard deviations counts.
+fn verdict(bszo: (f64, f64), other: (f64, f64)) -> &'static str {
+    let margin = bszo.1.max(other.1);
+    let d = bszo.0 - other.0;
+    if d > margin {
+        "win"
+    } else if d < -margin {
+        "loss"
+    } else {
+        "tie"
+    }
+}
+
+/// `RESULTS.md`'s sections measured by the suite, with `plots` (file stems in the same folder).
+///
+/// # Errors
+/// When the plan has no seed or a cell of the results holds no run.
+pub fn render(opts: &BenchOptions, r: &Results, plots: &[String]) -> Result<String> {
+    let plan = &opts.plan;
+    let (first_seed, other_seeds) = plan.split_seeds()?;
+    let mut s = String::new();
+    let header = format!(
+        "Command: `{}` · machine: {} · date: {} · commit: `{}` · mode: {}",
+        opts.command,
+        machine(),
+        today(),
+        commit(),
+        plan.mode
+    );
+    let _ = writeln!(s, "# Results\n");
+    let _ = writeln!(
+        s,
+        "Every figure below was measured by `{}` ({} mode) and is rewritten by it; the raw numbers are in \
+         `results.json`, the runs' folders under the work folder. Ratios are measured side by side in one run.\n",
+        opts.command, plan.mode
+    );
+    let _ = writeln!(s, "{header}\n");
+
+    // 1. Accuracy.
+    let _ = writeln!(s, "## 1. Accuracy at equal forward-pass budgets\n");
+    let _ = writeln!(
+        s,
+        "SPLADE-tiny (4.4M-parameter BERT masked LM, prompts and label words of the specification), sampled \
+         protocol: {} training / {} validation examples drawn with the seed, the task's original test set{}; \
+         training forward passes per run as given per task below (steps = budget / forwards per step; \
+         the same budget for every optimizer of a task), ε = 1e-4, batch 16, validation {} times per run, test accuracy on the best-validation weights (rebuilt from the seed \
+         log). The learning rate is picked on seed {}'s best validation accuracy from the grid shown; the \
+         other seeds ({:?}) rerun the picked rate with their own data sample and directions. Mean ± \
+         standard deviation over the {} seeds.\n",
+        plan.sizes.0,
+        plan.sizes.1,
+        plan.sizes
+            .2
+            .map(|n| format!(" (first {n} examples)"))
+            .unwrap_or_default(),
+        plan.evaluations,
+        first_seed,
+        other_seeds,
+        plan.seeds.len()
+    );
+    if let Some(c) = &plan.causal {
+        let _ = writeln!(
+            s,
+            "Causal LM: {} (the 260K-parameter llama2.c TinyStories model, `tok512.bin` tokenizer) on \
+             SST-2, scoring the candidates \" terrible\" / \" great\" after \"<S> It was\"; LM-BFF \
+             16-shot splits (data seeds 42, 13, 21 for seeds 0, 1, 2), {} training forwards per run, \
+             test on {} sentences of the test set. A 135M model (SmolLM2) does not fit this suite's \
+             budget on two cores.\n",
+            c.model,
+            c.budget,
+            c.test_size
+                .map_or("all".to_string(), |n| format!("the first {n}"))
+        );
+    }
+    let mut verdicts: Vec<String> = Vec::new();
+    for (model, tasks) in &r.accuracy {
+        for (task, cells) in tasks {
+            let zero = cells
+                .values()
+                .next()
+                .and_then(|c| c.picked.first())
+                .map_or(f64::NAN, |p| p.zero_shot);
+            let budget = cells
+                .values()
+                .next()
+                .and_then(|c| c.picked.first())
+                .map_or(0, |p| p.steps * p.per_step as u64);
+            let _ = writeln!(
+                s,
+                "### {task} — {model} ({budget} training forwards per run)\n"
+            );
+            let _ = writeln!(
+                s,
+                "| optimizer | forwards/step | steps | lr grid | picked lr | test accuracy % | best validation % | seconds/run (wall, indicative) |"
+            );
+            let _ = writeln!(s, "|---|---|---|---|---|---|---|---|");
+            let _ = writeln!(s, "| zero-shot | — | 0 | — | — | {} | — | — |", pct(zero));
+            for (opt, cell) in cells {
+                let (m, sd) = mean_std(&cell.tests());
+                let (vm, _) = mean_std(&cell.validations());
+                let p0 = cell.best()?;
+                let grid: Vec<String> = cell.grid.iter().map(|g| format!("{:e}", g.lr)).collect();
+                let secs = median(cell.picked.iter().map(|p| p.wall_time_s).collect());
+                let _ = writeln!(
+                    s,
+                    "| {opt} | {} | {} | {} | {:e} | {} ± {} | {} | {:.0} |",
+                    p0.per_step,
+                    p0.steps,
+                    grid.join(", "),
+                    p0.lr,
+                    pct(m),
+                    pct(sd),
+                    pct(vm),
+                    secs
+                );
+            }
+            let _ = writeln!(s);
+            let bszo = Algorithm::Bszo.name();
+            if let Some(b) = cells.get(bszo) {
+                let bs = mean_std(&b.tests());
+                let mut parts = Vec::new();
+                for (opt, cell) in cells {
+                    if opt == bszo {
+                        continue;
+                    }
+                    let os = mean_std(&cell.tests());
+                    parts.push(format!(
+                        "{} vs {opt} ({:+.2} points)",
+                        verdict(bs, os),
+                        100.0 * (bs.0 - os.0)
+                    ));
+                }
+                verdicts.push(format!("- {task} ({model}): BSZO {}", parts.join(", ")));
+            }
+        }
+    }
+    let _ = writeln!(
+        s,
+        "**Where BSZO wins, ties or loses** (a difference of means larger than the larger standard \
+         deviation counts as a win or a loss, anything smaller as a tie):\n"
+    );
+    for v in &verdicts {
+        let _ = writeln!(s, "{v}");
+    }
+    let _ = writeln!(s);
+    for p in plots {
+        let _ = writeln!(s, "![{p}]({p}.svg)\n");
+    }
+
+    // 2. Memory.
+    let _ = writeln!(s, "## 2. Memory\n");
+    let _ = writeln!(
+        s,
+        "Peak resident set size of a fresh process (`bszo-bench probe`, `MALLOC_MMAP_THRESHOLD_=65536`) \
+         after loading the model, counted from the reset of the kernel's high-water mark: inference runs 12 \
+         forwards of a 16-sentence SST-2 batch, each optimizer runs steps worth 12 forwards on the same batch \
+         (its state allocated after the reset). `bert-67m` is a BERT with hidden 768, 6 layers and \
+         SPLADE-tiny's vocabulary, random weights (so that weights dominate the binary's own footprint). \
+         Paper (OPT-13B on an H200): BSZO 1.00–1.08× MeZO, HiZOO 1.73–1.96×, MeZO-Adam 2.16–2.74×.\n"
+    );
+    let _ = writeln!(
+        s,
+        "| model | scenario | parameters | peak RSS (MiB) | ratio to inference | ratio to MeZO |"
+    );
+    let _ = writeln!(s, "|---|---|---|---|---|---|");
+    for &model in &plan.probe_models {
+        let get = |sc: Scenario| r.probe(model, sc);
+        let inf = get(Scenario::Inference).map_or(f64::NAN, |p| p.peak_kb as f64);
+        let mezo = get(Scenario::Optimizer(Algorithm::Mezo)).map_or(f64::NAN, |p| p.peak_kb as f64);
+        for p in r.probes.iter().filter(|p| p.model == model) {
+            let _ = writeln!(
+                s,
+                "| {model} | {} | {} | {:.1} | {:.3} | {:.3} |",
+                p.scenario,
+                p.params,
+                p.peak_kb as f64 / 1024.0,
+                p.peak_kb as f64 / inf,
+                p.peak_kb as f64 / mezo
+            );
+        }
+    }
+    let _ = writeln!(s);
+
+    // 3. Time.
+    let _ = writeln!(s, "## 3. Time per step\n");
+    let _ = writeln!(
+        s,
+        "Median over {} steps of each optimizer on the same batch (same probes as above): the step's \
+         wall time split into its forward passes, its perturbation sweeps (every pass over the \
+         parameters) and the rest; the last column is step time / time of its forwards alone (target \
+         ≤ 1.05 for BSZO). \"Rest\" is what the two timers leave (Kalman fusion, bookkeeping); timer \
+         noise can make it slightly negative.\n",
+        plan.reps
+    );
+    let _ = writeln!(
+        s,
+        "| model | optimizer | forwards/step | sweeps/step | step ms | forwards ms | sweeps ms | rest ms | step / forwards |"
+    );
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|");
+    for p in r
+        .probes
+        .iter()
+        .filter(|p| p.scenario != Scenario::Inference)
+    {
+        let rest = p.step_ms - p.step_forward_ms - p.sweep_ms;
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.3} |",
+            p.model,
+            p.scenario,
+            p.forwards_per_step,
+            p.sweeps_per_step,
+            p.step_ms,
+            p.step_forward_ms,
+            p.sweep_ms,
+            rest,
+            p.step_ms / p.step_forward_ms
+        );
+    }
+    let _ = writeln!(s);
+
+    // 4. Ablation.
+    let _ = writeln!(s, "## 4. BSZO's subspace dimension k (m = k + 1)\n");
+    let _ = writeln!(
+        s,
+        "SST-2, SPLADE-tiny, same protocol and {} training forwards per run as section 1 (a step costs \
+         1 + k forwards, so larger k takes fewer steps), at the learning rate section 1 picked for BSZO \
+         on SST-2 (the effective rate η·γ·k grows with k), {} seeds. Paper (OPT-1.3B, SST-2): \
+         k = 1/2/4/8 → 91.74/92.43/93.58/93.23.\n",
+        plan.budget,
+        plan.seeds.len()
+    );
+    let _ = writeln!(
+        s,
+        "| k | m | steps | picked lr | test accuracy % | best validation % |"
+    );
+    let _ = writeln!(s, "|---|---|---|---|---|---|");
+    for (k, cell) in &r.ablation {
+        let (m, sd) = mean_std(&cell.tests());
+        let (vm, _) = mean_std(&cell.validations());
+        let best = cell.best()?;
+        let _ = writeln!(
+            s,
+            "| {k} | {} | {} | {:e} | {} ± {} | {} |",
+            k + 1,
+            best.steps,
+            best.lr,
+            pct(m),
+            pct(sd),
+            pct(vm)
+        );
+    }
+    let _ = writeln!(s);
+
+    // 5. HiZOO.
+    let _ = writeln!(s, "## 5. HiZOO's curvature smoothing α\n");
+    let _ = writeln!(
+        s,
+        "SST-2, SPLADE-tiny, seed {}, HiZOO at its picked learning rate from section 1, {} training forwards; \
+         α set from α/ε² at each ε. If α/ε² is what matters, rows with the same α/ε² agree across ε.\n",
+        first_seed, plan.budget
+    );
+    let _ = writeln!(s, "| ε | α/ε² | α | test accuracy % | best validation % |");
+    let _ = writeln!(s, "|---|---|---|---|---|");
+    for (eps, ratio, run) in &r.hizoo {
+        let _ = writeln!(
+            s,
+            "| {eps:.0e} | {ratio:.0e} | {:.0e} | {} | {} |",
+            ratio * eps * eps,
+            pct(run.test),
+            pct(run.best_validation)
+        );
+    }
+    let _ = writeln!(s);
+
+    // 6. Sampler.
+    let sm = &r.sampler;
+    let _ = writeln!(s, "## 6. Sampler throughput and sweep bandwidth\n");
+    let _ = writeln!(
+        s,
+        "Medians of {} repetitions, measured in the same process ({} instruction set): {} normals filled \
+         by zo-sampler vs `rand_pcg::Pcg64` + `rand_distr::StandardNormal` one by one; the fused sweep \
+         θ += s·z over {} f32 (all threads) vs a memcpy of the same buffer (both read and write 8 bytes \
+         per element). The criterion benchmarks (`cargo bench -p zo-sampler`) measure the same at more \
+         sizes.\n",
+        plan.reps, sm.isa, plan.sampler_elems.0, plan.sampler_elems.1
+    );
+    let _ = writeln!(s, "| measure | value | baseline | ratio |");
+    let _ = writeln!(s, "|---|---|---|---|");
+    let _ = writeln!(
+        s,
+        "| normals (M/s) | {:.0} | {:.0} (Pcg64) | {:.2}× |",
+        sm.normals_m_per_s,
+        sm.baseline_m_per_s,
+        sm.normals_m_per_s / sm.baseline_m_per_s
+    );
+    let _ = writeln!(
+        s,
+        "| sweep (GB/s) | {:.1} | {:.1} (memcpy) | {:.0}% |",
+        sm.sweep_gb_s,
+        sm.memcpy_gb_s,
+        100.0 * sm.sweep_gb_s / sm.memcpy_gb_s
+    );
+    Ok(s)
+}

@@ -1,0 +1,311 @@
+//! The fine-tuning runs: each a [`RunConfig`] built here and run by the command's own
+//! [`finetune`] in its own folder, or reused when the folder's `report.json` holds the same
+//! configuration.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow};
+use bszo_cli::RunConfig;
+use bszo_cli::config::OptimizerSection;
+use bszo_cli::finetune::{METRICS_FILE, Options, REPORT_FILE, Report, finetune, read_metrics};
+use serde::{Deserialize, Serialize};
+use zo_data::{Protocol, Task};
+use zo_optim::{Algorithm, Estimator};
+use zo_train::{Event, Split};
+
+use crate::plan::{Grids, MASKED_MODEL, OPTIMIZERS, Plan, grid};
+
+/// One finished run, as the accuracy tables need it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RunResult {
+    /// The learning rate.
+    pub lr: f64,
+    /// The seed.
+    pub seed: u64,
+    /// Forward passes per step.
+    pub per_step: usize,
+    /// Steps run.
+    pub steps: u64,
+    /// Best validation score.
+    pub best_validation: f64,
+    /// Test score on the best-validation weights.
+    pub test: f64,
+    /// Zero-shot test score.
+    pub zero_shot: f64,
+    /// Validation curve: (training forwards, score).
+    pub curve: Vec<(f64, f64)>,
+    /// Wall time in seconds.
+    pub wall_time_s: f64,
+}
+
+/// The runs of one optimizer on one task: the grid on the first seed, then the other seeds at the
+/// picked learning rate.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Cell {
+    /// The grid runs (first seed).
+    pub grid: Vec<RunResult>,
+    /// The runs at the picked learning rate, one per seed (the first is the grid's best).
+    pub picked: Vec<RunResult>,
+}
+
+impl Cell {
+    /// The grid's best run (first seed, picked learning rate).
+    ///
+    /// # Errors
+    /// When the cell holds no run.
+    pub fn best(&self) -> Result<&RunResult> {
+        self.picked
+            .first()
+            .ok_or_else(|| anyhow!("a cell of the results holds no run"))
+    }
+
+    /// Test scores of the picked runs.
+    pub fn tests(&self) -> Vec<f64> {
+        self.picked.iter().map(|r| r.test).collect()
+    }
+
+    /// Best validation scores of the picked runs.
+    pub fn validations(&self) -> Vec<f64> {
+        self.picked.iter().map(|r| r.best_validation).collect()
+    }
+}
+
+/// Accuracy cells: model → task → optimizer, keyed by their names as `results.json` writes them.
+pub type Accuracy = BTreeMap<String, BTreeMap<String, BTreeMap<String, Cell>>>;
+
+/// The cell of `algorithm` on `task` with `model`.
+///
+/// # Errors
+/// When `accuracy` holds no such cell, naming what is missing.
+pub fn cell<'a>(
+    accuracy: &'a Accuracy,
+    model: &str,
+    task: Task,
+    algorithm: Algorithm,
+) -> Result<&'a Cell> {
+    let tasks = accuracy
+        .get(model)
+        .ok_or_else(|| anyhow!("no accuracy results for the model {model}"))?;
+    let cells = tasks
+        .get(task.name())
+        .ok_or_else(|| anyhow!("no accuracy results for {} with {model}", task.name()))?;
+    cells.get(algorithm.name()).ok_or_else(|| {
+        anyhow!(
+            "no accuracy results for {algorithm} on {} with {model}",
+            task.name()
+        )
+    })
+}
+
+/// Where runs go and what they read.
+#[derive(Clone, Debug)]
+pub struct Runner<'a> {
+    /// The plan.
+    pub plan: &'a Plan,
+    /// Where the runs' folders go.
+    pub work: PathBuf,
+    /// The data folder (default: the usual resolution).
+    pub data_dir: Option<PathBuf>,
+}
+
+/// One run's settings besides its optimizer and seed.
+#[derive(Clone, Copy, Debug)]
+struct Setting<'m> {
+    model: &'m str,
+    task: Task,
+    test_size: Option<usize>,
+    budget: u64,
+}
+
+impl Runner<'_> {
+    /// One benchmark run: the embedded default's model settings and loop with the setting's
+    /// model, task, test size and `budget` forward passes spread over the plan's validation
+    /// evaluations, no checkpoints, plots or exported weights.
+    fn config(
+        &self,
+        at: Setting<'_>,
+        protocol: Protocol,
+        optimizer: OptimizerSection,
+        seed: u64,
+    ) -> Result<RunConfig> {
+        let mut c = RunConfig::embedded_default();
+        c.model.name = at.model.into();
+        c.task.name = at.task;
+        c.task.protocol = protocol;
+        c.task.test_size = at.test_size;
+        c.task.data_dir.clone_from(&self.data_dir);
+        let per_step = optimizer.build()?.forwards_per_step() as u64;
+        c.optimizer = optimizer;
+        let steps = (at.budget / per_step).max(1);
+        c.train.steps = steps;
+        c.train.eval_every = (steps / self.plan.evaluations).max(1);
+        c.train.seed = seed;
+        c.train.checkpoint_every = 0;
+        c.output.plots = false;
+        c.output.overwrite = true;
+        c.output.export = false;
+        Ok(c)
+    }
+
+    /// Grid search on the first seed and the other seeds at the best learning rate, each run in
+    /// `dir/lr<lr>-seed<seed>`.
+    fn grid_and_seeds(
+        &self,
+        dir: &Path,
+        grid: &[f64],
+        base: &dyn Fn(f64, u64) -> Result<RunConfig>,
+    ) -> Result<Cell> {
+        let (first, others) = self.plan.split_seeds()?;
+        let mut runs = Vec::new();
+        for &lr in grid {
+            let d = dir.join(format!("lr{lr:e}-seed{first}"));
+            runs.push(run(&d, base(lr, first)?)?);
+        }
+        let best = runs
+            .iter()
+            .max_by(|a, b| a.best_validation.total_cmp(&b.best_validation))
+            .cloned()
+            .ok_or_else(|| anyhow!("empty learning-rate grid"))?;
+        let mut picked = vec![best.clone()];
+        for &seed in others {
+            let d = dir.join(format!("lr{:e}-seed{seed}", best.lr));
+            picked.push(run(&d, base(best.lr, seed)?)?);
+        }
+        Ok(Cell { grid: runs, picked })
+    }
+
+    /// The accuracy runs of `model` on `task` for every optimizer: the sampled protocol at the
+    /// plan's sizes when `sampled`, else LM-BFF 16-shot splits.
+    pub fn accuracy(
+        &self,
+        task: Task,
+        model: &str,
+        budget: u64,
+        grids: &Grids,
+        sampled: bool,
+        test_size: Option<usize>,
+    ) -> Result<BTreeMap<String, Cell>> {
+        let plan = self.plan;
+        let at = Setting {
+            model,
+            task,
+            test_size: test_size.or(plan.sizes.2),
+            budget,
+        };
+        let mut out = BTreeMap::new();
+        for algorithm in OPTIMIZERS {
+            let base = |lr: f64, seed: u64| {
+                let protocol = if sampled {
+                    plan.sampled_protocol(seed)
+                } else {
+                    Protocol::few_shot([42, 13, 21, 87, 100][seed as usize % 5])
+                };
+                let optimizer = OptimizerSection::named(algorithm, 1e-4, lr);
+                self.config(at, protocol, optimizer, seed)
+            };
+            let dir = self
+                .work
+                .join("accuracy")
+                .join(model)
+                .join(task.name())
+                .join(algorithm.name());
+            let cell = self.grid_and_seeds(&dir, grid(grids, algorithm)?, &base)?;
+            out.insert(algorithm.name().to_string(), cell);
+        }
+        Ok(out)
+    }
+
+    /// SST-2 with the masked model at the ablations' budget and test cap.
+    fn sst2(&self) -> Setting<'static> {
+        Setting {
+            model: MASKED_MODEL,
+            task: Task::Sst2,
+            test_size: self.plan.sizes.2,
+            budget: self.plan.budget,
+        }
+    }
+
+    /// BSZO's subspace dimension: each k of the plan (m = k + 1) at `lr`, every seed.
+    pub fn ablation(&self, lr: f64) -> Result<BTreeMap<usize, Cell>> {
+        let mut ablation = BTreeMap::new();
+        for &k in &self.plan.ks {
+            let base = |lr: f64, seed: u64| {
+                let mut optimizer = OptimizerSection::named(Algorithm::Bszo, 1e-4, lr);
+                if let Estimator::KalmanSubspace(ks) = &mut optimizer.estimator {
+                    ks.k = k;
+                    ks.m = k + 1;
+                }
+                let protocol = self.plan.sampled_protocol(seed);
+                self.config(self.sst2(), protocol, optimizer, seed)
+            };
+            let dir = self.work.join("ablation").join(format!("k{k}"));
+            ablation.insert(k, self.grid_and_seeds(&dir, &[lr], &base)?);
+        }
+        Ok(ablation)
+    }
+
+    /// HiZOO's curvature smoothing: α = ratio·ε² for each ratio of the plan at ε = 1e-3 and
+    /// 1e-4, at `lr`, seed 0.
+    pub fn hizoo(&self, lr: f64) -> Result<Vec<(f64, f64, RunResult)>> {
+        let mut hizoo = Vec::new();
+        for eps in [1e-3, 1e-4] {
+            for &ratio in &self.plan.hizoo_ratios {
+                let mut optimizer = OptimizerSection::named(Algorithm::Hizoo, eps, lr);
+                if let Estimator::Hessian { alpha, .. } = &mut optimizer.estimator {
+                    *alpha = ratio * eps * eps;
+                }
+                let protocol = self.plan.sampled_protocol(0);
+                let config = self.config(self.sst2(), protocol, optimizer, 0)?;
+                let dir = self
+                    .work
+                    .join("hizoo")
+                    .join(format!("eps{eps:e}-ratio{ratio:e}"));
+                hizoo.push((eps, ratio, run(&dir, config)?));
+            }
+        }
+        Ok(hizoo)
+    }
+}
+
+/// Run (or reuse) one configuration in `dir`: a folder whose report holds the same
+/// configuration is not run again.
+pub fn run(dir: &Path, mut config: RunConfig) -> Result<RunResult> {
+    config.output.dir = Some(dir.to_path_buf());
+    let cached = std::fs::read(dir.join(REPORT_FILE))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Report>(&b).ok())
+        .filter(|r| r.config == config);
+    let report = match cached {
+        Some(r) => r,
+        None => {
+            finetune(Options::new(config.clone(), Some(dir.to_path_buf())))
+                .with_context(|| format!("bench run {}", dir.display()))?
+                .report
+        }
+    };
+    let per_step = report.forwards.per_step;
+    let curve = read_metrics(&dir.join(METRICS_FILE))?
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Evaluation {
+                step,
+                split: Split::Validation,
+                metrics,
+                ..
+            } => Some(((step * per_step as u64) as f64, metrics.score)),
+            _ => None,
+        })
+        .collect();
+    Ok(RunResult {
+        lr: config.optimizer.schedule.lr(0),
+        seed: config.train.seed,
+        per_step,
+        steps: report.steps,
+        best_validation: report.best.map_or(f64::NAN, |b| b.score),
+        test: report.test.as_ref().map_or(f64::NAN, |t| t.score),
+        zero_shot: report.zero_shot.test.score,
+        curve,
+        wall_time_s: report.wall_time_s,
+    })
+}

@@ -1,0 +1,173 @@
+//! `bszo-bench run --quick`: every section of the suite at a tiny budget, so that the harness
+//! cannot rot. The numbers are not checked for being good, only for being measured.
+
+use std::path::PathBuf;
+
+use bszo_bench::plan::{OPTIMIZERS, Plan, Scenario};
+use bszo_bench::render::{KEPT_MARKER, kept_sections};
+use bszo_bench::{BenchOptions, suite};
+use zo_data::Task;
+use zo_optim::Algorithm;
+
+/// An empty folder of this test process under the system's temporary folder.
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("bszo-bench-{name}-{}", std::process::id()));
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn the_quick_suite_measures_every_section_and_writes_the_report() {
+    let data_dir = bszo_testkit::data_dir();
+    bszo_testkit::shipped(data_dir.join("sst2"));
+    if bszo_testkit::splade_tiny("the_quick_suite").is_none() {
+        return;
+    }
+    // The causal row reads the shipped stories260K.
+    bszo_testkit::stories260k();
+    let dir = scratch("quick");
+    let opts = BenchOptions {
+        plan: Plan::quick(),
+        out: dir.join("docs"),
+        work: dir.join("work"),
+        data_dir: Some(data_dir),
+        exe: env!("CARGO_BIN_EXE_bszo-bench").into(),
+        command: "cargo xtask bench --quick".into(),
+    };
+    let mut log = Vec::new();
+    let first = std::time::Instant::now();
+    let r = suite(&opts, &mut |m| log.push(m.to_string())).unwrap_or_else(|e| panic!("{e:#}"));
+
+    // Section 1: every optimizer on every task, the causal row too, at the picked rates.
+    assert_eq!(r.accuracy["splade-tiny"].len(), 3);
+    assert!(r.accuracy.contains_key("stories260k"));
+    for (model, tasks) in &r.accuracy {
+        for task in tasks.keys() {
+            let task: Task = task.parse().unwrap();
+            for opt in OPTIMIZERS {
+                let cell = r.cell(model, task, opt).unwrap();
+                assert_eq!(cell.picked.len(), 2, "{opt}: one run per seed");
+                for run in &cell.picked {
+                    assert!((0.0..=1.0).contains(&run.test), "{opt}: {}", run.test);
+                    assert!(
+                        run.steps * run.per_step as u64 <= 24,
+                        "{opt}: equal budgets"
+                    );
+                    assert!(!run.curve.is_empty());
+                }
+            }
+        }
+    }
+    // The grid picks the best first-seed validation score.
+    let mezo = r.cell("splade-tiny", Task::Sst2, Algorithm::Mezo).unwrap();
+    let best = mezo
+        .grid
+        .iter()
+        .map(|g| g.best_validation)
+        .fold(f64::MIN, f64::max);
+    assert_eq!(mezo.best().unwrap().best_validation, best);
+    // Sections 2 and 3: a probe per scenario; inference is the memory baseline; sweeps counted.
+    assert_eq!(r.probes.len(), 1 + OPTIMIZERS.len());
+    for p in &r.probes {
+        assert!(
+            p.peak_kb > 0 && p.step_ms > 0.0 && p.forward_ms > 0.0,
+            "{p:?}"
+        );
+        if p.scenario != Scenario::Inference {
+            assert!(p.sweeps_per_step >= 2, "{p:?}");
+            assert!(p.step_forward_ms <= p.step_ms, "{p:?}");
+        }
+    }
+    let model = Plan::quick().probe_models[0];
+    let probe = |a| r.probe(model, Scenario::Optimizer(a)).unwrap();
+    assert!(
+        probe(Algorithm::MezoAdam).peak_kb > probe(Algorithm::Mezo).peak_kb,
+        "Adam's two moment vectors show in the peak"
+    );
+    // Sections 4, 5 and 6.
+    assert_eq!(r.ablation.len(), 2);
+    assert_eq!(r.hizoo.len(), 4);
+    assert!(r.sampler.normals_m_per_s > 0.0 && r.sampler.sweep_gb_s > 0.0);
+
+    let md = std::fs::read_to_string(dir.join("docs/RESULTS.md")).unwrap();
+    for heading in [
+        "## 1. Accuracy",
+        "## 2. Memory",
+        "## 3. Time",
+        "## 4.",
+        "## 5.",
+        "## 6.",
+        "cargo xtask bench --quick",
+        "zero-shot",
+        "Where BSZO wins",
+    ] {
+        assert!(md.contains(heading), "RESULTS.md lacks {heading:?}");
+    }
+    for plot in [
+        "bench-splade-tiny-sst2.svg",
+        "bench-splade-tiny-rte.png",
+        "bench-stories260k-sst2.svg",
+    ] {
+        assert!(dir.join("docs").join(plot).is_file(), "{plot}");
+    }
+    assert!(dir.join("docs/results.json").is_file());
+
+    // A second run reuses every finished run instead of training again.
+    let started = std::time::Instant::now();
+    let again = suite(&opts, &mut |_| {}).unwrap();
+    let bszo = |r: &bszo_bench::Results| {
+        r.cell("splade-tiny", Task::Sst2, Algorithm::Bszo)
+            .unwrap()
+            .best()
+            .unwrap()
+            .test
+    };
+    assert_eq!(bszo(&again), bszo(&r));
+    let (rerun, whole) = (started.elapsed(), started - first);
+    assert!(
+        rerun < whole,
+        "the cached rerun ({rerun:?}) is faster than the first ({whole:?})"
+    );
+    assert!(log.iter().any(|m| m.contains("k ablation")), "{log:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_missing_cell_is_an_error_naming_it() {
+    let r = bszo_bench::Results {
+        accuracy: Default::default(),
+        probes: Vec::new(),
+        ablation: Default::default(),
+        hizoo: Vec::new(),
+        sampler: zo_sampler::throughput::Summary {
+            isa: "portable".into(),
+            normals_m_per_s: 1.0,
+            baseline_m_per_s: 1.0,
+            sweep_gb_s: 1.0,
+            memcpy_gb_s: 1.0,
+        },
+    };
+    let e = r
+        .cell("splade-tiny", Task::Sst2, Algorithm::Bszo)
+        .unwrap_err();
+    assert!(e.to_string().contains("splade-tiny"), "{e}");
+}
+
+#[test]
+fn the_suite_keeps_the_sections_it_does_not_measure() {
+    let dir = scratch("kept-sections");
+    let path = dir.join("RESULTS.md");
+    assert_eq!(kept_sections(&path), "", "no file");
+    std::fs::write(&path, "# Results\n\n## 1. Bench\n").unwrap();
+    assert_eq!(kept_sections(&path), "", "no marker");
+    let tail = format!("{KEPT_MARKER}\n\n## 7. Zero-shot\n\n| a |\n");
+    std::fs::write(&path, format!("# Results\n\n## 1. Bench\n\n{tail}")).unwrap();
+    assert_eq!(kept_sections(&path), format!("\n{tail}"));
+    // The repository's RESULTS.md has its zero-shot section behind the marker.
+    let results = bszo_testkit::workspace().join("docs/RESULTS.md");
+    assert!(kept_sections(&results).contains("Zero-shot accuracy of the prompts"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
