@@ -78,7 +78,7 @@ pub struct TaskSection {
     /// the whole test set).
     #[serde(default)]
     pub test_size: Option<usize>,
-    /// The data folder; it must exist (default: `$ZO_DATA_DIR` if set, else `./data`, else the repository's `data/`).
+    /// The data folder; it must exist (default: `$ZO_DATA_DIR` if set, else `./data`).
     #[serde(default)]
     pub data_dir: Option<PathBuf>,
     /// Examples per evaluation forward.

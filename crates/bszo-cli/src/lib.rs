@@ -7,6 +7,7 @@ pub mod export;
 pub mod finetune;
 pub mod inputs;
 pub mod load;
+pub mod report;
 pub mod resources;
 pub mod task_model;
 pub mod zero_shot;

@@ -24,7 +24,7 @@
 //! ```
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
 
@@ -37,17 +37,11 @@ const MODELS: [&str; 2] = ["splade-tiny", "synthetic"];
 const SCENARIOS: [&str; 4] = ["load", "inference", "mezo", "bszo"];
 
 fn models_dir() -> PathBuf {
-    match std::env::var_os("ZO_MODELS_DIR") {
-        Some(d) => PathBuf::from(d),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.cache/models"),
-    }
+    bszo_testkit::models_dir()
 }
 
 fn data_dir() -> PathBuf {
-    match std::env::var_os("ZO_DATA_DIR") {
-        Some(d) => PathBuf::from(d),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data"),
-    }
+    bszo_testkit::data_dir()
 }
 
 /// A `kB` field of `/proc/self/status`.

@@ -1,200 +1,24 @@
 //! The training loop.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::fs;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use serde::{Deserialize, Serialize};
 use zo_data::EpochBatches;
 use zo_optim::{ObjectiveError, OptimError, Optimizer, ParamSet};
 
 use crate::checkpoint::{
-    Best, Checkpoint, FORMAT_VERSION, LogMark, LoopState, PARAMS_FILE_PREFIX, RunState,
-    SEED_LOG_FILE, STATE_FILE_PREFIX, SeedLogEntry, cut_log, io_err, read_seed_log, write_atomic,
+    Best, Checkpoint, FORMAT_VERSION, LogMark, LoopState, RunState, SeedLogEntry,
 };
+pub use crate::config::{ParamEncoder, StopReason, Summary, TestWeights, TrainConfig, json_params};
 use crate::error::{Result, TrainError};
+use crate::keep::{BestKeeper, CopyKeep, DeepCopy, NoKeep, ReplayKeep, RestoreCtx};
 use crate::model::{BatchObjective, Metrics, Split, TaskModel};
 use crate::observer::{Event, Observer};
-use crate::replay::replay;
-
-/// The loop's settings.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct TrainConfig {
-    /// The step budget.
-    pub max_steps: u64,
-    /// Training examples per minibatch (every forward of a step sees the same minibatch).
-    pub batch_size: usize,
-    /// The seed of the minibatch order (a fresh permutation per epoch, see [`EpochBatches`]).
-    pub data_seed: u64,
-    /// Evaluate on validation every this many steps (and after the last step); 0: never.
-    pub eval_every: u64,
-    /// Stop after this many validation evaluations without a strictly better score; `None`: never.
-    /// The evaluation of the starting weights (step 0) counts: patience runs from it.
-    pub patience: Option<u64>,
-    /// Write a checkpoint every this many steps (also at the end and on a stop); 0: only then.
-    /// Needs an output folder.
-    pub checkpoint_every: u64,
-}
-
-impl Default for TrainConfig {
-    fn default() -> Self {
-        Self {
-            max_steps: 1000,
-            batch_size: 16,
-            data_seed: 0,
-            eval_every: 100,
-            patience: None,
-            checkpoint_every: 0,
-        }
-    }
-}
-
-impl TrainConfig {
-    /// Check the settings.
-    pub fn validate(&self) -> Result<()> {
-        if self.batch_size == 0 {
-            return Err(TrainError::Config {
-                field: "batch_size",
-                message: "must be at least 1".into(),
-            });
-        }
-        if self.patience == Some(0) {
-            return Err(TrainError::Config {
-                field: "patience",
-                message: "must be at least 1 evaluation (or None)".into(),
-            });
-        }
-        if self.patience.is_some() && self.eval_every == 0 {
-            return Err(TrainError::Config {
-                field: "patience",
-                message: "early stopping needs evaluations (`eval_every` > 0)".into(),
-            });
-        }
-        Ok(())
-    }
-}
-
-/// Why a run ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StopReason {
-    /// The step budget was spent.
-    MaxSteps,
-    /// The validation score stopped improving.
-    EarlyStop,
-    /// The stop flag was set; the run can be resumed.
-    StopFlag,
-}
-
-/// Which weights the test split was evaluated on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TestWeights {
-    /// The best-on-validation weights (kept in memory by [`Trainer::run_keep_best`]).
-    Best,
-    /// The weights after the last step.
-    Final,
-}
-
-/// The outcome of a run.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Summary {
-    /// Why the run ended.
-    pub reason: StopReason,
-    /// Steps completed.
-    pub steps: u64,
-    /// Forward passes of the optimizer steps.
-    pub train_forwards: u64,
-    /// Forward passes of the evaluations (test included).
-    pub eval_forwards: u64,
-    /// The best validation score (at step 0 when no step beat the starting weights; `None`
-    /// without evaluations).
-    pub best: Option<Best>,
-    /// The test metrics (`None` after a stop flag).
-    pub test: Option<Metrics>,
-    /// The weights the test metrics belong to (`None` after a stop flag).
-    pub test_weights: Option<TestWeights>,
-}
-
-/// Encodes the parameters for a checkpoint (see [`Trainer::save_params_with`]).
-pub type ParamEncoder<P> = Box<dyn FnMut(&P) -> std::result::Result<Vec<u8>, ObjectiveError>>;
-
-/// An encoder that writes parameters as JSON (fine for small parameter sets and tests).
-pub fn json_params<P: Serialize + ?Sized>() -> ParamEncoder<P> {
-    Box::new(|p: &P| Ok(serde_json::to_vec(p)?))
-}
-
-/// Where the test split's best weights come from.
-struct RestoreCtx<'a> {
-    optimizer: &'a Optimizer,
-    out_dir: Option<&'a Path>,
-    best: Option<Best>,
-    steps: u64,
-}
-
-/// Keeps (or not) the means to recover the best weights.
-trait BestKeeper<P: ?Sized> {
-    fn record(&mut self, params: &P);
-    /// Put the best weights into `params`; false when they cannot be had.
-    fn restore(&mut self, params: &mut P, ctx: RestoreCtx<'_>) -> Result<bool>;
-}
-
-struct NoKeep;
-
-impl<P: ?Sized> BestKeeper<P> for NoKeep {
-    fn record(&mut self, _: &P) {}
-    fn restore(&mut self, _: &mut P, _: RestoreCtx<'_>) -> Result<bool> {
-        Ok(false)
-    }
-}
-
-struct CloneKeep<P>(Option<P>);
-
-impl<P: Clone> BestKeeper<P> for CloneKeep<P> {
-    fn record(&mut self, params: &P) {
-        self.0 = Some(params.clone());
-    }
-    fn restore(&mut self, params: &mut P, _: RestoreCtx<'_>) -> Result<bool> {
-        Ok(match self.0.take() {
-            Some(best) => {
-                *params = best;
-                true
-            }
-            None => false,
-        })
-    }
-}
-
-/// Rebuilds the best weights from the base weights and the seed log.
-struct ReplayKeep<F>(F);
-
-impl<P, F> BestKeeper<P> for ReplayKeep<F>
-where
-    P: ParamSet + ?Sized,
-    F: FnMut(&mut P) -> std::result::Result<(), ObjectiveError>,
-{
-    fn record(&mut self, _: &P) {}
-    fn restore(&mut self, params: &mut P, ctx: RestoreCtx<'_>) -> Result<bool> {
-        let Some(best) = ctx.best else {
-            return Ok(false);
-        };
-        if best.step == ctx.steps {
-            return Ok(true);
-        }
-        let Some(dir) = ctx.out_dir else {
-            return Ok(false);
-        };
-        (self.0)(params).map_err(|e| TrainError::Replay {
-            step: 0,
-            message: format!("restoring the base weights: {e}"),
-        })?;
-        let log = read_seed_log(&dir.join(SEED_LOG_FILE))?;
-        replay(ctx.optimizer, params, &log, best.step)?;
-        Ok(true)
-    }
-}
+use crate::rundir::{
+    CHECKPOINT_FILE, PARAMS_FILE_PREFIX, RunDir, SEED_LOG_FILE, SeedLogWriter, io_err, write_atomic,
+};
 
 /// The training loop: one optimizer step per seeded minibatch, validation every `eval_every` steps,
 /// early stopping, best-on-validation tracking, a final test evaluation, observers, checkpoints and
@@ -215,7 +39,7 @@ pub struct Trainer<P: ?Sized, M> {
     config: TrainConfig,
     model: M,
     observers: Vec<Box<dyn Observer>>,
-    out_dir: Option<PathBuf>,
+    out_dir: Option<RunDir>,
     overwrite: bool,
     stop: Option<Arc<AtomicBool>>,
     encoder: Option<ParamEncoder<P>>,
@@ -256,7 +80,7 @@ impl<P: ParamSet + ?Sized, M: TaskModel<P>> Trainer<P, M> {
     /// Write checkpoints and the seed log to `dir` (created if absent). A fresh run
     /// ([`start`](Self::start)) refuses a folder that already holds a checkpoint unless `overwrite`.
     pub fn output_dir(mut self, dir: impl Into<PathBuf>, overwrite: bool) -> Self {
-        self.out_dir = Some(dir.into());
+        self.out_dir = Some(RunDir::new(dir));
         self.overwrite = overwrite;
         self
     }
@@ -304,8 +128,8 @@ impl<P: ParamSet + ?Sized, M: TaskModel<P>> Trainer<P, M> {
     /// log.
     pub fn start(&mut self, params: &P, seed: u64) -> Result<RunState> {
         if let Some(dir) = &self.out_dir {
-            fs::create_dir_all(dir).map_err(io_err(dir))?;
-            let ck = Checkpoint::path(dir);
+            fs::create_dir_all(dir.path()).map_err(io_err(dir.path()))?;
+            let ck = dir.file(CHECKPOINT_FILE);
             if ck.exists() {
                 if !self.overwrite {
                     return Err(TrainError::OutputExists { path: ck });
@@ -313,8 +137,8 @@ impl<P: ParamSet + ?Sized, M: TaskModel<P>> Trainer<P, M> {
                 fs::remove_file(&ck).map_err(io_err(&ck))?;
             }
             // The old run's sidecars and parameter files (and any a kill left behind).
-            remove_unreferenced(dir, &[])?;
-            write_atomic(&dir.join(SEED_LOG_FILE), b"")?;
+            dir.remove_unreferenced(&[])?;
+            dir.write(SEED_LOG_FILE, b"")?;
             self.last_checkpoint = None;
         }
         Ok(RunState {
@@ -334,66 +158,14 @@ impl<P: ParamSet + ?Sized, M: TaskModel<P>> Trainer<P, M> {
                 message: "resuming needs an output folder".into(),
             });
         };
-        let ck = Checkpoint::load(&dir)?;
-        let path = Checkpoint::path(&dir);
-        let mismatch = |field, found: String, expected: String| TrainError::Mismatch {
-            path: path.clone(),
-            field,
-            found,
-            expected,
-        };
-        if ck.config.batch_size != self.config.batch_size {
-            return Err(mismatch(
-                "batch_size",
-                ck.config.batch_size.to_string(),
-                self.config.batch_size.to_string(),
-            ));
-        }
-        if ck.config.data_seed != self.config.data_seed {
-            return Err(mismatch(
-                "data_seed",
-                ck.config.data_seed.to_string(),
-                self.config.data_seed.to_string(),
-            ));
-        }
-        if ck.state.looping.batches_drawn != ck.state.looping.step
-            || ck.state.optimizer.step != ck.state.looping.step
-        {
-            return Err(TrainError::BadFile {
-                path,
-                message: format!(
-                    "inconsistent steps: loop {}, batches {}, optimizer {}",
-                    ck.state.looping.step, ck.state.looping.batches_drawn, ck.state.optimizer.step
-                ),
-            });
-        }
-        // Cut every log back to the checkpoint: whatever a kill or a full disk left after it
-        // (steps past the checkpoint, a torn last line) is redone by this run.
-        let step = ck.state.looping.step;
-        let seed_log = dir.join(SEED_LOG_FILE);
-        let Some(seed_bytes) = ck.log_bytes(SEED_LOG_FILE) else {
-            return Err(TrainError::BadFile {
-                path,
-                message: format!("no length recorded for {SEED_LOG_FILE}"),
-            });
-        };
-        for mark in &ck.logs {
-            cut_log(&dir.join(&mark.file), mark.bytes, step)?;
-        }
-        let logged = read_seed_log(&seed_log)?;
-        if logged.len() as u64 != step || logged_bytes(&seed_log)? != seed_bytes {
-            return Err(TrainError::BadFile {
-                path: seed_log,
-                message: format!(
-                    "{} complete steps in its first {seed_bytes} bytes, the checkpoint is at step {step}",
-                    logged.len()
-                ),
-            });
-        }
+        let ck = Checkpoint::load(dir.path())?;
+        let path = dir.file(CHECKPOINT_FILE);
+        ck.check_resumable(&self.config, &path)?;
+        dir.cut_logs(&ck)?;
         let mut keep: Vec<&str> = Vec::new();
         keep.extend(ck.state_file.as_deref());
         keep.extend(ck.params_file.as_deref());
-        remove_unreferenced(&dir, &keep)?;
+        dir.remove_unreferenced(&keep)?;
         self.last_checkpoint = Some(path);
         Ok(ck)
     }
@@ -404,23 +176,38 @@ impl<P: ParamSet + ?Sized, M: TaskModel<P>> Trainer<P, M> {
         self.run_inner(params, state, &mut NoKeep)
     }
 
-    /// Like [`run`](Self::run), but keeps a copy of the best-on-validation weights in memory (one
-    /// more full copy of the parameters: for a model, as much memory again as its weights) and
-    /// evaluates the test split on them; `params` holds the best weights afterwards. After a
-    /// resume, only a best score reached in this process has its copy; an earlier one is tested on
-    /// the final weights (reported as [`TestWeights::Final`]); [`run_replay_best`](Self::run_replay_best)
-    /// has no such gap and needs no second copy.
+    /// Like [`run`](Self::run), but keeps a deep copy ([`DeepCopy`]) of the best-on-validation
+    /// weights in memory (one more full copy of the parameters: for a model, as much memory again as
+    /// its weights) and evaluates the test split on them; `params` holds the best weights
+    /// afterwards. After a resume, only a best score reached in this process has its copy; an
+    /// earlier one is tested on the final weights (reported as [`TestWeights::Final`]);
+    /// [`run_replay_best`](Self::run_replay_best) has no such gap and needs no second copy.
     pub fn run_keep_best(&mut self, params: &mut P, state: &mut RunState) -> Result<Summary>
     where
-        P: Clone + Sized,
+        P: DeepCopy,
     {
-        self.run_inner(params, state, &mut CloneKeep(None))
+        self.run_keep_best_with(params, state, P::deep_copy)
+    }
+
+    /// Like [`run_keep_best`](Self::run_keep_best), with the copy made by `copy`, which must share
+    /// no storage with its argument (e.g. a model's weights copied tensor by tensor).
+    pub fn run_keep_best_with<F>(
+        &mut self,
+        params: &mut P,
+        state: &mut RunState,
+        copy: F,
+    ) -> Result<Summary>
+    where
+        P: Sized,
+        F: FnMut(&P) -> std::result::Result<P, ObjectiveError>,
+    {
+        self.run_inner(params, state, &mut CopyKeep { best: None, copy })
     }
 
     /// Like [`run`](Self::run), but evaluates the test split on the best-on-validation weights,
     /// rebuilt without a second copy of the parameters: `reset` puts the run's initial (base)
     /// weights back into `params` (e.g. by reloading them from disk), and the seed log in the output
-    /// folder is replayed up to the best step (see [`replay`]). Works across resumes, since the
+    /// folder is replayed up to the best step (see [`RunDir::replay_into`]). Works across resumes, since the
     /// whole trajectory is on disk. Needs an output folder; `params` holds the best weights
     /// afterwards.
     pub fn run_replay_best<F>(
@@ -458,7 +245,7 @@ impl<P: ParamSet + ?Sized, M: TaskModel<P>> Trainer<P, M> {
         &mut self,
         params: &P,
         state: &RunState,
-        seed_log: &mut Option<SeedLog>,
+        seed_log: &mut Option<SeedLogWriter>,
     ) -> Result<()> {
         let Some(dir) = self.out_dir.clone() else {
             return Ok(());
@@ -479,14 +266,14 @@ impl<P: ParamSet + ?Sized, M: TaskModel<P>> Trainer<P, M> {
         }
         let step = state.looping.step;
         let previous = match &self.last_checkpoint {
-            Some(p) if p.exists() => Checkpoint::load_names(&dir).ok(),
+            Some(p) if p.exists() => Checkpoint::load_names(dir.path()).ok(),
             _ => None,
         };
         let params_file = match &mut self.encoder {
             None => None,
             Some(encode) => {
                 let name = format!("{PARAMS_FILE_PREFIX}{step:08}.bin");
-                let path = dir.join(&name);
+                let path = dir.file(&name);
                 let bytes = encode(params).map_err(|source| TrainError::SaveParams {
                     path: path.clone(),
                     source,
@@ -503,13 +290,13 @@ impl<P: ParamSet + ?Sized, M: TaskModel<P>> Trainer<P, M> {
             state_file: None,
             logs,
         };
-        let path = ck.save(&dir)?;
+        let path = ck.save(dir.path())?;
         // The earlier checkpoint's files, now that this one is committed.
         if let Some(old) = previous {
             let now = [params_file, Some(Checkpoint::state_file_name(step))];
             for name in old.into_iter().flatten() {
                 if !now.iter().flatten().any(|n| *n == name) {
-                    let _ = fs::remove_file(dir.join(name));
+                    let _ = fs::remove_file(dir.file(&name));
                 }
             }
         }
@@ -557,7 +344,7 @@ impl<P: ParamSet + ?Sized, M: TaskModel<P>> Trainer<P, M> {
                 score: metrics.score,
             });
             looping.evals_since_best = 0;
-            keeper.record(params);
+            keeper.record(params, done)?;
         } else {
             looping.evals_since_best += 1;
         }
@@ -597,25 +384,11 @@ impl<P: ParamSet + ?Sized, M: TaskModel<P>> Trainer<P, M> {
         for _ in 0..state.looping.batches_drawn {
             batches.next_batch();
         }
-        let mut seed_log = match &self.out_dir {
-            Some(dir) => {
-                fs::create_dir_all(dir).map_err(io_err(dir))?;
-                let path = dir.join(SEED_LOG_FILE);
-                let file = OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(&path)
-                    .map_err(io_err(&path))?;
-                let bytes = file.metadata().map_err(io_err(&path))?.len();
-                Some(SeedLog {
-                    path,
-                    file,
-                    bytes,
-                    line: Vec::new(),
-                })
-            }
-            None => None,
-        };
+        let mut seed_log = self
+            .out_dir
+            .as_ref()
+            .map(RunDir::append_seed_log)
+            .transpose()?;
         let seed = state.optimizer.seed;
         let mut checkpointed_at = None;
         // The starting weights: the step-0 candidate for the best weights.
@@ -719,7 +492,7 @@ impl<P: ParamSet + ?Sized, M: TaskModel<P>> Trainer<P, M> {
         }
         let ctx = RestoreCtx {
             optimizer: &self.optimizer,
-            out_dir: self.out_dir.as_deref(),
+            out_dir: self.out_dir.as_ref(),
             best: state.looping.best,
             steps: state.looping.step,
         };
@@ -751,55 +524,4 @@ impl<P: ParamSet + ?Sized, M: TaskModel<P>> Trainer<P, M> {
         })?;
         Ok(summary)
     }
-}
-
-/// The seed log being appended to: one whole line per `write`, so that a kill tears at most the
-/// line being written, and the steps before it are readable at once (e.g. by an export).
-struct SeedLog {
-    path: PathBuf,
-    file: File,
-    bytes: u64,
-    line: Vec<u8>,
-}
-
-impl SeedLog {
-    fn append(&mut self, entry: &SeedLogEntry) -> Result<()> {
-        self.line.clear();
-        serde_json::to_writer(&mut self.line, entry).map_err(|e| TrainError::BadFile {
-            path: self.path.clone(),
-            message: format!("cannot write: {e}"),
-        })?;
-        self.line.push(b'\n');
-        self.file
-            .write_all(&self.line)
-            .map_err(io_err(&self.path))?;
-        self.bytes += self.line.len() as u64;
-        Ok(())
-    }
-}
-
-/// The byte length of the complete lines of the log at `path`.
-fn logged_bytes(path: &Path) -> Result<u64> {
-    crate::checkpoint::read_jsonl::<serde::de::IgnoredAny>(path).map(|(_, bytes)| bytes)
-}
-
-/// Remove the sidecar and parameter files in `dir` other than those named in `keep` (files of an
-/// earlier run, or of a checkpoint that a kill interrupted before its commit).
-fn remove_unreferenced(dir: &Path, keep: &[&str]) -> Result<()> {
-    let entries = match fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(io_err(dir)(e)),
-    };
-    for entry in entries {
-        let entry = entry.map_err(io_err(dir))?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let ours = (name.starts_with(STATE_FILE_PREFIX) && name.ends_with(".safetensors"))
-            || (name.starts_with(PARAMS_FILE_PREFIX) && name.ends_with(".bin"));
-        if ours && !keep.contains(&name.as_str()) {
-            let path = entry.path();
-            fs::remove_file(&path).map_err(io_err(&path))?;
-        }
-    }
-    Ok(())
 }
