@@ -220,17 +220,15 @@ impl ModelSource {
             .filter(|p| p.extension().is_none_or(|e| e != "bin"))
             .map(|p| Tokenizer::from_file(p).map_err(|e| anyhow!("model.tokenizer: {e}")))
             .transpose()?;
-        // The prompt is checked before the model is read.
-        let prompt = match self.kind {
-            ModelKind::Masked => {
-                self.check_masked_folder()?;
-                Some(task.masked_prompt_with(nli)?)
-            }
-            ModelKind::Causal => None,
-        };
+        if self.kind == ModelKind::Masked {
+            // The folder and the prompt are checked before the model is read.
+            self.check_masked_folder()?;
+            task.masked_prompt_with(nli)?;
+        }
         let (model, weights) = self.read()?;
-        let head = match (model, prompt) {
-            (Model::Masked(model), Some(prompt)) => {
+        let head = match model {
+            Model::Masked(model) => {
+                let prompt = task.masked_prompt_with(nli)?;
                 let tokenizer = match tokenizer_override {
                     Some(t) => t,
                     None => Tokenizer::from_folder(path)?,
@@ -244,8 +242,7 @@ impl ModelSource {
                         })?;
                 Head::Masked(clf)
             }
-            (Model::Masked(_), None) => unreachable!("a masked model has its prompt"),
-            (Model::Gguf(model), _) => {
+            Model::Gguf(model) => {
                 let (tokenizer, prefix) = gguf_tokenizer(path, tokenizer_override)?;
                 Head::Causal {
                     model,
@@ -254,7 +251,7 @@ impl ModelSource {
                     max_length: section.max_length,
                 }
             }
-            (Model::Causal(model), _) => {
+            Model::Causal(model) => {
                 let (tokenizer, prefix) = causal_tokenizer(path, section, tokenizer_override)?;
                 Head::Causal {
                     model,
