@@ -118,8 +118,8 @@ fn provision(all: bool) -> Result<()> {
     Ok(())
 }
 
-/// `cargo run --release` the `bszo` command with `args`, from the caller's folder, passing its
-/// exit status through (its own one-line error is the message).
+/// `cargo run --release` the `bszo` command with `args`, in the workspace root, passing its exit
+/// status through (its own one-line error is the message).
 fn run_bszo(args: &[&str]) -> Result<()> {
     run_release("bszo-cli", "bszo", args)
 }
@@ -144,8 +144,11 @@ fn run_release(package: &str, bin: &str, args: &[&str]) -> Result<()> {
     ];
     cmd.extend_from_slice(args);
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    // The workspace root is the current folder of `bszo`: it finds `data/`, `models/` and the
+    // provisioned `.cache/models/` there.
     let status = Command::new(&cargo)
         .args(&cmd)
+        .current_dir(root())
         .status()
         .with_context(|| format!("could not start `{cargo}`"))?;
     if !status.success() {

@@ -1,12 +1,12 @@
 //! Rebuilding a run's weights at any logged step and writing them to safetensors.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, Result, anyhow, bail};
-use zo_train::{Checkpoint, SEED_LOG_FILE, read_seed_log, replay};
+use zo_models::Weights;
+use zo_train::{CONFIG_FILE, Checkpoint, RunDir};
 
 use crate::config::RunConfig;
-use crate::finetune::CONFIG_FILE;
 use crate::inputs::{self, Inputs, Role};
 use crate::load;
 
@@ -74,25 +74,21 @@ pub fn export(
             .ok_or_else(|| anyhow!("{}: no step in the checkpoint", run.display()))?,
         StepChoice::At(n) => n,
     };
-    let log = read_seed_log(&run.join(SEED_LOG_FILE))?;
-    if steps > log.len() as u64 {
-        bail!(
-            "--step {steps}: {} logs {} steps",
-            run.join(SEED_LOG_FILE).display(),
-            log.len()
-        );
-    }
-    let path: PathBuf = load::resolve(&config.model.name)?;
-    if !accept_changed_inputs {
-        let candidates = inputs::model_files(&path, config.model.tokenizer.as_deref())?;
-        Inputs::load(run)?.check(&candidates, &[Role::Model, Role::Tokenizer])?;
-    }
-    let kind = match resolved.kind {
-        Some(k) => k,
-        None => load::detect_kind(&path)?,
+    // The base weights, once the seed log is known to hold the steps.
+    let base = || -> Result<Weights> {
+        let source =
+            load::ModelSource::resolve(&config.model.name, resolved.kind, resolved.precision)?;
+        if !accept_changed_inputs {
+            let candidates = inputs::model_files(&source.path, config.model.tokenizer.as_deref())?;
+            Inputs::load(run)?.check(&candidates, &[Role::Model, Role::Tokenizer])?;
+        }
+        source.load_weights()
     };
-    let mut weights = load::load_weights(&path, kind, resolved.precision)?;
-    replay(&resolved.optimizer, &mut weights, &log, steps)?;
+    let (weights, _) = RunDir::new(run)
+        .weights_at(&resolved.optimizer, steps, || {
+            base().map_err(|e| format!("{e:#}").into())
+        })
+        .with_context(|| format!("--step {steps}"))?;
     weights.save_safetensors(out)?;
     Ok(steps)
 }

@@ -8,30 +8,16 @@ use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use anyhow::{Context, Result, anyhow, bail};
-use serde::{Deserialize, Serialize};
-use zo_data::Protocol;
 use zo_optim::ParamSet;
-use zo_train::{
-    Best, CHECKPOINT_FILE, Event, JsonlWriter, Metrics, RunLock, SEED_LOG_FILE, Split, StopReason,
-    TestWeights, Trainer, read_jsonl, read_seed_log, remove_temporaries, replay, write_atomic,
-};
+pub use zo_train::{CONFIG_FILE, METRICS_FILE, REPORT_FILE, WEIGHTS_FILE, ZERO_SHOT_FILE};
+use zo_train::{Event, JsonlWriter, RunDir, Split, StopReason, Trainer, read_jsonl};
 
-use crate::config::{ModelKind, RunConfig};
-use crate::inputs::{self, INPUTS_FILE, Inputs, Role};
+use crate::config::RunConfig;
+use crate::inputs::{self, Inputs, Role};
 use crate::load;
+pub use crate::report::{Forwards, Outcome, Report, ZeroShot, peak_rss_bytes, status_kb};
 use crate::resources::{self, ModelShape};
 use crate::task_model::PromptTask;
-
-/// The run's configuration as saved in its folder (what `--resume` reads back).
-pub const CONFIG_FILE: &str = "config.toml";
-/// The metrics stream (one event per line).
-pub const METRICS_FILE: &str = "metrics.jsonl";
-/// The final report.
-pub const REPORT_FILE: &str = "report.json";
-/// The zero-shot evaluation, written before training.
-pub const ZERO_SHOT_FILE: &str = "zero_shot.json";
-/// The exported best weights.
-pub const WEIGHTS_FILE: &str = "best.safetensors";
 
 /// How to run.
 #[derive(Clone, Debug)]
@@ -69,155 +55,10 @@ impl Options {
     }
 }
 
-/// The zero-shot metrics of the base weights.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ZeroShot {
-    /// On the validation split.
-    pub validation: Metrics,
-    /// On the test split.
-    pub test: Metrics,
-}
-
-/// Forward-pass counts.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Forwards {
-    /// Of the optimizer steps.
-    pub train: u64,
-    /// Of the evaluations (zero-shot excluded).
-    pub eval: u64,
-    /// Of the zero-shot evaluation.
-    pub zero_shot: u64,
-    /// Per optimizer step.
-    pub per_step: usize,
-}
-
-/// The final report (`report.json`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Report {
-    /// The run's configuration.
-    pub config: RunConfig,
-    /// The resolved model path.
-    pub model_path: PathBuf,
-    /// The head.
-    pub model_kind: ModelKind,
-    /// The data folder that was read (as resolved from `task.data_dir`, `ZO_DATA_DIR` and the
-    /// default locations).
-    #[serde(default)]
-    pub data_dir: PathBuf,
-    /// Trainable parameters.
-    pub parameters: usize,
-    /// The data protocol.
-    pub protocol: Protocol,
-    /// Examples in train / validation / test.
-    pub sizes: [usize; 3],
-    /// The base weights' metrics.
-    pub zero_shot: ZeroShot,
-    /// The best validation score and its step; step 0 is the starting (base) weights, whose
-    /// zero-shot validation score every later evaluation must strictly beat.
-    pub best: Option<Best>,
-    /// No step beat the starting weights on validation: the best step is 0, and the tested and
-    /// exported weights are the starting weights.
-    #[serde(default)]
-    pub best_is_start: bool,
-    /// The test metrics.
-    pub test: Option<Metrics>,
-    /// Which weights were tested.
-    pub test_weights: Option<TestWeights>,
-    /// Steps completed.
-    pub steps: u64,
-    /// Why the run ended.
-    pub stop_reason: StopReason,
-    /// Forward passes.
-    pub forwards: Forwards,
-    /// Wall-clock seconds of this process (a resumed run counts only its own time).
-    pub wall_time_s: f64,
-    /// Peak resident set size of this process in bytes (Linux `VmHWM`), if known.
-    pub peak_rss_bytes: Option<u64>,
-    /// Files written in the output folder.
-    pub files: Vec<String>,
-}
-
-/// What a run returns.
-#[derive(Clone, Debug)]
-pub struct Outcome {
-    /// The output folder.
-    pub dir: PathBuf,
-    /// The report (also in `dir/report.json` unless the run was stopped).
-    pub report: Report,
-    /// A resume that found no checkpoint (a run stopped before its first one, or none at all)
-    /// and started the run from step 0.
-    pub started_over: bool,
-}
-
-/// A `kB` field of this process's `/proc/self/status` (Linux), e.g. `VmHWM:`.
-pub fn status_kb(field: &str) -> Option<u64> {
-    let status = fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with(field))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
-/// Peak resident set size of this process (Linux `VmHWM`), in bytes.
-pub fn peak_rss_bytes() -> Option<u64> {
-    status_kb("VmHWM:").map(|kb| kb * 1024)
-}
-
-/// The files a run writes in its folder, besides the optimizer-state sidecars
-/// (`optimizer-state-STEP.safetensors`), parameter files (`params-STEP.bin`), temporary files of
-/// atomic writes (`.NAME.tmp-PID`) and the lock (`.lock`).
-pub const RUN_FILES: [&str; 12] = [
-    CONFIG_FILE,
-    INPUTS_FILE,
-    ZERO_SHOT_FILE,
-    CHECKPOINT_FILE,
-    SEED_LOG_FILE,
-    METRICS_FILE,
-    REPORT_FILE,
-    WEIGHTS_FILE,
-    "loss.svg",
-    "loss.png",
-    "validation.svg",
-    "validation.png",
-];
-
-/// Whether `name` is a file that a run writes in its folder (the lock excepted).
-pub fn is_run_file(name: &str) -> bool {
-    RUN_FILES.contains(&name)
-        || (name.starts_with("optimizer-state-") && name.ends_with(".safetensors"))
-        || (name.starts_with("params-") && name.ends_with(".bin"))
-        || zo_train::checkpoint::is_temporary_name(name)
-}
-
-/// The run files present in `dir`, sorted.
-pub fn run_files_in(dir: &Path) -> Result<Vec<String>> {
-    let mut found = Vec::new();
-    let entries = match fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(found),
-        Err(e) => return Err(e).with_context(|| format!("cannot list {}", dir.display())),
-    };
-    for entry in entries {
-        let entry = entry.with_context(|| format!("cannot list {}", dir.display()))?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if is_run_file(&name) {
-            found.push(name);
-        }
-    }
-    found.sort();
-    Ok(found)
-}
-
-fn remove_run_files(dir: &Path) -> Result<()> {
-    for name in run_files_in(dir)? {
-        let path = dir.join(&name);
-        fs::remove_file(&path).with_context(|| format!("cannot remove {}", path.display()))?;
-    }
-    Ok(())
-}
-
 /// Removes what a fresh run wrote when it fails before training starts (a bad model, data or
 /// setting found during loading or the zero-shot evaluation): no half-made run is left behind.
 struct Cleanup {
-    dir: PathBuf,
+    dir: RunDir,
     created: bool,
     armed: bool,
 }
@@ -225,10 +66,10 @@ struct Cleanup {
 impl Drop for Cleanup {
     fn drop(&mut self) {
         if self.armed {
-            let _ = remove_run_files(&self.dir);
+            let _ = self.dir.remove_run_files();
             if self.created {
-                let _ = fs::remove_file(self.dir.join(zo_train::LOCK_FILE));
-                let _ = fs::remove_dir(&self.dir);
+                let _ = fs::remove_file(self.dir.file(zo_train::LOCK_FILE));
+                let _ = fs::remove_dir(self.dir.path());
             }
         }
     }
@@ -325,17 +166,18 @@ pub fn finetune(options: Options) -> Result<Outcome> {
         None if options.resume => bail!("--resume needs the run's folder (--out DIR)"),
         None => (default_out_dir(&options.config)?, true),
     };
-    let _lock = RunLock::acquire(&dir)?;
-    remove_temporaries(&dir)?;
-    let resuming = options.resume && dir.join(CHECKPOINT_FILE).exists();
+    let run = RunDir::new(&dir);
+    let _lock = run.lock()?;
+    run.remove_temporaries()?;
+    let resuming = options.resume && run.has_checkpoint();
     let mut cleanup = Cleanup {
-        dir: dir.clone(),
+        dir: run.clone(),
         created,
         armed: false,
     };
     let mut config = options.config.clone();
     if resuming {
-        let saved = RunConfig::load(&dir.join(CONFIG_FILE))?;
+        let saved = RunConfig::load(&run.file(CONFIG_FILE))?;
         if let Some((field, was, now)) = first_difference(&saved, &options.config) {
             bail!(
                 "--resume: `{field}` is {now} but the run in {} has {was}; only train.steps, the evaluation cadence and [output] may change",
@@ -345,7 +187,7 @@ pub fn finetune(options: Options) -> Result<Outcome> {
     } else {
         // A fresh run; or a resumed one that had no checkpoint yet (stopped before its first
         // one), which starts over.
-        let present = run_files_in(&dir)?;
+        let present = run.run_files()?;
         if let Some(first) = present.first() {
             if !(config.output.overwrite || options.resume) {
                 bail!(
@@ -358,13 +200,13 @@ pub fn finetune(options: Options) -> Result<Outcome> {
                     }
                 );
             }
-            remove_run_files(&dir)?;
+            run.remove_run_files()?;
         }
         cleanup.armed = true;
     }
     config.output.dir = Some(dir.clone());
     if !resuming {
-        write_atomic(&dir.join(CONFIG_FILE), config.to_toml().as_bytes())?;
+        run.write(CONFIG_FILE, config.to_toml().as_bytes())?;
     }
     let resolved = config.resolve()?;
 
@@ -375,7 +217,8 @@ pub fn finetune(options: Options) -> Result<Outcome> {
         splits.validation.len(),
         splits.test.len(),
     ];
-    let (model_path, kind) = (loaded.path.clone(), loaded.kind);
+    let source = loaded.source.clone();
+    let (model_path, kind) = (source.path.clone(), source.kind);
     let mut weights = loaded.weights;
     let parameters = weights.num_params();
 
@@ -415,7 +258,7 @@ pub fn finetune(options: Options) -> Result<Outcome> {
 
     let task = PromptTask::new(loaded.head, splits, config.task.eval_batch_size)?
         .with_train_as_classification(resolved.train_as_classification)?;
-    let zero_path = dir.join(ZERO_SHOT_FILE);
+    let zero_path = run.file(ZERO_SHOT_FILE);
     let zero_shot = if resuming && zero_path.exists() {
         let text = fs::read_to_string(&zero_path)
             .with_context(|| format!("cannot read {}", zero_path.display()))?;
@@ -426,12 +269,12 @@ pub fn finetune(options: Options) -> Result<Outcome> {
             validation: task.evaluate_split(Split::Validation)?,
             test: task.evaluate_split(Split::Test)?,
         };
-        write_atomic(&zero_path, &serde_json::to_vec_pretty(&z)?)?;
+        run.write(ZERO_SHOT_FILE, &serde_json::to_vec_pretty(&z)?)?;
         z
     };
 
     // The trainer.
-    let metrics_path = dir.join(METRICS_FILE);
+    let metrics_path = run.file(METRICS_FILE);
     let optimizer = resolved.optimizer.clone();
     let per_step = optimizer.forwards_per_step();
     // The zero-shot validation score is the step-0 candidate for the best weights.
@@ -441,15 +284,8 @@ pub fn finetune(options: Options) -> Result<Outcome> {
         .start_validation(zero_shot.validation.clone());
     let (mut state, start_step) = if resuming {
         let ck = trainer.resume()?;
+        run.resume_weights(&optimizer, &mut weights, &ck)?;
         let step = ck.state.looping.step;
-        let log = read_seed_log(&dir.join(SEED_LOG_FILE))?;
-        let replayed = replay(&optimizer, &mut weights, &log, step)?;
-        if replayed != ck.state.optimizer {
-            bail!(
-                "{}: the seed log replayed from the base weights does not reproduce the checkpoint's optimizer state",
-                dir.display()
-            );
-        }
         (ck.state, step)
     } else {
         (trainer.start(&weights, config.train.seed)?, 0)
@@ -469,21 +305,20 @@ pub fn finetune(options: Options) -> Result<Outcome> {
         ));
     }
 
-    let base = (model_path.clone(), kind, resolved.precision);
     let summary = trainer.run_replay_best(&mut weights, &mut state, |w| {
         if let Some(recorded) = &recorded {
             recorded
                 .check(&model_inputs, &[Role::Model, Role::Tokenizer])
                 .map_err(|e| format!("{e:#}"))?;
         }
-        let fresh = load::load_weights(&base.0, base.1, base.2).map_err(|e| format!("{e:#}"))?;
+        let fresh = source.load_weights().map_err(|e| format!("{e:#}"))?;
         w.copy_from(&fresh).map_err(|e| e.to_string().into())
     })?;
 
     if summary.reason != StopReason::StopFlag {
         if config.output.export {
             weights
-                .save_safetensors(&dir.join(WEIGHTS_FILE))
+                .save_safetensors(&run.file(WEIGHTS_FILE))
                 .with_context(|| format!("exporting the weights to {}", dir.display()))?;
         }
         if config.output.plots {
@@ -491,7 +326,7 @@ pub fn finetune(options: Options) -> Result<Outcome> {
             zo_train::plot::plot_run(&events, &dir)?;
         }
     }
-    let mut files = run_files_in(&dir)?;
+    let mut files = run.run_files()?;
     if summary.reason != StopReason::StopFlag && !files.iter().any(|f| f == REPORT_FILE) {
         files.push(REPORT_FILE.into());
         files.sort();
@@ -523,7 +358,7 @@ pub fn finetune(options: Options) -> Result<Outcome> {
         files,
     };
     if summary.reason != StopReason::StopFlag {
-        write_atomic(&dir.join(REPORT_FILE), &serde_json::to_vec_pretty(&report)?)?;
+        run.write(REPORT_FILE, &serde_json::to_vec_pretty(&report)?)?;
     }
     Ok(Outcome {
         dir,

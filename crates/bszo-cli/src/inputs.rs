@@ -17,10 +17,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, anyhow, bail};
 use serde::{Deserialize, Serialize};
 use zo_data::Task;
+pub use zo_train::INPUTS_FILE;
 use zo_train::write_atomic;
-
-/// The file of recorded hashes in a run's folder.
-pub const INPUTS_FILE: &str = "inputs.json";
 
 /// The flag that accepts changed inputs.
 pub const ACCEPT_FLAG: &str = "--accept-changed-inputs";

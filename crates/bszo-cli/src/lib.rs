@@ -6,6 +6,7 @@ pub mod export;
 pub mod finetune;
 pub mod inputs;
 pub mod load;
+pub mod report;
 pub mod resources;
 pub mod settings;
 pub mod task_model;

@@ -6,8 +6,8 @@ use anyhow::{Context, Result, anyhow, bail};
 use zo_data::{NliTemplate, Task};
 use zo_models::gguf::{load_gguf, load_gguf_tokenizer};
 use zo_models::{
-    HubOptions, Llama2cTokenizer, MaskedLm, MaskedLmClassifier, Precision, Tokenizer, Weights,
-    load_causal_lm,
+    CausalLm, HubOptions, Llama2cTokenizer, MaskedLm, MaskedLmClassifier, Precision, Tokenizer,
+    Weights, load_causal_lm,
 };
 
 use crate::config::{ModelKind, ModelSection};
@@ -22,41 +22,27 @@ pub const PROVISIONED: [(&str, &str); 2] = [
     ),
 ];
 
-/// The folder of provisioned models: `ZO_MODELS_DIR`, else `./.cache/models` if it exists, else
-/// the workspace's `.cache/models`.
+/// The folder of provisioned models: `$ZO_MODELS_DIR`, else `./.cache/models` (see
+/// [`zo_data::models_dir_in`]).
 pub fn models_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("ZO_MODELS_DIR") {
-        return PathBuf::from(dir);
-    }
-    let local = PathBuf::from(".cache/models");
-    if local.is_dir() {
-        return local;
-    }
-    workspace().join(".cache/models")
-}
-
-/// The repository this binary was built from (its data folder, shipped models and provisioned
-/// models are the defaults when the current directory has none).
-pub fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    zo_data::models_dir_in(Path::new(""))
 }
 
 /// The data folder: `--data-dir` (or `[task].data_dir`) if given, else `$ZO_DATA_DIR` if set —
-/// either must exist — else `./data`, else the repository's `data/`.
+/// either must exist — else `./data`.
 pub fn data_dir(flag: Option<PathBuf>) -> Result<PathBuf> {
     let env = std::env::var_os(zo_data::DATA_DIR_ENV).map(PathBuf::from);
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
-    let dir = zo_data::resolve_data_dir_from(flag, env, &cwd, &[workspace().join("data")])
-        .map_err(|e| match e {
-            zo_data::DataError::DataDirMissing {
-                origin: zo_data::DataDirOrigin::Explicit,
-                path,
-            } => anyhow!(
-                "task.data_dir (--data-dir): the data folder {} does not exist",
-                path.display()
-            ),
-            other => anyhow!(other),
-        })?;
+    let dir = zo_data::resolve_data_dir_from(flag, env, &cwd, &[]).map_err(|e| match e {
+        zo_data::DataError::DataDirMissing {
+            origin: zo_data::DataDirOrigin::Explicit,
+            path,
+        } => anyhow!(
+            "task.data_dir (--data-dir): the data folder {} does not exist",
+            path.display()
+        ),
+        other => anyhow!(other),
+    })?;
     Ok(std::fs::canonicalize(&dir).unwrap_or(dir))
 }
 
@@ -80,20 +66,20 @@ pub fn resolve(name: &str) -> Result<PathBuf> {
         );
     }
     if name.eq_ignore_ascii_case("stories260k") {
-        // The tiny llama2.c model that ships with the repository (models/stories260k/).
-        let rel = Path::new("models")
-            .join("stories260k")
-            .join("stories260K.bin");
-        let candidates = [rel.clone(), workspace().join(&rel)];
+        // The tiny llama2.c model that ships with the repository (models/stories260k/): in the
+        // current folder's `models/`, else in the models folder.
+        let rel = Path::new("stories260k").join("stories260K.bin");
+        let candidates = [Path::new("models").join(&rel), models_dir().join(&rel)];
         return candidates
             .iter()
             .find(|p| p.is_file())
             .cloned()
             .ok_or_else(|| {
                 anyhow!(
-                    "model.name: stories260k not found at {} or {}",
+                    "model.name: stories260k not found at {} or {} (run from the repository's root, or set {})",
                     candidates[0].display(),
-                    candidates[1].display()
+                    candidates[1].display(),
+                    zo_data::MODELS_DIR_ENV
                 )
             });
     }
@@ -123,18 +109,6 @@ pub fn detect_kind(path: &Path) -> Result<ModelKind> {
     }
 }
 
-/// A loaded model: its head and its trainable weights.
-pub struct Loaded {
-    /// The head.
-    pub head: Head,
-    /// The weights (shared with the head's model).
-    pub weights: Weights,
-    /// The resolved path.
-    pub path: PathBuf,
-    /// The head kind.
-    pub kind: ModelKind,
-}
-
 /// The tokenizer of a GGUF checkpoint and the ids put before every context: `tokenizer` if given,
 /// else the byte-level BPE of the file's metadata; BOS first when the metadata asks for it
 /// (`tokenizer.ggml.add_bos_token`).
@@ -155,6 +129,199 @@ pub fn gguf_tokenizer(path: &Path, tokenizer: Option<Tokenizer>) -> Result<(Toke
     Ok((tokenizer, prefix))
 }
 
+/// Where a run's model comes from: the resolved checkpoint, its head kind and the precision. The
+/// one reader of a checkpoint: the first load ([`load`](Self::load)) and every reload of the base
+/// weights ([`load_weights`](Self::load_weights)) go through [`read`](Self::read).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ModelSource {
+    /// The resolved path.
+    pub path: PathBuf,
+    /// The head kind.
+    pub kind: ModelKind,
+    /// The precision the weights are loaded in.
+    pub precision: Precision,
+}
+
+/// A model as read from its checkpoint, before a head is put on it.
+pub enum Model {
+    /// A masked LM.
+    Masked(Box<MaskedLm>),
+    /// A causal LM from a GGUF file.
+    Gguf(Box<dyn CausalLm + Send + Sync>),
+    /// A causal LM from a Hugging Face folder or a llama2.c file.
+    Causal(Box<dyn CausalLm + Send + Sync>),
+}
+
+impl ModelSource {
+    /// Resolve `[model].name` ([`resolve`]); the kind is `kind`, else detected ([`detect_kind`]).
+    pub fn resolve(name: &str, kind: Option<ModelKind>, precision: Precision) -> Result<Self> {
+        let path = resolve(name)?;
+        let kind = match kind {
+            Some(k) => k,
+            None => detect_kind(&path)?,
+        };
+        Ok(Self {
+            path,
+            kind,
+            precision,
+        })
+    }
+
+    /// Whether the checkpoint is a GGUF file.
+    fn is_gguf(&self) -> bool {
+        self.path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
+    }
+
+    /// A masked LM loads from a folder.
+    fn check_masked_folder(&self) -> Result<()> {
+        if self.path.is_file() {
+            bail!(
+                "model.kind: {} is a file; masked LMs load from a Hugging Face folder",
+                self.path.display()
+            );
+        }
+        Ok(())
+    }
+
+    /// Read the checkpoint: the model and its trainable weights (shared with the model).
+    pub fn read(&self) -> Result<(Model, Weights)> {
+        let path = &self.path;
+        Ok(match self.kind {
+            ModelKind::Masked => {
+                self.check_masked_folder()?;
+                let (model, weights) = MaskedLm::from_folder(path, self.precision)?;
+                (Model::Masked(Box::new(model)), weights)
+            }
+            ModelKind::Causal if self.is_gguf() => {
+                let m = load_gguf(path, self.precision)?;
+                (Model::Gguf(Box::new(m.model)), m.weights)
+            }
+            ModelKind::Causal => {
+                let (model, weights) = load_causal_lm(path, self.precision)?;
+                (Model::Causal(model), weights)
+            }
+        })
+    }
+
+    /// The base weights alone, read again (e.g. to put them back before a replay).
+    pub fn load_weights(&self) -> Result<Weights> {
+        Ok(self.read()?.1)
+    }
+
+    /// The model for `task` with its prompt head (masked LMs: with the entailment tasks' template
+    /// `nli`), and its weights.
+    pub fn load(&self, section: &ModelSection, task: Task, nli: NliTemplate) -> Result<Loaded> {
+        let path = &self.path;
+        let tokenizer_override = section
+            .tokenizer
+            .as_ref()
+            .filter(|p| p.extension().is_none_or(|e| e != "bin"))
+            .map(|p| Tokenizer::from_file(p).map_err(|e| anyhow!("model.tokenizer: {e}")))
+            .transpose()?;
+        if self.kind == ModelKind::Masked {
+            // The folder and the prompt are checked before the model is read.
+            self.check_masked_folder()?;
+            task.masked_prompt_with(nli)?;
+        }
+        let (model, weights) = self.read()?;
+        let head = match model {
+            Model::Masked(model) => {
+                let prompt = task.masked_prompt_with(nli)?;
+                let tokenizer = match tokenizer_override {
+                    Some(t) => t,
+                    None => Tokenizer::from_folder(path)?,
+                };
+                let max_length = section.max_length.min(model.max_sequence_length());
+                let clf =
+                    MaskedLmClassifier::new(*model, tokenizer, prompt.template, prompt.label_words)
+                        .and_then(|c| c.with_max_length(max_length))
+                        .with_context(|| {
+                            format!("{} as a {} classifier", path.display(), task.display_name())
+                        })?;
+                Head::Masked(clf)
+            }
+            Model::Gguf(model) => {
+                let (tokenizer, prefix) = gguf_tokenizer(path, tokenizer_override)?;
+                Head::Causal {
+                    model,
+                    tokenizer: CausalTokenizer::Hf(tokenizer),
+                    prefix,
+                    max_length: section.max_length,
+                }
+            }
+            Model::Causal(model) => {
+                let (tokenizer, prefix) = causal_tokenizer(path, section, tokenizer_override)?;
+                Head::Causal {
+                    model,
+                    tokenizer,
+                    prefix,
+                    max_length: section.max_length,
+                }
+            }
+        };
+        Ok(Loaded {
+            head,
+            weights,
+            source: self.clone(),
+        })
+    }
+}
+
+/// The tokenizer of a causal LM from a Hugging Face folder (its own, or `tokenizer`) or a llama2.c
+/// file (the file beside it, or the one `[model].tokenizer` names), and the ids put before every
+/// context.
+fn causal_tokenizer(
+    path: &Path,
+    section: &ModelSection,
+    tokenizer: Option<Tokenizer>,
+) -> Result<(CausalTokenizer, Vec<u32>)> {
+    if path.is_dir() {
+        let t = match tokenizer {
+            Some(t) => t,
+            None => Tokenizer::from_folder(path)?,
+        };
+        let prefix = t.prefix().to_vec();
+        return Ok((CausalTokenizer::Hf(t), prefix));
+    }
+    // A llama2.c checkpoint: its tokenizer file sits beside it (or is named).
+    let file = match &section.tokenizer {
+        Some(p) => p.clone(),
+        None => ["tok512.bin", "tokenizer.bin"]
+            .iter()
+            .map(|n| path.with_file_name(n))
+            .find(|p| p.is_file())
+            .ok_or_else(|| {
+                anyhow!(
+                    "{}: no tok512.bin or tokenizer.bin beside the llama2.c checkpoint; set model.tokenizer",
+                    path.display()
+                )
+            })?,
+    };
+    if file.extension().is_some_and(|e| e == "json") {
+        let t = Tokenizer::from_file(&file)?;
+        let prefix = t.prefix().to_vec();
+        Ok((CausalTokenizer::Hf(t), prefix))
+    } else {
+        let t = Llama2cTokenizer::from_file(&file)?;
+        Ok((
+            CausalTokenizer::Llama2c(t),
+            vec![zo_models::llama2c::LLAMA2C_BOS],
+        ))
+    }
+}
+
+/// A loaded model: its head and its trainable weights.
+pub struct Loaded {
+    /// The head.
+    pub head: Head,
+    /// The weights (shared with the head's model).
+    pub weights: Weights,
+    /// Where it was loaded from (to reload its base weights).
+    pub source: ModelSource,
+}
+
 /// Load the model of `section` for `task` (masked LMs: with the entailment tasks' template `nli`).
 pub fn load(
     section: &ModelSection,
@@ -163,123 +330,7 @@ pub fn load(
     task: Task,
     nli: NliTemplate,
 ) -> Result<Loaded> {
-    let path = resolve(&section.name)?;
-    let kind = match kind {
-        Some(k) => k,
-        None => detect_kind(&path)?,
-    };
-    let tokenizer_override = section
-        .tokenizer
-        .as_ref()
-        .filter(|p| p.extension().is_none_or(|e| e != "bin"))
-        .map(|p| Tokenizer::from_file(p).map_err(|e| anyhow!("model.tokenizer: {e}")))
-        .transpose()?;
-    let (head, weights) = match kind {
-        ModelKind::Masked => {
-            if path.is_file() {
-                bail!(
-                    "model.kind: {} is a file; masked LMs load from a Hugging Face folder",
-                    path.display()
-                );
-            }
-            let prompt = task.masked_prompt_with(nli)?;
-            let (model, weights) = MaskedLm::from_folder(&path, precision)?;
-            let tokenizer = match tokenizer_override {
-                Some(t) => t,
-                None => Tokenizer::from_folder(&path)?,
-            };
-            let max_length = section.max_length.min(model.max_sequence_length());
-            let clf =
-                MaskedLmClassifier::new(model, tokenizer, prompt.template, prompt.label_words)
-                    .and_then(|c| c.with_max_length(max_length))
-                    .with_context(|| {
-                        format!("{} as a {} classifier", path.display(), task.display_name())
-                    })?;
-            (Head::Masked(clf), weights)
-        }
-        ModelKind::Causal => {
-            let is_gguf = path
-                .extension()
-                .is_some_and(|e| e.eq_ignore_ascii_case("gguf"));
-            if is_gguf {
-                let (tokenizer, prefix) = gguf_tokenizer(&path, tokenizer_override)?;
-                let m = load_gguf(&path, precision)?;
-                let head = Head::Causal {
-                    model: Box::new(m.model),
-                    tokenizer: CausalTokenizer::Hf(tokenizer),
-                    prefix,
-                    max_length: section.max_length,
-                };
-                (head, m.weights)
-            } else {
-                let (model, weights) = load_causal_lm(&path, precision)?;
-                let (tokenizer, prefix) = if path.is_dir() {
-                    let t = match tokenizer_override {
-                        Some(t) => t,
-                        None => Tokenizer::from_folder(&path)?,
-                    };
-                    let prefix = t.prefix().to_vec();
-                    (CausalTokenizer::Hf(t), prefix)
-                } else {
-                    // A llama2.c checkpoint: its tokenizer file sits beside it (or is named).
-                    let file = match &section.tokenizer {
-                        Some(p) => p.clone(),
-                        None => ["tok512.bin", "tokenizer.bin"]
-                            .iter()
-                            .map(|n| path.with_file_name(n))
-                            .find(|p| p.is_file())
-                            .ok_or_else(|| {
-                                anyhow!(
-                                    "{}: no tok512.bin or tokenizer.bin beside the llama2.c checkpoint; set model.tokenizer",
-                                    path.display()
-                                )
-                            })?,
-                    };
-                    if file.extension().is_some_and(|e| e == "json") {
-                        let t = Tokenizer::from_file(&file)?;
-                        let prefix = t.prefix().to_vec();
-                        (CausalTokenizer::Hf(t), prefix)
-                    } else {
-                        let t = Llama2cTokenizer::from_file(&file)?;
-                        (
-                            CausalTokenizer::Llama2c(t),
-                            vec![zo_models::llama2c::LLAMA2C_BOS],
-                        )
-                    }
-                };
-                let head = Head::Causal {
-                    model,
-                    tokenizer,
-                    prefix,
-                    max_length: section.max_length,
-                };
-                (head, weights)
-            }
-        }
-    };
-    Ok(Loaded {
-        head,
-        weights,
-        path,
-        kind,
-    })
-}
-
-/// Load only the weights of the checkpoint at `path` (to put the base weights back).
-pub fn load_weights(path: &Path, kind: ModelKind, precision: Precision) -> Result<Weights> {
-    Ok(match kind {
-        ModelKind::Masked => MaskedLm::from_folder(path, precision)?.1,
-        ModelKind::Causal => {
-            if path
-                .extension()
-                .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
-            {
-                load_gguf(path, precision)?.weights
-            } else {
-                load_causal_lm(path, precision)?.1
-            }
-        }
-    })
+    ModelSource::resolve(&section.name, kind, precision)?.load(section, task, nli)
 }
 
 /// The data and the model of a run: the data folder that was read, the splits (the test split cut

@@ -46,7 +46,7 @@ pub fn zero_shot(config: &RunConfig, validation: bool) -> Result<ZeroShotReport>
     let resolved = config.resolve()?;
     let (_, splits, loaded) = load::data_and_model(config, &resolved)?;
     let test_size = splits.test.len();
-    let (model_path, kind) = (loaded.path.clone(), loaded.kind);
+    let (model_path, kind) = (loaded.source.path.clone(), loaded.source.kind);
     let task = PromptTask::new(loaded.head, splits, config.task.eval_batch_size)?;
     let test = task.evaluate_split(Split::Test)?;
     let validation = if validation {

@@ -6,7 +6,11 @@ use std::process::{Command, Output};
 
 /// Whether SPLADE-tiny and the datasets are present. Missing ones fail the test when
 /// `BSZO_REQUIRE_MODELS` is set (CI sets it after provisioning), and skip it otherwise.
+///
+/// Makes the workspace root the current folder, as it is for the binary run by [`bszo`]: the
+/// library, run in this process, finds `models/` and `.cache/models` there.
 pub fn real_assets(test: &str) -> bool {
+    std::env::set_current_dir(workspace()).expect("the workspace root exists");
     bszo_testkit::shipped(data_dir().join("sst2"));
     bszo_testkit::splade_tiny(test).is_some()
 }

@@ -344,6 +344,8 @@ fn two_runs_started_at_once_without_out_get_two_folders() {
             Command::new(env!("CARGO_BIN_EXE_bszo"))
                 .args(args)
                 .current_dir(&root)
+                // The provisioned models are not below `root`.
+                .env("ZO_MODELS_DIR", bszo_testkit::models_dir())
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped())
                 .spawn()

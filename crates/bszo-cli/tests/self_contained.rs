@@ -136,25 +136,46 @@ fn the_default_run_reads_only_files_inside_the_repository() {
     );
     assert!(ws.join("models/stories260k/tok512.bin").is_file());
 
-    // From any other folder the binary still finds the repository's data and models.
+    // From any other folder nothing of the repository is found by default: the binary looks in
+    // the current folder and in the folders that the environment names, never in its source tree.
     let elsewhere = scratch("self-contained");
     std::env::set_current_dir(&elsewhere).unwrap();
-    assert_eq!(
-        std::fs::canonicalize(load::data_dir(None).unwrap()).unwrap(),
-        std::fs::canonicalize(ws.join("data")).unwrap()
-    );
-    assert_eq!(
-        lexical(&elsewhere, &load::resolve("stories260k").unwrap()),
-        ws.join("models/stories260k/stories260K.bin")
-    );
+    let err = load::data_dir(None).unwrap_err().to_string();
+    assert!(err.contains("data"), "{err}");
+    let err = load::resolve("stories260k").unwrap_err().to_string();
+    assert!(err.contains("stories260k not found"), "{err}");
     // A sibling folder `shared` holding a data folder is never looked at.
     std::fs::create_dir_all(elsewhere.join("inner")).unwrap();
     std::fs::create_dir_all(elsewhere.join("shared").join("data").join("sst2")).unwrap();
     std::env::set_current_dir(elsewhere.join("inner")).unwrap();
+    assert!(load::data_dir(None).is_err());
+    // The environment names the data and models folders.
+    let models = elsewhere.join("models");
+    std::fs::create_dir_all(models.join("stories260k")).unwrap();
+    std::fs::copy(
+        ws.join("models/stories260k/stories260K.bin"),
+        models.join("stories260k").join("stories260K.bin"),
+    )
+    .unwrap();
+    // SAFETY: the only test of this process, so no other thread reads the environment.
+    unsafe {
+        std::env::set_var("ZO_DATA_DIR", ws.join("data"));
+        std::env::set_var("ZO_MODELS_DIR", &models);
+    }
     assert_eq!(
         std::fs::canonicalize(load::data_dir(None).unwrap()).unwrap(),
         std::fs::canonicalize(ws.join("data")).unwrap()
     );
+    assert_eq!(
+        load::resolve("stories260k").unwrap(),
+        models.join("stories260k").join("stories260K.bin")
+    );
+    assert_eq!(load::models_dir(), models);
+    // SAFETY: as above.
+    unsafe {
+        std::env::remove_var("ZO_DATA_DIR");
+        std::env::remove_var("ZO_MODELS_DIR");
+    }
     std::env::set_current_dir(&ws).unwrap();
 
     // No source file names a folder beside the repository.

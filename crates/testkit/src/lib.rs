@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 pub const REQUIRE_ENV: &str = "BSZO_REQUIRE_MODELS";
 
 /// The folder of provisioned models: `$ZO_MODELS_DIR`, else `<workspace>/.cache/models`.
-pub const MODELS_ENV: &str = "ZO_MODELS_DIR";
+pub const MODELS_ENV: &str = zo_data::MODELS_DIR_ENV;
 
 /// The task data folder: `$ZO_DATA_DIR`, else `<workspace>/data`.
 pub const DATA_ENV: &str = "ZO_DATA_DIR";
@@ -30,10 +30,7 @@ pub fn workspace() -> PathBuf {
 
 /// The folder of provisioned models: `$ZO_MODELS_DIR`, else `<workspace>/.cache/models`.
 pub fn models_dir() -> PathBuf {
-    match std::env::var_os(MODELS_ENV) {
-        Some(d) if !d.is_empty() => PathBuf::from(d),
-        _ => workspace().join(".cache/models"),
-    }
+    zo_data::models_dir_in(&workspace())
 }
 
 /// The task data folder: `$ZO_DATA_DIR`, else the repository's `data/`.

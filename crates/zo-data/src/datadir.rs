@@ -1,4 +1,4 @@
-//! Finding the data folder.
+//! Finding the data folder and the folder of provisioned models.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -7,6 +7,19 @@ use crate::error::{DataError, Result};
 
 /// The environment variable naming the data folder.
 pub const DATA_DIR_ENV: &str = "ZO_DATA_DIR";
+
+/// The environment variable naming the folder of provisioned models.
+pub const MODELS_DIR_ENV: &str = "ZO_MODELS_DIR";
+
+/// The folder of provisioned models (as `crates/zo-models/scripts/provision.sh` fills it):
+/// `$ZO_MODELS_DIR` if set and not empty, else `root/.cache/models` (with `root` empty: the
+/// relative path `.cache/models`, taken against the current folder).
+pub fn models_dir_in(root: &Path) -> PathBuf {
+    match std::env::var_os(MODELS_DIR_ENV) {
+        Some(d) if !d.is_empty() => PathBuf::from(d),
+        _ => root.join(".cache").join("models"),
+    }
+}
 
 /// Who named a data folder that must exist.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -10,7 +10,10 @@ pub mod read;
 pub mod sample;
 pub mod task;
 
-pub use datadir::{DATA_DIR_ENV, DataDirOrigin, resolve_data_dir, resolve_data_dir_from};
+pub use datadir::{
+    DATA_DIR_ENV, DataDirOrigin, MODELS_DIR_ENV, models_dir_in, resolve_data_dir,
+    resolve_data_dir_from,
+};
 pub use dataset::{FewGlueSplit, KShotSplit, PoolSplit, load_fewglue, load_kshot, load_pool};
 pub use error::{DataError, Result};
 pub use metrics::{accuracy, confusion_matrix, macro_f1};

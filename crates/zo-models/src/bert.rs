@@ -15,6 +15,9 @@
 //! matrix products run in it (on the CPU, candle widens bf16 operands to f32 for each product, as it
 //! has no bf16 matrix kernel); LayerNorm statistics and the attention softmax are computed in f32;
 //! logits are returned in f32.
+//!
+//! This file is the definition of one model family (its configuration, layers, checkpoint loading
+//! and forward pass), kept in one place, hence its length.
 
 use std::path::Path;
 

@@ -270,18 +270,7 @@ pub fn load_gguf(path: &Path, precision: Precision) -> Result<GgufModel> {
     names.sort();
     for name in names {
         let Some(hf) = hf_name(name) else { continue };
-        let q = content
-            .tensor(&mut reader, name, &Device::Cpu)
-            .map_err(|e| ModelError::Malformed {
-                path: path.to_path_buf(),
-                message: format!("tensor `{name}`: {e}"),
-            })?;
-        let mut t = q
-            .dequantize(&Device::Cpu)
-            .map_err(|e| ModelError::Malformed {
-                path: path.to_path_buf(),
-                message: format!("tensor `{name}`: {e}"),
-            })?;
+        let mut t = dequantized(&mut reader, &content, path, name)?;
         if hf.ends_with("q_proj.weight") {
             t = unpermute_rope_rows(&t, heads)?;
         } else if hf.ends_with("k_proj.weight") {
@@ -372,15 +361,23 @@ pub fn read_gguf_tensor(path: &Path, name: &str) -> Result<Tensor> {
             path: path.to_path_buf(),
         });
     }
-    let q = content
-        .tensor(&mut reader, name, &Device::Cpu)
-        .map_err(|e| ModelError::Malformed {
-            path: path.to_path_buf(),
-            message: format!("tensor `{name}`: {e}"),
-        })?;
-    q.dequantize(&Device::Cpu)
-        .map_err(|e| ModelError::Malformed {
-            path: path.to_path_buf(),
-            message: format!("tensor `{name}`: {e}"),
-        })
+    dequantized(&mut reader, &content, path, name)
+}
+
+/// The tensor `name` of the GGUF file at `path` (read through `reader`), dequantised to f32.
+fn dequantized(
+    reader: &mut BufReader<File>,
+    content: &Content,
+    path: &Path,
+    name: &str,
+) -> Result<Tensor> {
+    let malformed = |e: candle_core::Error| ModelError::Malformed {
+        path: path.to_path_buf(),
+        message: format!("tensor `{name}`: {e}"),
+    };
+    content
+        .tensor(reader, name, &Device::Cpu)
+        .map_err(malformed)?
+        .dequantize(&Device::Cpu)
+        .map_err(malformed)
 }

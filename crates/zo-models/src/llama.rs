@@ -19,8 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::causal::CausalLm;
 use crate::error::{ModelError, Result};
-use crate::loading::{Checkpoint, Precision, read_json};
-use crate::weights::Weights;
+use crate::loading::{Checkpoint, read_json};
 
 fn default_rope_theta() -> f64 {
     10_000.0
@@ -272,6 +271,24 @@ pub(crate) fn embed(table: &Tensor, input_ids: &Tensor) -> Result<Tensor> {
     Ok(table.index_select(&ids, 0)?.reshape((b, s, width))?)
 }
 
+/// `(b, s, n·hd)` projections as `(b, n, s, hd)` heads in f32, contiguous.
+pub(crate) fn split_heads(
+    t: &Tensor,
+    (b, s, n, hd): (usize, usize, usize, usize),
+) -> Result<Tensor> {
+    Ok(t.reshape((b, s, n, hd))?
+        .transpose(1, 2)?
+        .to_dtype(DType::F32)?
+        .contiguous()?)
+}
+
+/// The logits of the hidden states through the LM head `lm_head` (`vocab × hidden`), in f32.
+pub(crate) fn lm_logits(hidden: &Tensor, lm_head: &Tensor) -> Result<Tensor> {
+    Ok(hidden
+        .broadcast_matmul(&lm_head.t()?)?
+        .to_dtype(DType::F32)?)
+}
+
 /// Scaled dot-product attention in f32: `q [b, h, s, d]`, `k`/`v [b, h, s, d]`, additive mask
 /// `[b, 1, s, s]`; returns `[b, s, h * d]` in `dtype`.
 pub(crate) fn attention(
@@ -409,16 +426,7 @@ impl Llama {
         })
     }
 
-    /// Load a local Hugging Face folder (`config.json` + safetensors). Returns the model and its
-    /// trainable weights.
-    pub fn from_hf_folder(dir: &Path, precision: Precision) -> Result<(Self, Weights)> {
-        crate::loading::load_hf_folder(dir, precision, LlamaConfig::from_file, Self::new)
-    }
-
-    /// The configuration.
-    pub fn config(&self) -> &LlamaConfig {
-        &self.cfg
-    }
+    crate::loading::hf_model_loader!(LlamaConfig);
 
     fn rope_tables(&self, s: usize) -> Result<(Tensor, Tensor)> {
         let hd = self.cfg.head_width();
@@ -456,15 +464,9 @@ impl CausalLm for Llama {
         let mut x = embed(&self.embed_tokens, input_ids)?;
         for layer in &self.layers {
             let h = rms_norm(&x, &layer.input_norm, eps)?;
-            let heads = |t: Tensor, n: usize| -> Result<Tensor> {
-                Ok(t.reshape((b, s, n, hd))?
-                    .transpose(1, 2)?
-                    .to_dtype(DType::F32)?
-                    .contiguous()?)
-            };
-            let q = heads(layer.q.forward(&h)?, nh)?;
-            let k = heads(layer.k.forward(&h)?, nkv)?;
-            let v = heads(layer.v.forward(&h)?, nkv)?;
+            let q = split_heads(&layer.q.forward(&h)?, (b, s, nh, hd))?;
+            let k = split_heads(&layer.k.forward(&h)?, (b, s, nkv, hd))?;
+            let v = split_heads(&layer.v.forward(&h)?, (b, s, nkv, hd))?;
             let q = candle_nn::rotary_emb::rope(&q, &cos, &sin)?;
             let k = candle_nn::rotary_emb::rope(&k, &cos, &sin)?;
             // Query head j uses key/value head j / groups: repeat each KV head `groups` times.
@@ -488,9 +490,7 @@ impl CausalLm for Llama {
     }
 
     fn head(&self, hidden: &Tensor) -> Result<Tensor> {
-        Ok(hidden
-            .broadcast_matmul(&self.lm_head.t()?)?
-            .to_dtype(DType::F32)?)
+        lm_logits(hidden, &self.lm_head)
     }
 
     fn vocab_size(&self) -> usize {

@@ -63,6 +63,28 @@ pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     })
 }
 
+/// The `from_hf_folder` and `config` methods of a model type with a `cfg: $config` field and a
+/// constructor `Self::new(&$config, &mut Checkpoint)`, whose configuration reads with
+/// `$config::from_file`.
+macro_rules! hf_model_loader {
+    ($config:ident) => {
+        /// Load a local Hugging Face folder (`config.json` + safetensors). Returns the model and
+        /// its trainable weights.
+        pub fn from_hf_folder(
+            dir: &std::path::Path,
+            precision: $crate::loading::Precision,
+        ) -> $crate::error::Result<(Self, $crate::weights::Weights)> {
+            $crate::loading::load_hf_folder(dir, precision, $config::from_file, Self::new)
+        }
+
+        /// The configuration.
+        pub fn config(&self) -> &$config {
+            &self.cfg
+        }
+    };
+}
+pub(crate) use hf_model_loader;
+
 /// Load a model from a local Hugging Face folder: `config.json` parsed by `read_config`, the
 /// safetensors weights by [`Checkpoint::from_hf_folder`], the model built by `build`. Returns the
 /// model and its trainable weights (the checkpoint's other tensors are dropped).

@@ -11,9 +11,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::causal::CausalLm;
 use crate::error::{ModelError, Result};
-use crate::llama::{additive_mask, attention, check_inputs, embed};
-use crate::loading::{Checkpoint, Precision, read_json};
-use crate::weights::Weights;
+use crate::llama::{additive_mask, attention, check_inputs, embed, lm_logits, split_heads};
+use crate::loading::{Checkpoint, read_json};
 
 fn yes() -> bool {
     true
@@ -248,16 +247,7 @@ impl Opt {
         })
     }
 
-    /// Load a local Hugging Face folder (`config.json` + safetensors). Returns the model and its
-    /// trainable weights.
-    pub fn from_hf_folder(dir: &Path, precision: Precision) -> Result<(Self, Weights)> {
-        crate::loading::load_hf_folder(dir, precision, OptConfig::from_file, Self::new)
-    }
-
-    /// The configuration.
-    pub fn config(&self) -> &OptConfig {
-        &self.cfg
-    }
+    crate::loading::hf_model_loader!(OptConfig);
 
     /// Rows of the position table: `cumsum(mask) * mask - 1 + 2` per token.
     fn position_rows(&self, attention_mask: &Tensor) -> Result<Tensor> {
@@ -306,15 +296,9 @@ impl CausalLm for Opt {
             } else {
                 x.clone()
             };
-            let heads = |t: Tensor| -> Result<Tensor> {
-                Ok(t.reshape((b, s, nh, hd))?
-                    .transpose(1, 2)?
-                    .to_dtype(DType::F32)?
-                    .contiguous()?)
-            };
-            let q = heads(layer.q.forward(&h)?)?;
-            let k = heads(layer.k.forward(&h)?)?;
-            let v = heads(layer.v.forward(&h)?)?;
+            let q = split_heads(&layer.q.forward(&h)?, (b, s, nh, hd))?;
+            let k = split_heads(&layer.k.forward(&h)?, (b, s, nh, hd))?;
+            let v = split_heads(&layer.v.forward(&h)?, (b, s, nh, hd))?;
             let a = attention(&q, &k, &v, &mask, 1.0 / (hd as f64).sqrt(), self.dtype)?;
             x = (x + layer.out.forward(&a)?)?;
             if !pre {
@@ -346,9 +330,7 @@ impl CausalLm for Opt {
     }
 
     fn head(&self, hidden: &Tensor) -> Result<Tensor> {
-        Ok(hidden
-            .broadcast_matmul(&self.lm_head.t()?)?
-            .to_dtype(DType::F32)?)
+        lm_logits(hidden, &self.lm_head)
     }
 
     fn vocab_size(&self) -> usize {

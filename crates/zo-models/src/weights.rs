@@ -15,7 +15,11 @@ use zo_optim::{ParamError, ParamSet, ParamSliceMut, TensorInfo, default_decay};
 use crate::error::{ModelError, Result};
 
 /// Named trainable tensors, in a fixed order (sorted by name).
-#[derive(Clone, Debug, Default)]
+///
+/// Not `Clone`: a candle `Tensor` clone shares its storage, and perturbation writes the storage in
+/// place, so a clone would be an alias of the live weights, not a copy. [`deep_copy`](Self::deep_copy)
+/// copies the storage.
+#[derive(Debug, Default)]
 pub struct Weights {
     entries: Vec<(TensorInfo, Tensor)>,
 }
@@ -94,6 +98,17 @@ impl Weights {
     /// Whether there are no tensors.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+
+    /// A copy of the weights with storage of its own (every tensor's values copied): perturbing or
+    /// updating `self` afterwards leaves the copy as it was. The copy is not shared with any model.
+    pub fn deep_copy(&self) -> Result<Weights> {
+        let entries = self
+            .entries
+            .iter()
+            .map(|(info, t)| Ok((info.clone(), t.copy()?)))
+            .collect::<Result<_>>()?;
+        Ok(Weights { entries })
     }
 
     /// Overwrite every tensor's values, in place, with those of the same-named tensor of `other`

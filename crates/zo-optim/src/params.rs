@@ -99,6 +99,12 @@ pub type Visitor<'v> = dyn FnMut(&TensorInfo, ParamSliceMut<'_>) -> Result<(), P
 /// Contract: `visit_mut` visits the tensors in the order of `tensors()`, each exactly once, and the
 /// slice it passes has `numel()` elements in row-major order. Results never depend on that order:
 /// every random stream is keyed by the tensor's name.
+///
+/// Aliasing: the optimizers write the storage that `visit_mut` exposes, in place. Two values that
+/// share that storage (tensor handles cloned from one another, the model's layers and its weights)
+/// see every perturbation and update of either. So a type whose `Clone` shares storage must not be
+/// used where an independent copy is meant (e.g. to keep the best weights while training goes
+/// on): copy its storage explicitly instead (a `deep_copy`), and do not derive `Clone` for it.
 pub trait ParamSet {
     /// The trainable tensors.
     fn tensors(&self) -> Vec<TensorInfo>;

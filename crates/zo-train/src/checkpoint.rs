@@ -14,33 +14,24 @@
 //!   projected gradients or posterior means, forwards — the whole trajectory in kilobytes;
 //! - `params-STEP.bin`, when the trainer was given a parameter encoder: the caller's bytes.
 //!
-//! Whole files are written atomically: to a temporary file `.NAME.tmp-PID` in the same folder,
-//! synced, then renamed over the target (and the folder synced), so a crash leaves either the old or
-//! the new file. Logs are appended one whole line per write; a checkpoint first syncs them and
+//! Whole files are written atomically ([`write_atomic`]). Logs are appended one whole line per write; a checkpoint first syncs them and
 //! records their lengths ([`LogMark`]), so that a resume cuts every log back to exactly the bytes of
 //! its checkpoint, whatever a kill or a full disk left after them (a torn last line included).
 
-use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
+use std::fs;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use zo_optim::{EstimatorState, OptimizerState, RuleState, StateVec, StepReport};
+use zo_optim::{OptimizerState, StepReport};
 
+use crate::config::TrainConfig;
 use crate::error::{Result, TrainError};
-use crate::trainer::TrainConfig;
+pub use crate::rundir::{CHECKPOINT_FILE, SEED_LOG_FILE, write_atomic, write_atomic_with};
+use crate::rundir::{STATE_FILE_PREFIX, io_err};
+use crate::sidecar::{read_sidecar, skeleton, vectors, write_sidecar};
 
-/// The checkpoint file's name in an output folder.
-pub const CHECKPOINT_FILE: &str = "checkpoint.json";
-/// The seed log's name in an output folder.
-pub const SEED_LOG_FILE: &str = "seed_log.jsonl";
 /// The checkpoint format version.
 pub const FORMAT_VERSION: u32 = 2;
-/// The prefix of the optimizer-state sidecar files (`optimizer-state-STEP.safetensors`).
-pub const STATE_FILE_PREFIX: &str = "optimizer-state-";
-/// The prefix of the parameter files (`params-STEP.bin`).
-pub const PARAMS_FILE_PREFIX: &str = "params-";
 
 /// The best validation score so far.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -120,241 +111,6 @@ pub struct SeedLogEntry {
     /// The step's report (step, lr, losses, projected gradients / posterior mean, forwards).
     #[serde(flatten)]
     pub report: StepReport,
-}
-
-pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
-    move |source| TrainError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
-}
-
-/// The temporary file that [`write_atomic`] writes `path` through.
-pub fn temporary_path(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    parent_dir(path).join(format!(".{name}.tmp-{}", std::process::id()))
-}
-
-/// Whether `name` is a temporary file of [`write_atomic`] (`.NAME.tmp-PID`).
-pub fn is_temporary_name(name: &str) -> bool {
-    name.starts_with('.')
-        && name.rsplit_once(".tmp-").is_some_and(|(head, pid)| {
-            head.len() > 1 && !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit())
-        })
-}
-
-fn parent_dir(path: &Path) -> PathBuf {
-    match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    }
-}
-
-/// Sync the folder `dir`, making renames and creations in it durable (best effort: not every
-/// platform can open a folder).
-pub fn sync_dir(dir: &Path) {
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
-    }
-}
-
-/// Write `path` atomically with `write`: to a temporary file in the same folder, synced, renamed
-/// over `path`; the folder is then synced. On an error the temporary file is removed.
-pub fn write_atomic_with(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
-    let tmp = temporary_path(path);
-    let result = (|| {
-        write(&tmp)?;
-        let f = File::open(&tmp).map_err(io_err(&tmp))?;
-        f.sync_all().map_err(io_err(&tmp))?;
-        drop(f);
-        fs::rename(&tmp, path).map_err(io_err(path))
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-        return result;
-    }
-    sync_dir(&parent_dir(path));
-    Ok(())
-}
-
-/// Write `bytes` to `path` atomically (see [`write_atomic_with`]).
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    write_atomic_with(path, |tmp| {
-        let mut f = File::create(tmp).map_err(io_err(tmp))?;
-        f.write_all(bytes).map_err(io_err(tmp))
-    })
-}
-
-/// The optimizer state's per-parameter vectors, by sidecar name prefix.
-fn vectors(state: &OptimizerState) -> Vec<(&'static str, &StateVec)> {
-    let mut out: Vec<(&'static str, &StateVec)> = Vec::new();
-    if let EstimatorState::Hessian { h } = &state.estimator {
-        out.push(("estimator.h", h));
-    }
-    match &state.rule {
-        RuleState::Momentum { m } => out.push(("rule.m", m)),
-        RuleState::Adam { m, v, .. } => {
-            out.push(("rule.m", m));
-            out.push(("rule.v", v));
-        }
-        _ => {}
-    }
-    out
-}
-
-/// The optimizer state with its per-parameter vectors left empty (they go to the sidecar).
-fn skeleton(state: &OptimizerState) -> OptimizerState {
-    let empty = || StateVec::from_tensors(Vec::new());
-    OptimizerState {
-        seed: state.seed,
-        step: state.step,
-        num_params: state.num_params,
-        estimator: match &state.estimator {
-            EstimatorState::Hessian { .. } => EstimatorState::Hessian { h: empty() },
-            other => other.clone(),
-        },
-        rule: match &state.rule {
-            RuleState::Momentum { .. } => RuleState::Momentum { m: empty() },
-            RuleState::Adam { t, .. } => RuleState::Adam {
-                m: empty(),
-                v: empty(),
-                t: *t,
-            },
-            other => other.clone(),
-        },
-    }
-}
-
-/// The slots of the optimizer state that hold per-parameter vectors, by sidecar name prefix.
-fn vector_slots(state: &mut OptimizerState) -> Vec<(&'static str, &mut StateVec)> {
-    let mut out: Vec<(&'static str, &mut StateVec)> = Vec::new();
-    if let EstimatorState::Hessian { h } = &mut state.estimator {
-        out.push(("estimator.h", h));
-    }
-    match &mut state.rule {
-        RuleState::Momentum { m } => out.push(("rule.m", m)),
-        RuleState::Adam { m, v, .. } => {
-            out.push(("rule.m", m));
-            out.push(("rule.v", v));
-        }
-        _ => {}
-    }
-    out
-}
-
-/// A 1-D f32 tensor for safetensors (little-endian bytes).
-struct F32View<'a> {
-    values: &'a [f32],
-    shape: [usize; 1],
-}
-
-impl safetensors::View for F32View<'_> {
-    fn dtype(&self) -> safetensors::Dtype {
-        safetensors::Dtype::F32
-    }
-    fn shape(&self) -> &[usize] {
-        &self.shape
-    }
-    fn data(&self) -> std::borrow::Cow<'_, [u8]> {
-        if cfg!(target_endian = "little") {
-            // The values' own bytes: no copy of a state that can be gigabytes.
-            std::borrow::Cow::Borrowed(bytemuck::cast_slice(self.values))
-        } else {
-            std::borrow::Cow::Owned(self.values.iter().flat_map(|x| x.to_le_bytes()).collect())
-        }
-    }
-    fn data_len(&self) -> usize {
-        self.values.len() * 4
-    }
-}
-
-/// Write the vectors to a safetensors file at `path` (not atomically: the caller writes a
-/// temporary file).
-fn write_sidecar(path: &Path, vectors: &[(&'static str, &StateVec)]) -> Result<()> {
-    let mut views = Vec::new();
-    for (prefix, v) in vectors {
-        for (name, values) in v.iter() {
-            views.push((
-                format!("{prefix}/{name}"),
-                F32View {
-                    values,
-                    shape: [values.len()],
-                },
-            ));
-        }
-    }
-    // Keep the parameter set's order: safetensors sorts its header, so record the order.
-    let order: Vec<String> = views.iter().map(|(n, _)| n.clone()).collect();
-    let mut meta = std::collections::HashMap::new();
-    meta.insert(
-        "order".to_string(),
-        serde_json::to_string(&order).map_err(|e| TrainError::BadFile {
-            path: path.to_path_buf(),
-            message: format!("cannot serialise: {e}"),
-        })?,
-    );
-    safetensors::serialize_to_file(views, Some(meta), path).map_err(|e| TrainError::BadFile {
-        path: path.to_path_buf(),
-        message: format!("cannot write: {e}"),
-    })
-}
-
-/// Read a sidecar back into the slots of `state`.
-fn read_sidecar(path: &Path, state: &mut OptimizerState) -> Result<()> {
-    let bad = |message: String| TrainError::BadFile {
-        path: path.to_path_buf(),
-        message,
-    };
-    let bytes = fs::read(path).map_err(io_err(path))?;
-    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)
-        .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
-    let order: Vec<String> = meta
-        .metadata()
-        .as_ref()
-        .and_then(|m| m.get("order"))
-        .ok_or_else(|| bad("no tensor order in the metadata".into()))
-        .and_then(|o| serde_json::from_str(o).map_err(|e| bad(format!("bad order: {e}"))))?;
-    let st = safetensors::SafeTensors::deserialize(&bytes)
-        .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
-    let mut by_prefix: BTreeMap<&str, Vec<(String, Vec<f32>)>> = BTreeMap::new();
-    for full in &order {
-        let (prefix, name) = full
-            .split_once('/')
-            .ok_or_else(|| bad(format!("tensor `{full}` has no prefix")))?;
-        let view = st
-            .tensor(full)
-            .map_err(|e| bad(format!("tensor `{full}`: {e}")))?;
-        if view.dtype() != safetensors::Dtype::F32 {
-            return Err(bad(format!(
-                "tensor `{full}` is {:?}, not F32",
-                view.dtype()
-            )));
-        }
-        let values = view
-            .data()
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
-        by_prefix
-            .entry(prefix)
-            .or_default()
-            .push((name.to_string(), values));
-    }
-    for (prefix, slot) in vector_slots(state) {
-        let tensors = by_prefix
-            .remove(prefix)
-            .ok_or_else(|| bad(format!("no `{prefix}` tensors for the optimizer state")))?;
-        *slot = StateVec::from_tensors(tensors);
-    }
-    if let Some(prefix) = by_prefix.keys().next() {
-        return Err(bad(format!(
-            "`{prefix}` tensors that the optimizer state has no place for"
-        )));
-    }
-    Ok(())
 }
 
 impl Checkpoint {
@@ -490,6 +246,42 @@ impl Checkpoint {
             })
     }
 
+    /// Check that a run with the loop settings `config` can resume from this checkpoint (read from
+    /// `path`): the same minibatch settings, and consistent step counts.
+    pub fn check_resumable(&self, config: &TrainConfig, path: &Path) -> Result<()> {
+        let mismatch = |field, found: String, expected: String| TrainError::Mismatch {
+            path: path.to_path_buf(),
+            field,
+            found,
+            expected,
+        };
+        if self.config.batch_size != config.batch_size {
+            return Err(mismatch(
+                "batch_size",
+                self.config.batch_size.to_string(),
+                config.batch_size.to_string(),
+            ));
+        }
+        if self.config.data_seed != config.data_seed {
+            return Err(mismatch(
+                "data_seed",
+                self.config.data_seed.to_string(),
+                config.data_seed.to_string(),
+            ));
+        }
+        let looping = &self.state.looping;
+        if looping.batches_drawn != looping.step || self.state.optimizer.step != looping.step {
+            return Err(TrainError::BadFile {
+                path: path.to_path_buf(),
+                message: format!(
+                    "inconsistent steps: loop {}, batches {}, optimizer {}",
+                    looping.step, looping.batches_drawn, self.state.optimizer.step
+                ),
+            });
+        }
+        Ok(())
+    }
+
     /// The mark of the log `file`, if the checkpoint recorded one.
     pub fn log_bytes(&self, file: &str) -> Option<u64> {
         self.logs.iter().find(|m| m.file == file).map(|m| m.bytes)
@@ -550,56 +342,4 @@ pub fn read_seed_log(path: &Path) -> Result<Vec<SeedLogEntry>> {
         }
     }
     Ok(entries)
-}
-
-/// Cut the log at `path` back to `bytes` (its length at a checkpoint) and sync it. A log shorter
-/// than that has lost lines that the checkpoint counts on: an error.
-pub(crate) fn cut_log(path: &Path, bytes: u64, step: u64) -> Result<()> {
-    let len = match fs::metadata(path) {
-        Ok(m) => m.len(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
-        Err(e) => return Err(io_err(path)(e)),
-    };
-    if len < bytes {
-        return Err(TrainError::LostLog {
-            path: path.to_path_buf(),
-            found: len,
-            expected: bytes,
-            step,
-        });
-    }
-    if len > bytes {
-        let f = OpenOptions::new()
-            .write(true)
-            .open(path)
-            .map_err(io_err(path))?;
-        f.set_len(bytes).map_err(io_err(path))?;
-        f.sync_all().map_err(io_err(path))?;
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn atomic_writes_replace_the_file_and_leave_no_temporary_files() {
-        let dir = std::env::temp_dir().join(format!("zo-train-atomic-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("state.json");
-        write_atomic(&path, b"first").unwrap();
-        write_atomic(&path, b"second").unwrap();
-        assert_eq!(fs::read(&path).unwrap(), b"second");
-        let names: Vec<_> = fs::read_dir(&dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        assert_eq!(names, ["state.json"]);
-        // A folder that does not exist is an error naming a path, not a panic.
-        let err = write_atomic(&dir.join("missing").join("x.json"), b"x").unwrap_err();
-        assert!(matches!(err, TrainError::Io { .. }), "{err}");
-        fs::remove_dir_all(&dir).unwrap();
-    }
 }

@@ -140,6 +140,15 @@ pub enum TrainError {
         /// What went wrong.
         message: String,
     },
+    /// The copy of the best weights could not be made.
+    #[error("copying the best weights at step {step}: {source}")]
+    CopyWeights {
+        /// The best step.
+        step: u64,
+        /// The copy's error.
+        #[source]
+        source: ObjectiveError,
+    },
     /// An observer failed (e.g. a metrics file could not be written).
     #[error("observer: {0}")]
     Observer(#[source] ObjectiveError),

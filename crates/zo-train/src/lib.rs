@@ -1,13 +1,16 @@
 #![doc = include_str!("../README.md")]
 
 pub mod checkpoint;
+pub mod config;
 pub mod error;
+pub mod keep;
 pub mod model;
 pub mod observer;
 pub mod plot;
 pub mod progress;
 pub mod replay;
 pub mod rundir;
+mod sidecar;
 pub mod trainer;
 
 pub use checkpoint::{
@@ -15,12 +18,16 @@ pub use checkpoint::{
     read_jsonl, read_seed_log, write_atomic, write_atomic_with,
 };
 pub use error::{Result, TrainError};
+pub use keep::DeepCopy;
 pub use model::{Metrics, Split, TaskModel};
 pub use observer::{Event, JsonlWriter, Observer, Recorder};
 pub use plot::{LinePlot, Series, plot_run};
 pub use progress::ProgressBar;
 pub use replay::replay;
-pub use rundir::{LOCK_FILE, RunLock, create_unique_dir, remove_temporaries};
+pub use rundir::{
+    CONFIG_FILE, INPUTS_FILE, LOCK_FILE, METRICS_FILE, REPORT_FILE, RUN_FILES, RunDir, RunLock,
+    WEIGHTS_FILE, ZERO_SHOT_FILE, create_unique_dir, is_run_file, remove_temporaries,
+};
 pub use trainer::{
     ParamEncoder, StopReason, Summary, TestWeights, TrainConfig, Trainer, json_params,
 };

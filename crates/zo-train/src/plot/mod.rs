@@ -1,12 +1,11 @@
 //! Plots of a run (PNG and SVG).
 //!
 //! [`LinePlot`] draws named series of `(x, y)` points; [`plot_run`] draws the training loss and the
-//! validation score of a run from its [`Event`]s. SVG output needs no font (the viewer renders the
+//! validation score of a run from its [`Event`](crate::Event)s. SVG output needs no font (the viewer renders the
 //! text). PNG text is drawn with a TrueType/OpenType font loaded at run time: the file named by
 //! [`FONT_ENV`] if set, else the first of [`FONT_PATHS`] that exists. Files are written atomically
 //! (see [`write_atomic`]).
 
-use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
@@ -15,13 +14,15 @@ use plotters::coord::Shift;
 use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
-use plotters_backend::{BackendColor, BackendCoord, BackendTextStyle};
-use plotters_backend::{DrawingErrorKind, FontTransform};
 
-use crate::checkpoint::write_atomic;
 use crate::error::{Result, TrainError};
-use crate::model::Split;
-use crate::observer::Event;
+use crate::rundir::write_atomic;
+
+mod run;
+mod svg;
+
+pub use run::plot_run;
+use svg::SvgNoFont;
 
 /// The environment variable naming the font file for PNG text (overrides [`FONT_PATHS`]).
 pub const FONT_ENV: &str = "BSZO_PLOT_FONT";
@@ -386,7 +387,7 @@ fn round_log(v: f64) -> bool {
         .any(|m| (mantissa - m).abs() < 1e-6)
 }
 
-fn with_ext(stem: &Path, ext: &str) -> PathBuf {
+pub(crate) fn with_ext(stem: &Path, ext: &str) -> PathBuf {
     let mut name = OsString::from(stem.as_os_str());
     name.push(".");
     name.push(ext);
@@ -437,197 +438,4 @@ fn load_font(png: &Path) -> Result<()> {
     })?;
     *loaded = Some(file);
     Ok(())
-}
-
-/// An SVG backend that estimates text sizes without a font (the viewer lays the text out anyway).
-struct SvgNoFont<'a>(SVGBackend<'a>);
-
-impl DrawingBackend for SvgNoFont<'_> {
-    type ErrorType = <SVGBackend<'static> as DrawingBackend>::ErrorType;
-
-    fn get_size(&self) -> (u32, u32) {
-        self.0.get_size()
-    }
-    fn ensure_prepared(&mut self) -> std::result::Result<(), DrawingErrorKind<Self::ErrorType>> {
-        self.0.ensure_prepared()
-    }
-    fn present(&mut self) -> std::result::Result<(), DrawingErrorKind<Self::ErrorType>> {
-        self.0.present()
-    }
-    fn draw_pixel(
-        &mut self,
-        point: BackendCoord,
-        color: BackendColor,
-    ) -> std::result::Result<(), DrawingErrorKind<Self::ErrorType>> {
-        self.0.draw_pixel(point, color)
-    }
-    fn draw_line<S: plotters_backend::BackendStyle>(
-        &mut self,
-        from: BackendCoord,
-        to: BackendCoord,
-        style: &S,
-    ) -> std::result::Result<(), DrawingErrorKind<Self::ErrorType>> {
-        self.0.draw_line(from, to, style)
-    }
-    fn draw_rect<S: plotters_backend::BackendStyle>(
-        &mut self,
-        upper_left: BackendCoord,
-        bottom_right: BackendCoord,
-        style: &S,
-        fill: bool,
-    ) -> std::result::Result<(), DrawingErrorKind<Self::ErrorType>> {
-        self.0.draw_rect(upper_left, bottom_right, style, fill)
-    }
-    fn draw_path<S: plotters_backend::BackendStyle, I: IntoIterator<Item = BackendCoord>>(
-        &mut self,
-        path: I,
-        style: &S,
-    ) -> std::result::Result<(), DrawingErrorKind<Self::ErrorType>> {
-        self.0.draw_path(path, style)
-    }
-    fn draw_circle<S: plotters_backend::BackendStyle>(
-        &mut self,
-        center: BackendCoord,
-        radius: u32,
-        style: &S,
-        fill: bool,
-    ) -> std::result::Result<(), DrawingErrorKind<Self::ErrorType>> {
-        self.0.draw_circle(center, radius, style, fill)
-    }
-    fn fill_polygon<S: plotters_backend::BackendStyle, I: IntoIterator<Item = BackendCoord>>(
-        &mut self,
-        vert: I,
-        style: &S,
-    ) -> std::result::Result<(), DrawingErrorKind<Self::ErrorType>> {
-        self.0.fill_polygon(vert, style)
-    }
-    fn draw_text<S: BackendTextStyle>(
-        &mut self,
-        text: &str,
-        style: &S,
-        pos: BackendCoord,
-    ) -> std::result::Result<(), DrawingErrorKind<Self::ErrorType>> {
-        self.0.draw_text(text, style, pos)
-    }
-    fn estimate_text_size<S: BackendTextStyle>(
-        &self,
-        text: &str,
-        style: &S,
-    ) -> std::result::Result<(u32, u32), DrawingErrorKind<Self::ErrorType>> {
-        // About 0.6 em per character, the SVG backend's font size being `size / 1.24`.
-        let em = style.size() / 1.24;
-        let (w, h) = (
-            (em * 0.6 * text.chars().count() as f64).round() as u32,
-            em.round() as u32,
-        );
-        Ok(match style.transform() {
-            FontTransform::Rotate90 | FontTransform::Rotate270 => (h, w),
-            _ => (w, h),
-        })
-    }
-    fn blit_bitmap(
-        &mut self,
-        pos: BackendCoord,
-        size: (u32, u32),
-        src: &[u8],
-    ) -> std::result::Result<(), DrawingErrorKind<Self::ErrorType>> {
-        self.0.blit_bitmap(pos, size, src)
-    }
-}
-
-/// Draw `loss.{svg,png}` (the training loss per step and its moving average, with a grey vertical
-/// line at every validation step) and `validation.{svg,png}` (the validation score per step from
-/// step 0, the starting weights, with their score drawn across as the level to beat) from a run's
-/// events into `dir` (created if absent). A figure without data is skipped; non-finite values are skipped; a step logged twice
-/// (e.g. around a resume) keeps its last value. Every SVG is written before the first PNG, so a
-/// missing font still leaves the SVGs. The paths written.
-pub fn plot_run(events: &[Event], dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut losses = BTreeMap::new();
-    let mut scores = BTreeMap::new();
-    for event in events {
-        match event {
-            Event::Step { report, .. } => {
-                losses.insert(report.step, report.loss);
-            }
-            Event::Evaluation {
-                step,
-                split: Split::Validation,
-                metrics,
-                ..
-            } => {
-                scores.insert(*step, metrics.score);
-            }
-            _ => {}
-        }
-    }
-    let finite = |m: BTreeMap<u64, f64>| -> Vec<(f64, f64)> {
-        m.into_iter()
-            .filter(|(_, v)| v.is_finite())
-            .map(|(s, v)| (s as f64, v))
-            .collect()
-    };
-    let (losses, scores) = (finite(losses), finite(scores));
-    let mut plots = Vec::new();
-    if !losses.is_empty() {
-        let smooth = ema(&losses);
-        let evaluated = scores.iter().map(|p| p.0).filter(|&x| x > 0.0).collect();
-        let plot = LinePlot::new("Training loss", "step", "loss")
-            .with_series(Series::new("loss", losses))
-            .with_series(Series::new("moving average", smooth))
-            .with_marks(VerticalMarks {
-                name: "validation".into(),
-                at: evaluated,
-            });
-        plots.push((dir.join("loss"), plot));
-    }
-    if !scores.is_empty() {
-        let mut plot = LinePlot::new("Validation", "step", "score")
-            .with_series(Series::new("validation score", scores.clone()));
-        // The starting weights' score as a level to beat.
-        if let (Some(&(first, start)), Some(&(last, _))) = (scores.first(), scores.last())
-            && first == 0.0
-            && last > 0.0
-        {
-            plot = plot.with_series(Series::new(
-                "starting weights (step 0)",
-                vec![(0.0, start), (last, start)],
-            ));
-        }
-        plots.push((dir.join("validation"), plot));
-    }
-    if plots.is_empty() {
-        return Ok(Vec::new());
-    }
-    std::fs::create_dir_all(dir).map_err(|source| TrainError::Io {
-        path: dir.to_path_buf(),
-        source,
-    })?;
-    let mut written = Vec::new();
-    for (stem, plot) in &plots {
-        let path = with_ext(stem, "svg");
-        plot.write_svg(&path)?;
-        written.push(path);
-    }
-    for (stem, plot) in &plots {
-        let path = with_ext(stem, "png");
-        plot.write_png(&path)?;
-        written.push(path);
-    }
-    Ok(written)
-}
-
-/// A bias-corrected exponential moving average of the y values, its span about 2 % of the points
-/// (between 5 and 500).
-fn ema(points: &[(f64, f64)]) -> Vec<(f64, f64)> {
-    let span = (points.len() as f64 / 50.0).clamp(5.0, 500.0);
-    let beta = 1.0 - 2.0 / (span + 1.0);
-    let (mut avg, mut weight) = (0.0, 0.0);
-    points
-        .iter()
-        .map(|&(x, y)| {
-            avg = beta * avg + (1.0 - beta) * y;
-            weight = beta * weight + (1.0 - beta);
-            (x, avg / weight)
-        })
-        .collect()
 }

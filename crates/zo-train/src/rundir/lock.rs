@@ -1,4 +1,4 @@
-//! The run folder: one writer at a time, names that cannot collide, no stale temporary files.
+//! One writer at a time, and names that cannot collide.
 //!
 //! - [`RunLock`]: an exclusive advisory lock (`flock(2)`) on `DIR/.lock`, held for as long as the
 //!   value lives. The kernel releases it when the process ends, however it ends (a kill −9
@@ -7,19 +7,15 @@
 //! - [`create_unique_dir`]: a new folder whose name carries the time to the millisecond and the
 //!   process id, created with `mkdir` (which fails when the name exists) and retried with a counter,
 //!   so that two runs started at the same moment never share a folder.
-//! - [`remove_temporaries`]: the `.NAME.tmp-PID` files that atomic writes leave when a process is
-//!   killed between creating and renaming them.
 
 use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
 
-use crate::checkpoint::{io_err, is_temporary_name, sync_dir};
+use super::LOCK_FILE;
+use super::files::{io_err, sync_dir};
 use crate::error::{Result, TrainError};
 
-/// The lock file's name in a run folder.
-pub const LOCK_FILE: &str = ".lock";
-
-/// An exclusive lock on a run folder (see the [module](self) documentation). Unlocked on drop.
+/// An exclusive lock on a run folder (see the [module](crate::rundir) documentation). Unlocked on drop.
 #[derive(Debug)]
 pub struct RunLock {
     dir: PathBuf,
@@ -113,62 +109,9 @@ pub fn utc_timestamp(secs: u64, millis: u32) -> String {
     )
 }
 
-/// Remove the temporary files (and folders) of atomic writes (`.NAME.tmp-PID`) from `dir`; the
-/// names removed.
-/// Call it while holding the folder's [`RunLock`], so that no live writer owns them.
-pub fn remove_temporaries(dir: &Path) -> Result<Vec<String>> {
-    let mut removed = Vec::new();
-    let entries = match fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(removed),
-        Err(e) => return Err(io_err(dir)(e)),
-    };
-    for entry in entries {
-        let entry = entry.map_err(io_err(dir))?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if !is_temporary_name(&name) {
-            continue;
-        }
-        // A file of an atomic write, or the private folder of one whose serialiser makes its
-        // own temporary file (zo-models' safetensors export).
-        let path = entry.path();
-        match entry.file_type() {
-            Ok(t) if t.is_file() => fs::remove_file(&path).map_err(io_err(&path))?,
-            Ok(t) if t.is_dir() => fs::remove_dir_all(&path).map_err(io_err(&path))?,
-            _ => continue,
-        }
-        removed.push(name);
-    }
-    removed.sort();
-    Ok(removed)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn temporary_files_and_folders_are_removed_and_nothing_else() {
-        let dir = std::env::temp_dir().join(format!("zo-train-rundir-tmp-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(dir.join(".best.safetensors.tmp-7")).unwrap();
-        fs::write(dir.join(".best.safetensors.tmp-7/.tmpAbC123"), b"half").unwrap();
-        fs::write(dir.join(".checkpoint.json.tmp-8"), b"{").unwrap();
-        fs::write(dir.join("checkpoint.json"), b"{}").unwrap();
-        fs::create_dir_all(dir.join("notes")).unwrap();
-        let removed = remove_temporaries(&dir).unwrap();
-        assert_eq!(
-            removed,
-            [".best.safetensors.tmp-7", ".checkpoint.json.tmp-8"]
-        );
-        let mut left: Vec<String> = fs::read_dir(&dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        left.sort();
-        assert_eq!(left, ["checkpoint.json", "notes"]);
-        fs::remove_dir_all(&dir).unwrap();
-    }
 
     #[test]
     fn timestamps_are_utc_calendar_dates() {
@@ -177,15 +120,5 @@ mod tests {
         assert_eq!(utc_timestamp(951_827_696, 7), "20000229-123456.007");
         // 2026-11-30 11:06:14 UTC.
         assert_eq!(utc_timestamp(1_796_036_774, 999), "20261130-110614.999");
-    }
-
-    #[test]
-    fn temporary_names_are_recognised() {
-        assert!(is_temporary_name(".checkpoint.json.tmp-123"));
-        assert!(is_temporary_name(".best.safetensors.tmp-9"));
-        assert!(!is_temporary_name("checkpoint.json.tmp-123"));
-        assert!(!is_temporary_name(".lock"));
-        assert!(!is_temporary_name(".notes.tmp-abc"));
-        assert!(!is_temporary_name(".tmp-1"));
     }
 }

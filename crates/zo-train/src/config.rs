@@ -1,0 +1,115 @@
+//! The loop's settings and what a run reports.
+
+use serde::{Deserialize, Serialize};
+use zo_optim::ObjectiveError;
+
+use crate::checkpoint::Best;
+use crate::error::{Result, TrainError};
+use crate::model::Metrics;
+
+/// The loop's settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    /// The step budget.
+    pub max_steps: u64,
+    /// Training examples per minibatch (every forward of a step sees the same minibatch).
+    pub batch_size: usize,
+    /// The seed of the minibatch order (a fresh permutation per epoch, see [`zo_data::EpochBatches`]).
+    pub data_seed: u64,
+    /// Evaluate on validation every this many steps (and after the last step); 0: never.
+    pub eval_every: u64,
+    /// Stop after this many validation evaluations without a strictly better score; `None`: never.
+    /// The evaluation of the starting weights (step 0) counts: patience runs from it.
+    pub patience: Option<u64>,
+    /// Write a checkpoint every this many steps (also at the end and on a stop); 0: only then.
+    /// Needs an output folder.
+    pub checkpoint_every: u64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            max_steps: 1000,
+            batch_size: 16,
+            data_seed: 0,
+            eval_every: 100,
+            patience: None,
+            checkpoint_every: 0,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Check the settings.
+    pub fn validate(&self) -> Result<()> {
+        if self.batch_size == 0 {
+            return Err(TrainError::Config {
+                field: "batch_size",
+                message: "must be at least 1".into(),
+            });
+        }
+        if self.patience == Some(0) {
+            return Err(TrainError::Config {
+                field: "patience",
+                message: "must be at least 1 evaluation (or None)".into(),
+            });
+        }
+        if self.patience.is_some() && self.eval_every == 0 {
+            return Err(TrainError::Config {
+                field: "patience",
+                message: "early stopping needs evaluations (`eval_every` > 0)".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Why a run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    /// The step budget was spent.
+    MaxSteps,
+    /// The validation score stopped improving.
+    EarlyStop,
+    /// The stop flag was set; the run can be resumed.
+    StopFlag,
+}
+
+/// Which weights the test split was evaluated on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TestWeights {
+    /// The best-on-validation weights (kept in memory by [`Trainer::run_keep_best`](crate::Trainer::run_keep_best)).
+    Best,
+    /// The weights after the last step.
+    Final,
+}
+
+/// The outcome of a run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    /// Why the run ended.
+    pub reason: StopReason,
+    /// Steps completed.
+    pub steps: u64,
+    /// Forward passes of the optimizer steps.
+    pub train_forwards: u64,
+    /// Forward passes of the evaluations (test included).
+    pub eval_forwards: u64,
+    /// The best validation score (at step 0 when no step beat the starting weights; `None`
+    /// without evaluations).
+    pub best: Option<Best>,
+    /// The test metrics (`None` after a stop flag).
+    pub test: Option<Metrics>,
+    /// The weights the test metrics belong to (`None` after a stop flag).
+    pub test_weights: Option<TestWeights>,
+}
+
+/// Encodes the parameters for a checkpoint (see [`Trainer::save_params_with`](crate::Trainer::save_params_with)).
+pub type ParamEncoder<P> = Box<dyn FnMut(&P) -> std::result::Result<Vec<u8>, ObjectiveError>>;
+
+/// An encoder that writes parameters as JSON (fine for small parameter sets and tests).
+pub fn json_params<P: Serialize + ?Sized>() -> ParamEncoder<P> {
+    Box::new(|p: &P| Ok(serde_json::to_vec(p)?))
+}
