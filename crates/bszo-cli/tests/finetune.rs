@@ -249,7 +249,10 @@ fn resuming_is_bitwise_identical_to_an_uninterrupted_run() {
             max_memory: None,
         })
         .unwrap_err();
-        assert!(format!("{err:#}").contains("optimizer.lr"), "{err:#}");
+        assert!(
+            format!("{err:#}").contains("optimizer.schedule.lr"),
+            "{err:#}"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

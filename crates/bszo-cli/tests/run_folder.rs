@@ -44,7 +44,8 @@ fn run(args: &[String]) -> Output {
     bszo(&args)
 }
 
-/// `args` with the flags of `more` added, a flag already there taking its new value.
+/// `args` with the flags of `more` added, a flag already there taking its new value (`--set`
+/// overrides are always added: the last one of a key wins).
 fn with(mut args: Vec<String>, more: &[&str]) -> Vec<String> {
     let mut i = 0;
     while i < more.len() {
@@ -53,7 +54,11 @@ fn with(mut args: Vec<String>, more: &[&str]) -> Vec<String> {
             .get(i + 1)
             .filter(|v| !v.starts_with("--"))
             .map(|v| v.to_string());
-        match (args.iter().position(|a| a == flag), &value) {
+        let at = args
+            .iter()
+            .position(|a| a == flag)
+            .filter(|_| flag != "--set");
+        match (at, &value) {
             (Some(at), Some(v)) => args[at + 1] = v.clone(),
             _ => {
                 args.push(flag.to_string());
@@ -583,14 +588,14 @@ fn command_line_errors_are_single_clear_lines() {
         );
         assert!(err.contains("broken.gguf"), "{err}");
     }
-    // --help shows the defaults of the embedded preset and the valid ranges.
+    // --help shows every setting with the embedded preset's value.
     let help = stdout(&bszo(&["finetune", "--help"]));
     for expected in [
-        "[default: 3e-4]",
-        "[default: 4000]",
-        "[default: bszo]",
+        "optimizer.schedule.lr = 3e-4",
+        "train.steps = 4000",
+        "optimizer.name = \"bszo\"",
         "--no-export",
-        "> 0",
+        "--set",
     ] {
         assert!(
             help.contains(expected),
