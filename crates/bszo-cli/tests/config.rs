@@ -114,7 +114,7 @@ fn one_name_per_knob_the_libraries_own() {
         "optimizer.rule.beta1=0.8",
         "optimizer.rule.eps=1e-6",
         "optimizer.schedule.kind=cosine",
-        "optimizer.schedule.min_lr=1e-6",
+        "optimizer.schedule.end_lr=1e-6",
     ])
     .unwrap();
     assert!(
@@ -124,7 +124,7 @@ fn one_name_per_knob_the_libraries_own() {
         c.optimizer.schedule,
         Schedule::Cosine {
             lr: 3e-4,
-            min_lr: 1e-6,
+            end_lr: 1e-6,
             total_steps: 4000
         },
         "a decaying schedule runs over train.steps"

@@ -22,12 +22,12 @@ pub enum Schedule {
         /// Steps over which to decay.
         total_steps: u64,
     },
-    /// Cosine decay from `lr` to `min_lr` over `total_steps`, constant afterwards.
+    /// Cosine decay from `lr` to `end_lr` over `total_steps`, constant afterwards.
     Cosine {
         /// The initial learning rate.
         lr: f64,
         /// The final learning rate.
-        min_lr: f64,
+        end_lr: f64,
         /// Steps over which to decay.
         total_steps: u64,
     },
@@ -54,7 +54,7 @@ impl Schedule {
             }),
             "cosine" => Some(Self::Cosine {
                 lr,
-                min_lr: 0.0,
+                end_lr: 0.0,
                 total_steps,
             }),
             _ => None,
@@ -75,11 +75,11 @@ impl Schedule {
             }
             Self::Cosine {
                 lr,
-                min_lr,
+                end_lr,
                 total_steps,
             } => {
                 let p = progress(step, total_steps);
-                min_lr + 0.5 * (lr - min_lr) * (1.0 + (std::f64::consts::PI * p).cos())
+                end_lr + 0.5 * (lr - end_lr) * (1.0 + (std::f64::consts::PI * p).cos())
             }
         }
     }
@@ -95,9 +95,9 @@ impl Schedule {
             } => (lr, end_lr, total_steps),
             Self::Cosine {
                 lr,
-                min_lr,
+                end_lr,
                 total_steps,
-            } => (lr, min_lr, total_steps),
+            } => (lr, end_lr, total_steps),
         };
         positive("lr", lr)?;
         non_negative("end_lr", end)?;

@@ -497,7 +497,7 @@ fn optimizer_for(alg: Algorithm) -> Optimizer {
     }
     let sched = Schedule::Cosine {
         lr: 1e-3,
-        min_lr: 1e-4,
+        end_lr: 1e-4,
         total_steps: 8,
     };
     Optimizer::new(c, sched).unwrap()

@@ -1019,7 +1019,7 @@ fn schedules_at_end_points_and_midpoint() {
     };
     let cos = Schedule::Cosine {
         lr: l0,
-        min_lr: l1,
+        end_lr: l1,
         total_steps: total,
     };
     let close = |a: f64, b: f64| (a - b).abs() <= 1e-15;

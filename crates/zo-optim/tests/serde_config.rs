@@ -83,7 +83,7 @@ fn every_variant_round_trips() {
         },
         Schedule::Cosine {
             lr: 1e-2,
-            min_lr: 1e-4,
+            end_lr: 1e-4,
             total_steps: 7,
         },
     ];
