@@ -130,6 +130,15 @@ impl OptimizerSection {
                 self.name
             );
         }
+        // Each part's own check first, so that an error names the table its key is in.
+        let parts = [
+            ("optimizer.estimator", self.estimator.validate()),
+            ("optimizer.rule", self.rule.validate()),
+            ("optimizer.schedule", self.schedule.validate()),
+        ];
+        for (table, checked) in parts {
+            checked.map_err(|e| anyhow!("{table}: {e}"))?;
+        }
         let config = OptimizerConfig {
             estimator: self.estimator,
             rule: self.rule,

@@ -240,6 +240,18 @@ fn bad_input_is_one_line_naming_what_is_wrong() {
         "optimizer.rule.kind",
     );
     fails_with(&["finetune", "--set", "train.stepz=3", "--out", o], "stepz");
+    fails_with(
+        &[
+            "finetune",
+            "--optimizer",
+            "mezo_adam",
+            "--set",
+            "optimizer.rule.eps=-1",
+            "--out",
+            o,
+        ],
+        "optimizer.rule: `eps` must be a finite number > 0",
+    );
     fails_with(&["finetune", "--set", "optimizer", "--out", o], "KEY=VALUE");
     fails_with(
         &[

@@ -88,7 +88,7 @@ impl UpdateRule {
             } => {
                 unit_interval("beta1", beta1)?;
                 unit_interval("beta2", beta2)?;
-                positive("adam_eps", adam_eps)?;
+                positive("eps", adam_eps)?;
                 wd(weight_decay)
             }
             Self::Conservative => Ok(()),
