@@ -21,6 +21,9 @@ fn scratch(name: &str) -> PathBuf {
 
 #[test]
 fn the_quick_suite_measures_every_section_and_writes_the_report() {
+    // The suite finds models in the current folder, as `cargo xtask bench` runs it: the
+    // workspace root.
+    std::env::set_current_dir(bszo_testkit::workspace()).expect("the workspace root exists");
     let data_dir = bszo_testkit::data_dir();
     bszo_testkit::shipped(data_dir.join("sst2"));
     if bszo_testkit::splade_tiny("the_quick_suite").is_none() {
