@@ -19,5 +19,5 @@ pub use error::{DataError, Result};
 pub use metrics::{accuracy, confusion_matrix, macro_f1};
 pub use prompt::{CausalPrompt, EncodedCandidates, MaskedPrompt, NliTemplate};
 pub use protocol::{FEW_SHOT_SEEDS, Protocol, Splits, load_splits, sampled_sizes};
-pub use sample::{EpochBatches, SplitMix64, permutation, shuffle};
+pub use sample::{SplitMix64, permutation, shuffle};
 pub use task::{Example, Source, Task};

@@ -2,12 +2,14 @@
 
 mod kernel;
 pub mod philox;
+pub mod shuffle;
 mod stream;
 pub mod sweep;
 #[cfg(feature = "throughput")]
 pub mod throughput;
 pub mod transform;
 
+pub use shuffle::{SplitMix64, derive_seed, permutation, shuffle};
 pub use stream::{DirectionKey, Distribution, Stream, TensorId};
 pub use sweep::{Element, SweepError, Term};
 

@@ -14,7 +14,8 @@ pub struct TrainConfig {
     pub max_steps: u64,
     /// Training examples per minibatch (every forward of a step sees the same minibatch).
     pub batch_size: usize,
-    /// The seed of the minibatch order (a fresh permutation per epoch, see [`zo_data::EpochBatches`]).
+    /// The seed of the minibatch order (a fresh permutation per epoch, see
+    /// [`EpochBatches`](crate::EpochBatches)).
     pub data_seed: u64,
     /// Evaluate on validation every this many steps (and after the last step); 0: never.
     pub eval_every: u64,

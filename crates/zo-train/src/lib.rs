@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod batches;
 pub mod checkpoint;
 pub mod config;
 pub mod error;
@@ -13,6 +14,7 @@ pub mod rundir;
 mod sidecar;
 pub mod trainer;
 
+pub use batches::EpochBatches;
 pub use checkpoint::{
     Best, CHECKPOINT_FILE, Checkpoint, LogMark, LoopState, RunState, SEED_LOG_FILE, SeedLogEntry,
     read_jsonl, read_seed_log, write_atomic, write_atomic_with,

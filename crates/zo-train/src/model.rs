@@ -28,8 +28,8 @@ impl fmt::Display for Split {
 /// The result of evaluating a split.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Metrics {
-    /// The selection score, higher is better (accuracy or macro-F1, e.g. from
-    /// [`zo_data::accuracy`]); must be finite.
+    /// The selection score, higher is better (accuracy or macro-F1, e.g. from zo-data's
+    /// `accuracy`); must be finite.
     pub score: f64,
     /// The mean loss on the split, if the model computes it.
     pub loss: Option<f64>,

@@ -4,9 +4,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use zo_data::EpochBatches;
 use zo_optim::{ObjectiveError, OptimError, Optimizer, ParamSet};
 
+use crate::batches::EpochBatches;
 use crate::checkpoint::{Best, LoopState, RunState, SeedLogEntry};
 pub use crate::config::{ParamEncoder, StopReason, Summary, TestWeights, TrainConfig, json_params};
 use crate::error::{Result, TrainError};
@@ -263,11 +263,7 @@ impl<P: ParamSet + ?Sized, M: TaskModel<P>> Trainer<P, M> {
         keeper: &mut K,
     ) -> Result<Summary> {
         let n = self.model.num_train();
-        let mut batches = EpochBatches::new(n, self.config.batch_size, self.config.data_seed)
-            .map_err(|e| TrainError::Config {
-                field: "batch_size",
-                message: e.to_string(),
-            })?;
+        let mut batches = EpochBatches::new(n, self.config.batch_size, self.config.data_seed)?;
         for _ in 0..state.looping.batches_drawn {
             batches.next_batch();
         }

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use zo_data::SplitMix64;
 use zo_optim::ObjectiveError;
+use zo_sampler::SplitMix64;
 use zo_train::{Metrics, Split, TaskModel};
 
 pub const DIM: usize = 8;

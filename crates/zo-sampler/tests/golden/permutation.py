@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Generator of the pinned permutations of `zo_data::permutation` (the `permutation_is_pinned`
-unit test in `crates/zo-data/src/sample.rs` and the example in `crates/zo-data/README.md`).
+"""Generator of the pinned permutations of `zo_sampler::permutation` (the `permutation_is_pinned`
+unit test in `crates/zo-sampler/src/shuffle.rs` and the example in `crates/zo-data/README.md`).
 
 Plain Python 3 with arbitrary-precision integers reduced modulo 2^64, written from the algorithm
 the module documents: SplitMix64 (Steele, Lea and Flood 2014; the constants of Vigna's
@@ -12,8 +12,8 @@ swapped with a uniform position in 0..=i.
 
 Run (from the repository root):
 
-    python3 crates/zo-data/tests/golden/permutation.py            # permutation(10, 42)
-    python3 crates/zo-data/tests/golden/permutation.py N SEED     # any other
+    python3 crates/zo-sampler/tests/golden/permutation.py            # permutation(10, 42)
+    python3 crates/zo-sampler/tests/golden/permutation.py N SEED     # any other
 
 It also prints the first five SplitMix64 words of seed 1234567, which Vigna's `splitmix64.c`
 gives too (the `splitmix64_matches_the_reference_sequence` unit test), as a check of the
