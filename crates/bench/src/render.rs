@@ -154,7 +154,7 @@ pub fn render(opts: &BenchOptions, r: &Results, plots: &[String]) -> Result<Stri
     let _ = writeln!(s, "## 1. Accuracy at equal forward-pass budgets\n");
     let _ = writeln!(
         s,
-        "SPLADE-tiny (4.4M-parameter BERT masked LM, prompts and label words of the specification), sampled \
+        "SPLADE-tiny (4.4M-parameter BERT masked LM, the prompts and label words of crates/zo-data/README.md), sampled \
          protocol: {} training / {} validation examples drawn with the seed, the task's original test set{}; \
          training forward passes per run as given per task below (steps = budget / forwards per step; \
          the same budget for every optimizer of a task), ε = 1e-4, batch 16, validation {} times per run, test accuracy on the best-validation weights (rebuilt from the seed \
