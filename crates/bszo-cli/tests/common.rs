@@ -4,6 +4,16 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// The overrides of a quick run: SST-2's 16-shot split for data seed 42, 16 test sentences.
+pub const FEW_SHOT_QUICK: [&str; 6] = [
+    "--set",
+    "task.protocol.kind=few_shot",
+    "--set",
+    "task.protocol.seed=42",
+    "--set",
+    "task.test_size=16",
+];
+
 /// Whether SPLADE-tiny and the datasets are present. Missing ones fail the test when
 /// `BSZO_REQUIRE_MODELS` is set (CI sets it after provisioning), and skip it otherwise.
 ///

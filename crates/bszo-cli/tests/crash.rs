@@ -319,16 +319,9 @@ fn two_runs_started_at_once_without_out_get_two_folders() {
     }
     let root = scratch("same-second");
     let data = data_dir();
-    let args = [
-        "finetune",
-        "--optimizer",
-        "mezo",
-        "--set",
-        "task.protocol.kind=few_shot",
-        "--set",
-        "task.protocol.seed=42",
-        "--set",
-        "task.test_size=16",
+    let mut args = vec!["finetune", "--optimizer", "mezo"];
+    args.extend(common::FEW_SHOT_QUICK);
+    args.extend([
         "--steps",
         "6",
         "--set",
@@ -338,11 +331,11 @@ fn two_runs_started_at_once_without_out_get_two_folders() {
         "--no-export",
         "--data-dir",
         data.to_str().unwrap(),
-    ];
+    ]);
     let children: Vec<Child> = (0..2)
         .map(|_| {
             Command::new(env!("CARGO_BIN_EXE_bszo"))
-                .args(args)
+                .args(&args)
                 .current_dir(&root)
                 // The provisioned models are not below `root`.
                 .env("ZO_MODELS_DIR", bszo_testkit::models_dir())

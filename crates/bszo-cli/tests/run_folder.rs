@@ -11,14 +11,10 @@ use common::{bszo, data_dir, real_assets, scratch, stderr, stdout, tensor_bits, 
 
 fn base_args(dir: &Path, steps: u64) -> Vec<String> {
     let data = data_dir();
-    [
-        "finetune",
-        "--set",
-        "task.protocol.kind=few_shot",
-        "--set",
-        "task.protocol.seed=42",
-        "--set",
-        "task.test_size=16",
+    let steps = steps.to_string();
+    let mut args = vec!["finetune"];
+    args.extend(common::FEW_SHOT_QUICK);
+    args.extend([
         "--set",
         "train.batch_size=8",
         "--set",
@@ -32,11 +28,9 @@ fn base_args(dir: &Path, steps: u64) -> Vec<String> {
         "--out",
         dir.to_str().unwrap(),
         "--steps",
-        &steps.to_string(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
+        &steps,
+    ]);
+    args.iter().map(|s| s.to_string()).collect()
 }
 
 fn run(args: &[String]) -> Output {
