@@ -20,7 +20,8 @@ pub use optimizer::{
     Algorithm, Optimizer, OptimizerConfig, OptimizerState, StepReport, UnknownAlgorithm,
 };
 pub use params::{
-    ParamSet, ParamSliceMut, ParamStore, StateVec, TensorData, TensorInfo, default_decay,
+    ParamSet, ParamSliceMut, ParamStore, Perturbation, ProbeMode, Rounding, StateVec,
+    StoreRounding, TensorData, TensorInfo, default_decay,
 };
 pub use rule::{RuleState, SignMode, UpdateRule};
 pub use schedule::Schedule;

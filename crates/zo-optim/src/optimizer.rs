@@ -10,7 +10,7 @@ use crate::error::{ConfigError, OptimError};
 use crate::estimator::probe::Evaluator;
 use crate::estimator::{Estimator, EstimatorState, ExtraSample, KalmanReport, KalmanSubspace};
 use crate::objective::Objective;
-use crate::params::ParamSet;
+use crate::params::{ParamSet, StoreRounding};
 use crate::rule::{RuleState, SignMode, UpdateRule};
 use crate::schedule::Schedule;
 
@@ -353,10 +353,11 @@ impl Optimizer {
             state.seed,
             step,
         )?;
-        let applied = self
-            .config
-            .rule
-            .apply(&mut state.rule, params, &mut ev, &est, lr)?;
+        let rounding = StoreRounding::for_step(params.rounding(), state.seed, step);
+        let applied =
+            self.config
+                .rule
+                .apply(&mut state.rule, params, &mut ev, &est, lr, rounding)?;
         let mut loss = applied.loss.unwrap_or(est.loss);
         let projected = est.projected.clone();
         let kalman = est.kalman.clone();

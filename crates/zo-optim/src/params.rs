@@ -1,16 +1,22 @@
 //! The parameter-set abstraction: the one place that knows tensors, storage and seeds.
 //!
 //! This file holds the trait and its additive default; the element-wise chunked kernels are in
-//! `params/kernel.rs`, the per-element state vector in `params/state.rs`, and the implementations
-//! for `Vec<f32>`, `ndarray` arrays and [`ParamStore`] in `params/store.rs`.
+//! `params/kernel.rs`, the per-element state vector in `params/state.rs`, the implementations
+//! for `Vec<f32>`, `ndarray` arrays and [`ParamStore`] in `params/store.rs`, probe points as a view
+//! in `params/view.rs` and the rounding of updates into half-precision storage in
+//! `params/rounding.rs`.
 
 mod kernel;
+mod rounding;
 mod state;
 mod store;
+mod view;
 
 pub(crate) use kernel::{CHUNK, Chunk, for_each_chunk};
+pub use rounding::{ROUNDING_DIRECTION, Rounding, StochasticRound, StoreRounding, rounding_bits};
 pub use state::StateVec;
 pub use store::{FLAT_NAME, ParamStore, TensorData};
+pub use view::{Perturbation, ProbeMode, Widen};
 
 use half::{bf16, f16};
 use rayon::prelude::*;
@@ -100,6 +106,13 @@ pub type Visitor<'v> = dyn FnMut(&TensorInfo, ParamSliceMut<'_>) -> Result<(), P
 /// slice it passes has `numel()` elements in row-major order. Results never depend on that order:
 /// every random stream is keyed by the tensor's name.
 ///
+/// Probe points: a parameter set says with [`probe_mode`](ParamSet::probe_mode) how the optimizers
+/// reach `θ + Σ cᵢ zᵢ`. [`ProbeMode::InPlace`] (the default) writes the displacement into the
+/// storage and back out; [`ProbeMode::View`] hands it to [`set_view`](ParamSet::set_view) and never
+/// writes the storage during a probe (the readers of the parameters add it as they read). Either
+/// way the update is the only lasting write, through [`add_rounded`](ParamSet::add_rounded) or the
+/// rules' element-wise kernels, rounded as [`rounding`](ParamSet::rounding) says.
+///
 /// Aliasing: the optimizers write the storage that `visit_mut` exposes, in place. Two values that
 /// share that storage (tensor handles cloned from one another, the model's layers and its weights)
 /// see every perturbation and update of either. So a type whose `Clone` shares storage must not be
@@ -117,8 +130,38 @@ pub trait ParamSet {
         self.tensors().iter().map(TensorInfo::numel).sum()
     }
 
-    /// `θ += scale ⊙ Σᵢ cᵢ zᵢ` in one sweep per tensor (`scale` omitted ⇒ 1).
+    /// How the optimizers reach a probe point (default: in place).
+    fn probe_mode(&self) -> ProbeMode {
+        ProbeMode::InPlace
+    }
+
+    /// [`ProbeMode::View`]: make `view` the displacement every reader of the parameters adds from
+    /// now on (`None`: none, the stored values themselves). The stored values are not written.
+    /// The default fails: an in-place parameter set has no view.
+    fn set_view(&mut self, view: Option<Perturbation>) -> Result<(), ParamError> {
+        let _ = view;
+        Err(ParamError::Backend(
+            "this parameter set perturbs in place and has no view".into(),
+        ))
+    }
+
+    /// How updates are written to bf16 or f16 storage (default: stochastic rounding).
+    fn rounding(&self) -> Rounding {
+        Rounding::Stochastic
+    }
+
+    /// `θ += scale ⊙ Σᵢ cᵢ zᵢ` in one sweep per tensor (`scale` omitted ⇒ 1), rounded to nearest.
     fn add(&mut self, terms: &[Term], scale: Option<&StateVec>) -> Result<(), ParamError> {
+        self.add_rounded(terms, scale, StoreRounding::Nearest)
+    }
+
+    /// [`add`](ParamSet::add) with the given rounding into bf16 or f16 storage (an update).
+    fn add_rounded(
+        &mut self,
+        terms: &[Term],
+        scale: Option<&StateVec>,
+        rounding: StoreRounding,
+    ) -> Result<(), ParamError> {
         if terms.is_empty() {
             return Ok(());
         }
@@ -129,7 +172,7 @@ pub trait ParamSet {
                 None => None,
             };
             index += 1;
-            add_terms(info, data, terms, sc)
+            add_terms(info, data, terms, sc, rounding)
         })
     }
 
@@ -175,7 +218,12 @@ pub(crate) fn add_terms(
     data: ParamSliceMut<'_>,
     terms: &[Term],
     scale: Option<&[f32]>,
+    rounding: StoreRounding,
 ) -> Result<(), ParamError> {
+    let rounding = match data {
+        ParamSliceMut::F32(_) => None,
+        _ => rounding.stream(info.id()),
+    };
     let dirs: Vec<TensorDirection> = terms
         .iter()
         .map(|t| TensorDirection::new(&t.direction, info))
@@ -185,8 +233,9 @@ pub(crate) fn add_terms(
         .zip(terms)
         .map(|(d, t)| d.stream().map(|s| sweep::Term::new(t.coeff, *s)))
         .collect();
-    if let Some(streams) = streams {
-        // Every direction is a plain stream: the fused sweep of zo-sampler does it in one pass.
+    if let (Some(streams), None) = (streams, rounding) {
+        // Every direction is a plain stream and rounding is to nearest: the fused sweep of
+        // zo-sampler does it in one pass.
         match data {
             ParamSliceMut::F32(d) => sweep::apply(d, 0, &streams, scale)?,
             ParamSliceMut::BF16(d) => sweep::apply(d, 0, &streams, scale)?,
@@ -205,10 +254,14 @@ pub(crate) fn add_terms(
     let coeffs: Vec<f32> = terms.iter().map(|t| t.coeff).collect();
     let kernel = |c: Chunk<'_>| {
         let Chunk {
-            offset, z, params, ..
+            offset,
+            z,
+            params,
+            bits,
+            ..
         } = c;
         let sc = scale.map(|s| &s[offset..offset + params.len()]);
-        params.for_each(|i, p| {
+        params.for_each_rounded(bits, |i, p| {
             let mut acc = 0.0f32;
             for (zj, cj) in z.iter().zip(&coeffs) {
                 acc += cj * zj[i];
@@ -219,6 +272,6 @@ pub(crate) fn add_terms(
             p + acc
         });
     };
-    for_each_chunk(data, &dirs, None, None, &kernel);
+    for_each_chunk(data, &dirs, None, None, rounding.as_ref(), &kernel);
     Ok(())
 }

@@ -9,7 +9,9 @@ use crate::error::{ConfigError, OptimError, ParamError, non_negative, positive, 
 use crate::estimator::Estimate;
 use crate::estimator::probe::Evaluator;
 use crate::objective::Objective;
-use crate::params::{Chunk, ParamSet, StateVec, for_each_chunk};
+use crate::params::{
+    Chunk, ParamSet, Perturbation, ProbeMode, StateVec, StoreRounding, for_each_chunk,
+};
 
 /// Which sign ZO-SGD-Sign takes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -186,6 +188,7 @@ impl UpdateRule {
         ev: &mut Evaluator<'_, O>,
         est: &Estimate<'_>,
         lr: f64,
+        rounding: StoreRounding,
     ) -> Result<Applied, OptimError>
     where
         P: ParamSet + ?Sized,
@@ -205,13 +208,13 @@ impl UpdateRule {
                             .iter()
                             .map(|t| Term::new((-lr * f64::from(t.coeff)) as f32, t.direction)),
                     );
-                    params.add(&terms, None)?;
+                    params.add_rounded(&terms, None, rounding)?;
                 } else {
                     let k = Kernel::Sgd {
                         lr: lr as f32,
                         wd: weight_decay as f32,
                     };
-                    run_kernel(params, est, est.terms(), k, None)?;
+                    run_kernel(params, est, est.terms(), k, None, rounding)?;
                 }
                 Ok(plain)
             }
@@ -242,6 +245,7 @@ impl UpdateRule {
                                 wd: weight_decay as f32,
                             },
                             None,
+                            rounding,
                         )?;
                     }
                     SignMode::Elementwise => {
@@ -249,7 +253,7 @@ impl UpdateRule {
                             lr: lr32,
                             wd: weight_decay as f32,
                         };
-                        run_kernel(params, est, est.terms(), k, None)?;
+                        run_kernel(params, est, est.terms(), k, None, rounding)?;
                     }
                 }
                 Ok(plain)
@@ -266,7 +270,7 @@ impl UpdateRule {
                     wd: weight_decay as f32,
                     beta: beta as f32,
                 };
-                run_kernel(params, est, est.terms(), k, Some((m, None)))?;
+                run_kernel(params, est, est.terms(), k, Some((m, None)), rounding)?;
                 Ok(plain)
             }
             Self::Adam {
@@ -290,7 +294,7 @@ impl UpdateRule {
                     c1: (1.0 - beta1.powf(t1 as f64)) as f32,
                     c2: (1.0 - beta2.powf(t1 as f64)) as f32,
                 };
-                run_kernel(params, est, est.terms(), k, Some((m, Some(v))))?;
+                run_kernel(params, est, est.terms(), k, Some((m, Some(v))), rounding)?;
                 *t = t1;
                 Ok(plain)
             }
@@ -307,6 +311,9 @@ impl UpdateRule {
                     .map(|t| Term::new((lr * f64::from(t.coeff)) as f32, t.direction))
                     .collect();
                 let neg = negate(&step);
+                if params.probe_mode() == ProbeMode::View {
+                    return conservative_viewed(params, ev, step, neg, rounding);
+                }
                 let double: Vec<Term> = step
                     .iter()
                     .map(|t| Term::new(2.0 * t.coeff, t.direction))
@@ -343,14 +350,52 @@ impl UpdateRule {
     }
 }
 
+/// The conservative step through a view: the candidates `θ ∓ ηĝ` are shown to the readers, and
+/// only the kept one is written (with the step's rounding).
+fn conservative_viewed<P, O>(
+    params: &mut P,
+    ev: &mut Evaluator<'_, O>,
+    step: Vec<Term>,
+    neg: Vec<Term>,
+    rounding: StoreRounding,
+) -> Result<Applied, OptimError>
+where
+    P: ParamSet + ?Sized,
+    O: Objective<P>,
+{
+    let clear = |p: &mut P| p.set_view(None);
+    params.set_view(Some(Perturbation::new(neg.clone())))?;
+    let l_minus = ev.eval(params, &clear)?;
+    params.set_view(Some(Perturbation::new(step.clone())))?;
+    let l_plus = ev.eval(params, &clear)?;
+    params.set_view(None)?;
+    let l0 = ev.eval_here(params)?;
+    // Keep the best; ties prefer staying, then the descent candidate.
+    let (chosen, loss) = if l0 <= l_minus && l0 <= l_plus {
+        (0, l0)
+    } else if l_minus <= l_plus {
+        params.add_rounded(&neg, None, rounding)?;
+        (-1, l_minus)
+    } else {
+        params.add_rounded(&step, None, rounding)?;
+        (1, l_plus)
+    };
+    Ok(Applied {
+        loss: Some(loss),
+        chosen: Some(chosen),
+    })
+}
+
 /// Remove the estimate's displacement and apply `kernel` with the estimate `Σ terms` (through the
-/// estimate's preconditioner, if any), element by element, in one sweep per tensor.
+/// estimate's preconditioner, if any), element by element, in one sweep per tensor, written with
+/// `rounding`.
 fn run_kernel<P: ParamSet + ?Sized>(
     params: &mut P,
     est: &Estimate<'_>,
     terms: &[Term],
     kernel: Kernel,
     mut state: Option<(&mut StateVec, Option<&mut StateVec>)>,
+    rounding: StoreRounding,
 ) -> Result<(), ParamError> {
     let displacement = est.displacement();
     let np = displacement.len();
@@ -380,6 +425,7 @@ fn run_kernel<P: ParamSet + ?Sized>(
             .map(|t| TensorDirection::new(&t.direction, info))
             .collect();
         let decay = info.decay;
+        let round = rounding.stream(info.id());
         let body = |c: Chunk<'_>| {
             let Chunk {
                 offset,
@@ -387,9 +433,10 @@ fn run_kernel<P: ParamSet + ?Sized>(
                 z,
                 mut s1,
                 mut s2,
+                bits,
             } = c;
             let pre = pre.map(|pc| pc.range(offset, params.len()));
-            params.for_each(|i, p| {
+            params.for_each_rounded(bits, |i, p| {
                 let mut restore = 0.0f32;
                 for j in 0..np {
                     restore += coeffs[j] * z[j][i];
@@ -441,7 +488,7 @@ fn run_kernel<P: ParamSet + ?Sized>(
                 }
             });
         };
-        for_each_chunk(data, &dirs, s1, s2, &body);
+        for_each_chunk(data, &dirs, s1, s2, round.as_ref(), &body);
         Ok(())
     })
 }

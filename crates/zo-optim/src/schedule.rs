@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{ConfigError, at_least_one, non_negative, positive};
+use crate::error::{ConfigError, at_least_one, non_negative};
 
 /// A learning rate as a function of the (0-based) step.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -84,7 +84,8 @@ impl Schedule {
         }
     }
 
-    /// Check the values (learning rates finite and >= 0, the initial one > 0, total steps > 0).
+    /// Check the values (learning rates finite and >= 0, total steps > 0). A learning rate of 0
+    /// runs probe-only steps: every forward of the step, no change to the parameters.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let (lr, end, total) = match *self {
             Self::Constant { lr } => (lr, lr, 1),
@@ -99,7 +100,7 @@ impl Schedule {
                 total_steps,
             } => (lr, end_lr, total_steps),
         };
-        positive("lr", lr)?;
+        non_negative("lr", lr)?;
         non_negative("end_lr", end)?;
         at_least_one("total_steps", total)
     }

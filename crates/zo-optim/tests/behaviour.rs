@@ -802,7 +802,7 @@ fn invalid_configurations_are_typed_errors() {
     ));
     assert!(matches!(
         Optimizer::new(Algorithm::Mezo.config(1e-3), Schedule::constant(f64::NAN)),
-        Err(ConfigError::NotPositive { field: "lr", .. })
+        Err(ConfigError::Negative { field: "lr", .. })
     ));
     let hizoo_adam = OptimizerConfig {
         rule: UpdateRule::Adam {

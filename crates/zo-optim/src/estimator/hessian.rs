@@ -1,12 +1,16 @@
 //! HiZOO: the two-point estimate along `u/√H` with a diagonal curvature estimate `H`, whose
 //! preconditioner `1/√H` the update rule applies to the estimate.
 
+use std::sync::Arc;
+
+use rayon::prelude::*;
+
 use super::probe::Evaluator;
 use super::{Estimate, Preconditioner};
 use crate::direction::{Direction, TensorDirection, Term};
 use crate::error::{ConfigError, OptimError, ParamError, positive, unit_interval};
 use crate::objective::Objective;
-use crate::params::{Chunk, ParamSet, StateVec, for_each_chunk};
+use crate::params::{CHUNK, Chunk, ParamSet, Perturbation, ProbeMode, StateVec, for_each_chunk};
 
 /// Check HiZOO's hyper-parameters.
 pub(super) fn validate(eps: f64, alpha: f64) -> Result<(), ConfigError> {
@@ -33,7 +37,7 @@ fn add_curved<P: ParamSet + ?Sized>(
             let hc = &hs[offset..offset + params.len()];
             params.for_each(|i, p| p + s * (z[0][i] / hc[i].sqrt()));
         };
-        for_each_chunk(data, &dirs, None, None, &kernel);
+        for_each_chunk(data, &dirs, None, None, None, &kernel);
         Ok(())
     })
 }
@@ -49,6 +53,9 @@ pub(super) fn estimate<'s, P: ParamSet + ?Sized, O: Objective<P>>(
     alpha: f64,
 ) -> Result<Estimate<'s>, OptimError> {
     let mu = eps as f32;
+    if params.probe_mode() == ProbeMode::View {
+        return estimate_viewed(params, ev, h, dir, eps, alpha);
+    }
     let l0 = ev.eval_here(params)?;
     add_curved(params, h, &dir, mu)?;
     let hr: &StateVec = h;
@@ -76,9 +83,65 @@ pub(super) fn estimate<'s, P: ParamSet + ?Sized, O: Objective<P>>(
                 restored
             });
         };
-        for_each_chunk(data, &dirs, Some(hs), None, &kernel);
+        for_each_chunk(data, &dirs, Some(hs), None, None, &kernel);
         Ok(())
     })?;
+    let g = (lp - lm) / (2.0 * eps);
+    Ok(Estimate {
+        terms: vec![Term::new(g as f32, dir)],
+        displacement: Vec::new(),
+        preconditioner: Some(Preconditioner::inverse_sqrt(h)),
+        loss: l0,
+        projected: vec![g],
+        kalman: None,
+    })
+}
+
+/// [`estimate`] through a view: the probes `θ ± μ u/√H` are shown to the readers, the stored
+/// values never move, and `H` alone is updated afterwards.
+fn estimate_viewed<'s, P: ParamSet + ?Sized, O: Objective<P>>(
+    params: &mut P,
+    ev: &mut Evaluator<'_, O>,
+    h: &'s mut StateVec,
+    dir: Direction,
+    eps: f64,
+    alpha: f64,
+) -> Result<Estimate<'s>, OptimError> {
+    let mu = eps as f32;
+    let l0 = ev.eval_here(params)?;
+    // The view reads H while the probes run: lend it out, and take it back whatever happens.
+    let shared = Arc::new(std::mem::take(h));
+    let probes = (|| -> Result<(f64, f64), OptimError> {
+        let show = |p: &mut P, s: f32| {
+            p.set_view(Some(Perturbation::with_curvature(
+                vec![Term::new(s, dir)],
+                Arc::clone(&shared),
+            )))
+        };
+        show(params, mu)?;
+        let lp = ev.eval(params, &|p: &mut P| p.set_view(None))?;
+        show(params, -mu)?;
+        let lm = ev.eval(params, &|p: &mut P| p.set_view(None))?;
+        params.set_view(None)?;
+        Ok((lp, lm))
+    })();
+    *h = Arc::try_unwrap(shared).unwrap_or_else(|still_shared| (*still_shared).clone());
+    let (lp, lm) = probes?;
+    let curv = ((lp + lm - 2.0 * l0).abs() / (2.0 * eps * eps)) as f32;
+    let a = alpha as f32;
+    let infos = params.tensors();
+    for (index, info) in infos.iter().enumerate() {
+        let hs = h.tensor_mut(index, info)?;
+        let d = TensorDirection::new(&dir, info);
+        hs.par_chunks_mut(CHUNK).enumerate().for_each(|(ci, hc)| {
+            let mut u = vec![0.0f32; hc.len()];
+            d.fill(ci * CHUNK, &mut u);
+            for (hv, u) in hc.iter_mut().zip(&u) {
+                let old = *hv;
+                *hv = (1.0 - a) * old + a * (curv * old * u * u);
+            }
+        });
+    }
     let g = (lp - lm) / (2.0 * eps);
     Ok(Estimate {
         terms: vec![Term::new(g as f32, dir)],

@@ -275,7 +275,7 @@ where
     };
     Ok(Estimate {
         terms,
-        displacement: probe.finish(),
+        displacement: probe.finish()?,
         preconditioner: None,
         loss: f0,
         projected: mean,

@@ -79,7 +79,7 @@ where
         .collect();
     Ok(Estimate {
         terms,
-        displacement: probe.finish(),
+        displacement: probe.finish()?,
         preconditioner: None,
         loss,
         projected,

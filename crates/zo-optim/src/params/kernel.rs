@@ -3,9 +3,9 @@
 
 use half::{bf16, f16};
 use rayon::prelude::*;
-use zo_sampler::sweep::Element;
 
 use super::ParamSliceMut;
+use super::rounding::{StochasticRound, fill_bits};
 use crate::direction::TensorDirection;
 
 /// Elements per chunk of the element-wise kernels.
@@ -27,17 +27,40 @@ impl ChunkParams<'_> {
         }
     }
 
-    /// Replace every element `p` (read as f32) by `f(i, p)`.
-    pub(crate) fn for_each(self, mut f: impl FnMut(usize, f32) -> f32) {
-        fn go<E: Element>(s: &mut [E], f: &mut impl FnMut(usize, f32) -> f32) {
-            for (i, x) in s.iter_mut().enumerate() {
-                *x = E::from_f32(f(i, x.to_f32()));
+    /// Replace every element `p` (read as f32) by `f(i, p)`, rounded to nearest.
+    pub(crate) fn for_each(self, f: impl FnMut(usize, f32) -> f32) {
+        self.for_each_rounded(None, f);
+    }
+
+    /// Replace every element `p` (read as f32) by `f(i, p)`, rounded stochastically with `bits`
+    /// (one 16-bit word per element) when given, to nearest otherwise.
+    pub(crate) fn for_each_rounded(
+        self,
+        bits: Option<&[u16]>,
+        mut f: impl FnMut(usize, f32) -> f32,
+    ) {
+        fn go<E: StochasticRound>(
+            s: &mut [E],
+            bits: Option<&[u16]>,
+            f: &mut impl FnMut(usize, f32) -> f32,
+        ) {
+            match bits {
+                Some(bits) => {
+                    for (i, (x, r)) in s.iter_mut().zip(bits).enumerate() {
+                        *x = E::round_stochastic(f(i, x.to_f32()), *r);
+                    }
+                }
+                None => {
+                    for (i, x) in s.iter_mut().enumerate() {
+                        *x = E::from_f32(f(i, x.to_f32()));
+                    }
+                }
             }
         }
         match self {
-            Self::F32(s) => go(s, &mut f),
-            Self::BF16(s) => go(s, &mut f),
-            Self::F16(s) => go(s, &mut f),
+            Self::F32(s) => go(s, None, &mut f),
+            Self::BF16(s) => go(s, bits, &mut f),
+            Self::F16(s) => go(s, bits, &mut f),
         }
     }
 }
@@ -54,17 +77,26 @@ pub(crate) struct Chunk<'a> {
     pub s1: Option<&'a mut [f32]>,
     /// Second state slice (e.g. a second moment), if any.
     pub s2: Option<&'a mut [f32]>,
+    /// The stochastic-rounding bits of the chunk (only for storage narrower than f32 written
+    /// with stochastic rounding).
+    pub bits: Option<&'a [u16]>,
 }
 
 /// Run `kernel` over a tensor in parallel chunks, with the directions' values materialised per
-/// chunk. Element-wise kernels give bitwise-identical results for any thread count.
+/// chunk (and, with a `rounding` stream on bf16 or f16 storage, the chunk's rounding bits).
+/// Element-wise kernels give bitwise-identical results for any thread count.
 pub(crate) fn for_each_chunk(
     data: ParamSliceMut<'_>,
     dirs: &[TensorDirection],
     s1: Option<&mut [f32]>,
     s2: Option<&mut [f32]>,
+    rounding: Option<&zo_sampler::Stream>,
     kernel: &(dyn Fn(Chunk<'_>) + Sync),
 ) {
+    let rounding = match data {
+        ParamSliceMut::F32(_) => None,
+        _ => rounding,
+    };
     fn split<'a>(s: Option<&'a mut [f32]>) -> Box<dyn Iterator<Item = Option<&'a mut [f32]>> + 'a> {
         match s {
             Some(s) => Box::new(s.chunks_mut(CHUNK).map(Some)),
@@ -93,12 +125,18 @@ pub(crate) fn for_each_chunk(
                 buf
             })
             .collect();
+        let bits = rounding.map(|stream| {
+            let mut bits = vec![0u16; len];
+            fill_bits(stream, offset as u64, &mut bits);
+            bits
+        });
         kernel(Chunk {
             offset,
             params,
             z: &z,
             s1,
             s2,
+            bits: bits.as_deref(),
         });
     });
 }

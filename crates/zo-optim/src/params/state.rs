@@ -6,7 +6,7 @@ use super::{ParamSet, TensorInfo};
 use crate::error::ParamError;
 
 /// A per-element f32 vector shaped like a parameter set (optimizer state: moments, curvature).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct StateVec {
     tensors: Vec<(String, Vec<f32>)>,
 }
