@@ -8,13 +8,11 @@
 //!
 //! Every weight is taken through [`Checkpoint::trainable`], so it is registered in the model's
 //! [`Weights`] under its Hugging Face name (`….LayerNorm.weight`/`bias`, whatever the file calls
-//! them) and perturbed in place by the optimizers; the layers hold clones of the same tensors. A tied
-//! decoder is the word-embedding tensor itself, registered once.
+//! them); the layers read it through a [`Param`](crate::Param), which adds the optimizer's probe
+//! displacement as it reads. A tied decoder is the word-embedding tensor itself, registered once.
 //!
-//! Precision: weights are stored in the checkpoint's working precision (f32, f16 or bf16) and the
-//! matrix products run in it (on the CPU, candle widens bf16 operands to f32 for each product, as it
-//! has no bf16 matrix kernel); LayerNorm statistics and the attention softmax are computed in f32;
-//! logits are returned in f32.
+//! Precision: weights are stored in the checkpoint's precision (f32, f16 or bf16) and widened to
+//! f32 as they are read, so every product, norm and softmax runs in f32; logits are f32.
 //!
 //! This file is the definition of one model family (its configuration, layers, checkpoint loading
 //! and forward pass), kept in one place, hence its length.
@@ -26,6 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{ModelError, Result};
 use crate::loading::{Checkpoint, Precision, read_json};
+use crate::param::{Linear, Param};
 use crate::weights::Weights;
 
 /// An activation function named by `hidden_act` in `config.json`.
@@ -294,42 +293,16 @@ impl Config {
     }
 }
 
-/// `y = x Wᵀ + b`.
-#[derive(Clone, Debug)]
-struct Linear {
-    weight: Tensor,
-    bias: Tensor,
-}
-
-impl Linear {
-    fn load(ckpt: &mut Checkpoint, base: &str, out_dim: usize, in_dim: usize) -> Result<Self> {
-        let w = format!("{base}.weight");
-        let b = format!("{base}.bias");
-        Ok(Self {
-            weight: ckpt.trainable(&w, &[&w], &[out_dim, in_dim])?,
-            bias: ckpt.trainable(&b, &[&b], &[out_dim])?,
-        })
-    }
-
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let dims = x.dims();
-        let in_dim = dims[dims.len() - 1];
-        let rows = x.elem_count() / in_dim.max(1);
-        let y = x
-            .reshape((rows, in_dim))?
-            .matmul(&self.weight.t()?)?
-            .broadcast_add(&self.bias)?;
-        let mut shape = dims[..dims.len() - 1].to_vec();
-        shape.push(self.weight.dim(0)?);
-        y.reshape(shape)
-    }
+/// `y = x Wᵀ + b` named `{base}.weight` / `{base}.bias`.
+fn load_linear(ckpt: &mut Checkpoint, base: &str, out_dim: usize, in_dim: usize) -> Result<Linear> {
+    ckpt.trainable_linear(&[""], base, (out_dim, in_dim), true)
 }
 
 /// LayerNorm over the last dimension; statistics in f32.
 #[derive(Clone, Debug)]
 struct LayerNorm {
-    weight: Tensor,
-    bias: Tensor,
+    weight: Param,
+    bias: Param,
     eps: f32,
 }
 
@@ -345,16 +318,21 @@ impl LayerNorm {
         })
     }
 
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        candle_nn::ops::layer_norm(&x.contiguous()?, &self.weight, &self.bias, self.eps)
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(candle_nn::ops::layer_norm(
+            &x.contiguous()?,
+            &self.weight.value()?,
+            &self.bias.value()?,
+            self.eps,
+        )?)
     }
 }
 
 #[derive(Clone, Debug)]
 struct Embeddings {
-    word: Tensor,
-    position: Tensor,
-    token_type: Tensor,
+    word: Param,
+    position: Param,
+    token_type: Param,
     norm: LayerNorm,
 }
 
@@ -374,18 +352,18 @@ impl Block {
     fn load(ckpt: &mut Checkpoint, cfg: &Config, base: &str) -> Result<Self> {
         let (h, i, eps) = (cfg.hidden_size, cfg.intermediate_size, cfg.layer_norm_eps);
         Ok(Self {
-            query: Linear::load(ckpt, &format!("{base}.attention.self.query"), h, h)?,
-            key: Linear::load(ckpt, &format!("{base}.attention.self.key"), h, h)?,
-            value: Linear::load(ckpt, &format!("{base}.attention.self.value"), h, h)?,
-            attn_out: Linear::load(ckpt, &format!("{base}.attention.output.dense"), h, h)?,
+            query: load_linear(ckpt, &format!("{base}.attention.self.query"), h, h)?,
+            key: load_linear(ckpt, &format!("{base}.attention.self.key"), h, h)?,
+            value: load_linear(ckpt, &format!("{base}.attention.self.value"), h, h)?,
+            attn_out: load_linear(ckpt, &format!("{base}.attention.output.dense"), h, h)?,
             attn_norm: LayerNorm::load(
                 ckpt,
                 &format!("{base}.attention.output.LayerNorm"),
                 h,
                 eps,
             )?,
-            intermediate: Linear::load(ckpt, &format!("{base}.intermediate.dense"), i, h)?,
-            output: Linear::load(ckpt, &format!("{base}.output.dense"), h, i)?,
+            intermediate: load_linear(ckpt, &format!("{base}.intermediate.dense"), i, h)?,
+            output: load_linear(ckpt, &format!("{base}.output.dense"), h, i)?,
             out_norm: LayerNorm::load(ckpt, &format!("{base}.output.LayerNorm"), h, eps)?,
         })
     }
@@ -399,7 +377,7 @@ impl Block {
         rows: Option<&Tensor>,
         heads: usize,
         act: Activation,
-    ) -> candle_core::Result<Tensor> {
+    ) -> Result<Tensor> {
         let (b, s, h) = x.dims3()?;
         let hd = h / heads;
         let xq = match rows {
@@ -410,10 +388,10 @@ impl Block {
             None => x.clone(),
         };
         let sq = xq.dim(1)?;
-        let split = |t: Tensor, len: usize| {
-            t.reshape((b, len, heads, hd))?
+        let split = |t: Tensor, len: usize| -> Result<Tensor> {
+            Ok(t.reshape((b, len, heads, hd))?
                 .transpose(1, 2)?
-                .contiguous()
+                .contiguous()?)
         };
         let q = split(self.query.forward(&xq)?, sq)?;
         let k = split(self.key.forward(x)?, s)?;
@@ -437,8 +415,8 @@ struct MlmHead {
     dense: Linear,
     norm: LayerNorm,
     act: Activation,
-    decoder: Tensor,
-    bias: Tensor,
+    decoder: Param,
+    bias: Param,
 }
 
 /// A BERT or RoBERTa encoder with its masked-LM head.
@@ -467,10 +445,14 @@ impl MaskedLm {
         let word_name = format!("{p}.embeddings.word_embeddings.weight");
         let pos_name = format!("{p}.embeddings.position_embeddings.weight");
         let tt_name = format!("{p}.embeddings.token_type_embeddings.weight");
-        let word = checkpoint.trainable(&word_name, &[&word_name], &[cfg.vocab_size, h])?;
-        let position =
-            checkpoint.trainable(&pos_name, &[&pos_name], &[cfg.max_position_embeddings, h])?;
-        let token_type = checkpoint.trainable(&tt_name, &[&tt_name], &[cfg.type_vocab_size, h])?;
+        let word = checkpoint.trainable_table(&word_name, &[&word_name], &[cfg.vocab_size, h])?;
+        let position = checkpoint.trainable_table(
+            &pos_name,
+            &[&pos_name],
+            &[cfg.max_position_embeddings, h],
+        )?;
+        let token_type =
+            checkpoint.trainable_table(&tt_name, &[&tt_name], &[cfg.type_vocab_size, h])?;
         let norm = LayerNorm::load(checkpoint, &format!("{p}.embeddings.LayerNorm"), h, eps)?;
         let embeddings = Embeddings {
             word,
@@ -483,14 +465,14 @@ impl MaskedLm {
             .collect::<Result<Vec<_>>>()?;
         let (dense, norm, act, decoder_name, bias_names) = match flavor {
             Flavor::Bert => (
-                Linear::load(checkpoint, "cls.predictions.transform.dense", h, h)?,
+                load_linear(checkpoint, "cls.predictions.transform.dense", h, h)?,
                 LayerNorm::load(checkpoint, "cls.predictions.transform.LayerNorm", h, eps)?,
                 cfg.hidden_act,
                 "cls.predictions.decoder.weight",
                 ["cls.predictions.bias", "cls.predictions.decoder.bias"],
             ),
             Flavor::Roberta => (
-                Linear::load(checkpoint, "lm_head.dense", h, h)?,
+                load_linear(checkpoint, "lm_head.dense", h, h)?,
                 LayerNorm::load(checkpoint, "lm_head.layer_norm", h, eps)?,
                 // transformers' RobertaLMHead applies the exact GELU whatever `hidden_act` says.
                 Activation::Gelu,
@@ -501,9 +483,9 @@ impl MaskedLm {
         let decoder = if cfg.tie_word_embeddings {
             embeddings.word.clone()
         } else {
-            checkpoint.trainable(decoder_name, &[decoder_name], &[cfg.vocab_size, h])?
+            checkpoint.trainable_table(decoder_name, &[decoder_name], &[cfg.vocab_size, h])?
         };
-        let bias = checkpoint.trainable(bias_names[0], &bias_names, &[cfg.vocab_size])?;
+        let bias = checkpoint.trainable_table(bias_names[0], &bias_names, &[cfg.vocab_size])?;
         let head = MlmHead {
             dense,
             norm,
@@ -515,7 +497,7 @@ impl MaskedLm {
             cfg: cfg.clone(),
             flavor,
             pad_id: cfg.pad_id()?,
-            dtype: checkpoint.precision().dtype(),
+            dtype: DType::F32,
             embeddings,
             blocks,
             head,
@@ -571,7 +553,8 @@ impl MaskedLm {
         self.pad_id
     }
 
-    /// The dtype of the weights and of the hidden states.
+    /// The dtype of the hidden states: f32 (weights stored in bf16 or f16 are widened as they are
+    /// read).
     pub fn dtype(&self) -> DType {
         self.dtype
     }
@@ -661,18 +644,16 @@ impl MaskedLm {
     fn embed(&self, input_ids: &Tensor, b: usize, s: usize) -> Result<Tensor> {
         let h = self.cfg.hidden_size;
         let e = &self.embeddings;
-        let words = e
-            .word
-            .index_select(&input_ids.flatten_all()?, 0)?
-            .reshape((b, s, h))?;
-        let pos = self.positions(input_ids, b, s)?;
-        let positions = e
-            .position
-            .index_select(&pos.flatten_all()?, 0)?
-            .reshape((b, s, h))?;
-        let token_type = e.token_type.narrow(0, 0, 1)?.reshape((1, 1, h))?;
+        let ids = input_ids.flatten_all()?.to_vec1::<u32>()?;
+        let words = e.word.gather(&ids)?.reshape((b, s, h))?;
+        let pos = self
+            .positions(input_ids, b, s)?
+            .flatten_all()?
+            .to_vec1::<u32>()?;
+        let positions = e.position.gather(&pos)?.reshape((b, s, h))?;
+        let token_type = e.token_type.gather(&[0])?.reshape((1, 1, h))?;
         let x = (words + positions)?.broadcast_add(&token_type)?;
-        Ok(e.norm.forward(&x)?)
+        e.norm.forward(&x)
     }
 
     /// Additive attention mask [b, 1, 1, s] in f32: 0 on real keys, `f32::MIN` on padding.
@@ -741,8 +722,15 @@ impl MaskedLm {
         let x = hd
             .norm
             .forward(&hd.act.apply(&hd.dense.forward(hidden)?)?)?;
-        let (decoder, bias) = match vocab_ids {
-            None => (hd.decoder.clone(), hd.bias.clone()),
+        let dims = x.dims().to_vec();
+        let h = dims[dims.len() - 1];
+        let rows = x.elem_count() / h.max(1);
+        let x2 = x.reshape((rows, h))?;
+        let (logits, width) = match vocab_ids {
+            None => (
+                hd.decoder.linear(&x2)?.broadcast_add(&hd.bias.value()?)?,
+                self.cfg.vocab_size,
+            ),
             Some(ids) => {
                 if let Some(&bad) = ids.iter().find(|&&i| i as usize >= self.cfg.vocab_size) {
                     return Err(ModelError::Config {
@@ -753,22 +741,13 @@ impl MaskedLm {
                         ),
                     });
                 }
-                let idx = Tensor::new(ids, &Device::Cpu)?;
-                (
-                    hd.decoder.index_select(&idx, 0)?,
-                    hd.bias.index_select(&idx, 0)?,
-                )
+                let decoder = hd.decoder.gather(ids)?;
+                let bias = hd.bias.gather(ids)?.flatten_all()?;
+                (x2.matmul(&decoder.t()?)?.broadcast_add(&bias)?, ids.len())
             }
         };
-        let dims = x.dims().to_vec();
-        let h = dims[dims.len() - 1];
-        let rows = x.elem_count() / h.max(1);
-        let logits = x
-            .reshape((rows, h))?
-            .matmul(&decoder.t()?)?
-            .broadcast_add(&bias)?;
         let mut shape = dims[..dims.len() - 1].to_vec();
-        shape.push(decoder.dim(0)?);
+        shape.push(width);
         Ok(logits.reshape(shape)?.to_dtype(DType::F32)?)
     }
 

@@ -10,6 +10,7 @@ pub mod llama2c;
 pub mod loading;
 pub mod masked;
 pub mod opt;
+pub mod param;
 pub mod tokenizer;
 pub mod weights;
 
@@ -25,5 +26,6 @@ pub use masked::{
     MaskedLmClassifier, PromptBatch, PromptObjective, Template, TemplateError, Transform,
 };
 pub use opt::{Opt, OptConfig};
+pub use param::{Linear, Param};
 pub use tokenizer::Tokenizer;
 pub use weights::Weights;

@@ -13,13 +13,14 @@
 
 use std::path::Path;
 
-use candle_core::{DType, Device, Module, Tensor};
-use candle_nn::Linear;
+use candle_core::{DType, Device, Tensor};
+
 use serde::{Deserialize, Serialize};
 
 use crate::causal::CausalLm;
 use crate::error::{ModelError, Result};
 use crate::loading::{Checkpoint, read_json};
+use crate::param::{Linear, Param};
 
 fn default_rope_theta() -> f64 {
     10_000.0
@@ -256,19 +257,19 @@ pub(crate) fn check_inputs(input_ids: &Tensor, attention_mask: &Tensor) -> Resul
     Ok((b, s))
 }
 
-/// Look up token embeddings, failing with a typed error on an out-of-range id.
-pub(crate) fn embed(table: &Tensor, input_ids: &Tensor) -> Result<Tensor> {
+/// Look up token embeddings (f32), failing with a typed error on an out-of-range id.
+pub(crate) fn embed(table: &Param, input_ids: &Tensor) -> Result<Tensor> {
     let (b, s) = input_ids.dims2()?;
-    let vocab = table.dim(0)?;
-    let ids = input_ids.flatten_all()?;
-    if let Some(&bad) = ids.to_vec1::<u32>()?.iter().find(|&&i| i as usize >= vocab) {
+    let vocab = table.dims()[0];
+    let ids = input_ids.flatten_all()?.to_vec1::<u32>()?;
+    if let Some(&bad) = ids.iter().find(|&&i| i as usize >= vocab) {
         return Err(ModelError::Config {
             field: "input_ids".into(),
             message: format!("token id {bad} >= vocab size {vocab}"),
         });
     }
-    let width = table.dim(1)?;
-    Ok(table.index_select(&ids, 0)?.reshape((b, s, width))?)
+    let width = table.dims()[1];
+    Ok(table.gather(&ids)?.reshape((b, s, width))?)
 }
 
 /// `(b, s, n·hd)` projections as `(b, n, s, hd)` heads in f32, contiguous.
@@ -283,10 +284,8 @@ pub(crate) fn split_heads(
 }
 
 /// The logits of the hidden states through the LM head `lm_head` (`vocab × hidden`), in f32.
-pub(crate) fn lm_logits(hidden: &Tensor, lm_head: &Tensor) -> Result<Tensor> {
-    Ok(hidden
-        .broadcast_matmul(&lm_head.t()?)?
-        .to_dtype(DType::F32)?)
+pub(crate) fn lm_logits(hidden: &Tensor, lm_head: &Param) -> Result<Tensor> {
+    lm_head.linear(hidden)
 }
 
 /// Scaled dot-product attention in f32: `q [b, h, s, d]`, `k`/`v [b, h, s, d]`, additive mask
@@ -314,24 +313,22 @@ fn linear(ckpt: &mut Checkpoint, name: &str, out: usize, inp: usize, bias: bool)
     ckpt.trainable_linear(&[""], name, (out, inp), bias)
 }
 
-fn rms_norm(x: &Tensor, w: &Tensor, eps: f32) -> Result<Tensor> {
-    let dtype = x.dtype();
-    let y = candle_nn::ops::rms_norm(
+fn rms_norm(x: &Tensor, w: &Param, eps: f32) -> Result<Tensor> {
+    Ok(candle_nn::ops::rms_norm(
         &x.to_dtype(DType::F32)?.contiguous()?,
-        &w.to_dtype(DType::F32)?,
+        &w.value()?,
         eps,
-    )?;
-    Ok(y.to_dtype(dtype)?)
+    )?)
 }
 
 #[derive(Clone, Debug)]
 struct Layer {
-    input_norm: Tensor,
+    input_norm: Param,
     q: Linear,
     k: Linear,
     v: Linear,
     o: Linear,
-    post_norm: Tensor,
+    post_norm: Param,
     gate: Linear,
     up: Linear,
     down: Linear,
@@ -341,10 +338,10 @@ struct Layer {
 #[derive(Clone, Debug)]
 pub struct Llama {
     cfg: LlamaConfig,
-    embed_tokens: Tensor,
+    embed_tokens: Param,
     layers: Vec<Layer>,
-    norm: Tensor,
-    lm_head: Tensor,
+    norm: Param,
+    lm_head: Param,
     dtype: DType,
 }
 
@@ -359,7 +356,7 @@ impl Llama {
             cfg.num_attention_heads,
             cfg.kv_heads(),
         );
-        let embed_tokens = ckpt.trainable(
+        let embed_tokens = ckpt.trainable_table(
             "model.embed_tokens.weight",
             &["model.embed_tokens.weight"],
             &[cfg.vocab_size, h],
@@ -411,7 +408,7 @@ impl Llama {
         let lm_head = if cfg.tie_word_embeddings && !ckpt.contains("lm_head.weight") {
             embed_tokens.clone()
         } else if !cfg.tie_word_embeddings {
-            ckpt.trainable("lm_head.weight", &["lm_head.weight"], &[cfg.vocab_size, h])?
+            ckpt.trainable_table("lm_head.weight", &["lm_head.weight"], &[cfg.vocab_size, h])?
         } else {
             // Tied in the config but stored explicitly: the stored copy is the same matrix.
             embed_tokens.clone()
@@ -422,7 +419,7 @@ impl Llama {
             layers,
             norm,
             lm_head,
-            dtype: ckpt.precision().dtype(),
+            dtype: DType::F32,
         })
     }
 

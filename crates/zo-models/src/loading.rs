@@ -9,6 +9,7 @@ use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ModelError, Result};
+use crate::param::{Linear, Param, Role};
 use crate::weights::Weights;
 
 /// The working precision of a model's weights.
@@ -230,25 +231,41 @@ impl Checkpoint {
     }
 
     /// Like [`constant`](Self::constant), and registered as trainable under `canonical` (the
-    /// name the optimizer's streams are keyed by).
-    pub fn trainable(
+    /// name the optimizer's streams are keyed by): a dense matrix or vector, read whole.
+    pub fn trainable(&mut self, canonical: &str, names: &[&str], shape: &[usize]) -> Result<Param> {
+        self.take(canonical, names, shape, Role::Dense)
+    }
+
+    /// Like [`trainable`](Self::trainable), for a table read by rows (an embedding) or in blocks
+    /// of rows (a vocabulary-sized output head): it never sizes the shared scratch buffer.
+    pub fn trainable_table(
         &mut self,
         canonical: &str,
         names: &[&str],
         shape: &[usize],
-    ) -> Result<Tensor> {
+    ) -> Result<Param> {
+        self.take(canonical, names, shape, Role::Table)
+    }
+
+    fn take(
+        &mut self,
+        canonical: &str,
+        names: &[&str],
+        shape: &[usize],
+        role: Role,
+    ) -> Result<Param> {
         let t = self.constant(names, shape)?;
         // `to_dtype` of a tensor already in that dtype shares storage with the checkpoint map: copy it
         // so that the trainable tensor owns its storage alone.
         let t = t.copy()?;
-        self.weights.insert(canonical, t.clone())?;
+        let param = self.weights.register_param(canonical, t.clone(), role)?;
         // Release the checkpoint's own copy at once, so that loading peaks near one model's size
         // instead of two: the entry now shares the trainable tensor's storage (a later lookup of the
         // same name sees the trainable tensor, as a tie would).
         if let Some(name) = names.iter().find(|n| self.tensors.contains_key(**n)) {
-            self.tensors.insert((*name).to_string(), t.clone());
+            self.tensors.insert((*name).to_string(), t);
         }
-        Ok(t)
+        Ok(param)
     }
 
     /// The trainable tensor `<prefixes[0]><name>`, accepting `<p><name>` for any of `prefixes` in
@@ -258,7 +275,7 @@ impl Checkpoint {
         prefixes: &[&str],
         name: &str,
         shape: &[usize],
-    ) -> Result<Tensor> {
+    ) -> Result<Param> {
         let names: Vec<String> = prefixes.iter().map(|p| format!("{p}{name}")).collect();
         let accepted: Vec<&str> = names.iter().map(String::as_str).collect();
         let canonical = accepted.first().copied().unwrap_or(name);
@@ -273,19 +290,14 @@ impl Checkpoint {
         name: &str,
         (out, inp): (usize, usize),
         bias: bool,
-    ) -> Result<candle_nn::Linear> {
+    ) -> Result<Linear> {
         let w = self.trainable_prefixed(prefixes, &format!("{name}.weight"), &[out, inp])?;
         let b = if bias {
             Some(self.trainable_prefixed(prefixes, &format!("{name}.bias"), &[out])?)
         } else {
             None
         };
-        Ok(candle_nn::Linear::new(w, b))
-    }
-
-    /// Register an already-built tensor (e.g. an untied copy) as trainable.
-    pub fn register(&mut self, canonical: &str, t: &Tensor) -> Result<()> {
-        self.weights.insert(canonical, t.clone())
+        Ok(Linear::new(w, b))
     }
 
     /// The trainable weights registered so far.

@@ -5,14 +5,14 @@
 
 use std::path::Path;
 
-use candle_core::{DType, Device, Module, Tensor};
-use candle_nn::Linear;
+use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::causal::CausalLm;
 use crate::error::{ModelError, Result};
 use crate::llama::{additive_mask, attention, check_inputs, embed, lm_logits, split_heads};
 use crate::loading::{Checkpoint, read_json};
+use crate::param::{Linear, Param};
 
 fn yes() -> bool {
     true
@@ -116,8 +116,9 @@ impl OptConfig {
 
 #[derive(Clone, Debug)]
 struct Norm {
-    weight: Tensor,
-    bias: Tensor,
+    weight: Option<Param>,
+    bias: Option<Param>,
+    width: usize,
 }
 
 impl Norm {
@@ -125,35 +126,47 @@ impl Norm {
         let h = cfg.hidden_size;
         if cfg.layer_norm_elementwise_affine {
             Ok(Self {
-                weight: param(ckpt, &format!("{name}.weight"), &[h])?,
-                bias: param(ckpt, &format!("{name}.bias"), &[h])?,
+                weight: Some(param(ckpt, &format!("{name}.weight"), &[h])?),
+                bias: Some(param(ckpt, &format!("{name}.bias"), &[h])?),
+                width: h,
             })
         } else {
-            let dtype = ckpt.precision().dtype();
             Ok(Self {
-                weight: Tensor::ones(h, dtype, &Device::Cpu)?,
-                bias: Tensor::zeros(h, dtype, &Device::Cpu)?,
+                weight: None,
+                bias: None,
+                width: h,
             })
         }
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let dtype = x.dtype();
-        let f = |t: &Tensor| t.to_dtype(DType::F32);
-        let y = candle_nn::ops::layer_norm(
-            &f(x)?.contiguous()?,
-            &f(&self.weight)?,
-            &f(&self.bias)?,
+        let (weight, bias) = match (&self.weight, &self.bias) {
+            (Some(w), Some(b)) => (w.value()?, b.value()?),
+            _ => (
+                Tensor::ones(self.width, DType::F32, &Device::Cpu)?,
+                Tensor::zeros(self.width, DType::F32, &Device::Cpu)?,
+            ),
+        };
+        Ok(candle_nn::ops::layer_norm(
+            &x.to_dtype(DType::F32)?.contiguous()?,
+            &weight,
+            &bias,
             OPT_LAYER_NORM_EPS,
-        )?;
-        Ok(y.to_dtype(dtype)?)
+        )?)
     }
 }
 
 /// A trainable tensor `model.decoder.<name>`, accepting the `decoder.<name>` form of checkpoints
 /// saved from the bare decoder.
-fn param(ckpt: &mut Checkpoint, name: &str, shape: &[usize]) -> Result<Tensor> {
+fn param(ckpt: &mut Checkpoint, name: &str, shape: &[usize]) -> Result<Param> {
     ckpt.trainable_prefixed(DECODER, name, shape)
+}
+
+/// A trainable table (embedding) `model.decoder.<name>`, as [`param`] names it.
+fn table(ckpt: &mut Checkpoint, name: &str, shape: &[usize]) -> Result<Param> {
+    let names: Vec<String> = DECODER.iter().map(|p| format!("{p}{name}")).collect();
+    let accepted: Vec<&str> = names.iter().map(String::as_str).collect();
+    ckpt.trainable_table(accepted[0], &accepted, shape)
 }
 
 fn linear(ckpt: &mut Checkpoint, name: &str, out: usize, inp: usize, bias: bool) -> Result<Linear> {
@@ -179,13 +192,13 @@ struct Layer {
 #[derive(Clone, Debug)]
 pub struct Opt {
     cfg: OptConfig,
-    embed_tokens: Tensor,
-    embed_positions: Tensor,
+    embed_tokens: Param,
+    embed_positions: Param,
     project_in: Option<Linear>,
     project_out: Option<Linear>,
     layers: Vec<Layer>,
     final_norm: Option<Norm>,
-    lm_head: Tensor,
+    lm_head: Param,
     dtype: DType,
 }
 
@@ -196,8 +209,8 @@ impl Opt {
         cfg.validate()?;
         let (h, e) = (cfg.hidden_size, cfg.embed_dim());
         let bias = cfg.enable_bias;
-        let embed_tokens = param(ckpt, "embed_tokens.weight", &[cfg.vocab_size, e])?;
-        let embed_positions = param(
+        let embed_tokens = table(ckpt, "embed_tokens.weight", &[cfg.vocab_size, e])?;
+        let embed_positions = table(
             ckpt,
             "embed_positions.weight",
             &[cfg.max_position_embeddings + OPT_POSITION_OFFSET, h],
@@ -230,7 +243,7 @@ impl Opt {
             None
         };
         let lm_head = if !cfg.tie_word_embeddings && ckpt.contains("lm_head.weight") {
-            ckpt.trainable("lm_head.weight", &["lm_head.weight"], &[cfg.vocab_size, e])?
+            ckpt.trainable_table("lm_head.weight", &["lm_head.weight"], &[cfg.vocab_size, e])?
         } else {
             embed_tokens.clone()
         };
@@ -243,7 +256,7 @@ impl Opt {
             layers,
             final_norm,
             lm_head,
-            dtype: ckpt.precision().dtype(),
+            dtype: DType::F32,
         })
     }
 
@@ -253,7 +266,7 @@ impl Opt {
     fn position_rows(&self, attention_mask: &Tensor) -> Result<Tensor> {
         let (b, s) = attention_mask.dims2()?;
         let mask: Vec<Vec<f32>> = attention_mask.to_dtype(DType::F32)?.to_vec2()?;
-        let rows = self.embed_positions.dim(0)?;
+        let rows = self.embed_positions.dims()[0];
         let mut out = Vec::with_capacity(b * s);
         for row in &mask {
             let mut count = 0usize;

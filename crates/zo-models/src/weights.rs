@@ -1,33 +1,72 @@
-//! The trainable weights of a model as a zeroth-order [`ParamSet`]: named candle tensors perturbed
-//! in place.
+//! The trainable weights of a model as a zeroth-order [`ParamSet`] read through a view.
 //!
-//! Each weight is a plain (non-variable) candle tensor: the model's layers hold clones of the same
-//! `Tensor`, which share its storage, so a forward pass reads whatever the optimizer last wrote and
-//! builds no backprop graph. Perturbation runs as a candle in-place custom op on the storage
-//! (`Tensor::inplace_op1`), through `zo-sampler`'s fused sweeps: no temporary the size of a tensor.
+//! Each weight is a plain (non-variable) candle tensor, stored in f32, bf16 or f16: the model's
+//! layers hold [`Param`]s over the same tensors, which share their storage, so a forward pass reads
+//! whatever the last update wrote and builds no backprop graph. Probes never write the storage:
+//! the optimizer shows the displacement through [`ParamSet::set_view`] and the layers add it as
+//! they read (see `param.rs`). The update writes the storage in place, as a candle in-place custom
+//! op (`Tensor::inplace_op1`), with stochastic rounding into bf16 and f16 by default.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use candle_core::{CpuStorage, DType, InplaceOp1, Layout, Tensor};
 use zo_optim::params::Visitor;
-use zo_optim::{ParamError, ParamSet, ParamSliceMut, TensorInfo, default_decay};
+use zo_optim::{
+    ParamError, ParamSet, ParamSliceMut, Perturbation, ProbeMode, Rounding, TensorInfo,
+    default_decay,
+};
 
 use crate::error::{ModelError, Result};
+use crate::param::{Param, Role, ViewState};
 
 /// Named trainable tensors, in a fixed order (sorted by name).
 ///
-/// Not `Clone`: a candle `Tensor` clone shares its storage, and perturbation writes the storage in
+/// Not `Clone`: a candle `Tensor` clone shares its storage, and updates write the storage in
 /// place, so a clone would be an alias of the live weights, not a copy. [`deep_copy`](Self::deep_copy)
 /// copies the storage.
 #[derive(Debug, Default)]
 pub struct Weights {
     entries: Vec<(TensorInfo, Tensor)>,
+    state: Arc<ViewState>,
+    rounding: Rounding,
 }
 
 impl Weights {
     /// No weights.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Register a trainable tensor and return the handle the model's layers read it through.
+    pub(crate) fn register_param(
+        &mut self,
+        name: &str,
+        tensor: Tensor,
+        role: Role,
+    ) -> Result<Param> {
+        self.insert(name, tensor.clone())?;
+        let info = self
+            .entries
+            .iter()
+            .find(|(i, _)| i.name == name)
+            .map(|(i, _)| i.clone())
+            .ok_or_else(|| ModelError::Config {
+                field: name.into(),
+                message: "not registered".into(),
+            })?;
+        Ok(Param::new(info, tensor, Arc::clone(&self.state), role))
+    }
+
+    /// How updates are written into bf16 or f16 weights ([`Rounding::Stochastic`] by default).
+    pub fn set_rounding(&mut self, rounding: Rounding) {
+        self.rounding = rounding;
+    }
+
+    /// The size of the scratch buffer the layers materialise perturbed or widened weights into, in
+    /// f32 elements: the largest dense matrix (at least 2¹⁶). Allocated on the first read that
+    /// needs it, once.
+    pub fn scratch_elements(&self) -> usize {
+        self.state.capacity()
     }
 
     /// Register a trainable tensor under `name` (weight decay by [`default_decay`]). The tensor must
@@ -108,7 +147,11 @@ impl Weights {
             .iter()
             .map(|(info, t)| Ok((info.clone(), t.copy()?)))
             .collect::<Result<_>>()?;
-        Ok(Weights { entries })
+        Ok(Weights {
+            entries,
+            state: Arc::default(),
+            rounding: self.rounding,
+        })
     }
 
     /// Overwrite every tensor's values, in place, with those of the same-named tensor of `other`
@@ -254,10 +297,26 @@ impl ParamSet for Weights {
         }
         Ok(())
     }
+
+    fn probe_mode(&self) -> ProbeMode {
+        ProbeMode::View
+    }
+
+    fn set_view(&mut self, view: Option<Perturbation>) -> Result<(), ParamError> {
+        self.state.set(view)
+    }
+
+    fn rounding(&self) -> Rounding {
+        self.rounding
+    }
 }
 
 /// Hand one tensor's storage to `f`, in place.
-fn visit_tensor(info: &TensorInfo, tensor: &Tensor, f: &mut Visitor<'_>) -> Result<(), ParamError> {
+pub(crate) fn visit_tensor(
+    info: &TensorInfo,
+    tensor: &Tensor,
+    f: &mut Visitor<'_>,
+) -> Result<(), ParamError> {
     let op = Visit {
         info,
         f: Mutex::new(f),

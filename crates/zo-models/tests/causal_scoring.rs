@@ -10,7 +10,7 @@ use zo_models::causal::{
     candidate_loss_and_predictions, candidate_scores, cross_entropy, generate_greedy, predict,
 };
 use zo_models::{Llama, Opt, Precision, Weights};
-use zo_optim::{Algorithm, Direction, DirectionKey, Optimizer, ParamSet};
+use zo_optim::{Algorithm, Direction, DirectionKey, Optimizer, ParamSet, Perturbation, Term};
 
 /// Mean log-probability of `cand` after `ctx` from one unpadded full forward.
 fn reference_score<M: CausalLm>(model: &M, ctx: &[u32], cand: &[u32]) -> f64 {
@@ -207,22 +207,24 @@ fn max_diff(a: &[Vec<Vec<f32>>], b: &[Vec<Vec<f32>>]) -> f32 {
 }
 
 #[test]
-fn perturb_and_restore_returns_the_logits() {
-    let (model, mut weights): (Llama, Weights) =
-        Llama::from_hf_folder(&fixture("llama"), Precision::F32).unwrap();
-    let before = logits(&model);
-    let dir = Direction::gaussian(DirectionKey::new(7, 0, 0));
-    weights.perturb(dir, 1e-3).unwrap();
-    let perturbed = logits(&model);
-    assert!(
-        max_diff(&before, &perturbed) > 1e-4,
-        "the model does not see the perturbation"
-    );
-    weights.perturb(dir, -2e-3).unwrap();
-    weights.perturb(dir, 1e-3).unwrap();
-    let after = logits(&model);
-    let d = max_diff(&before, &after);
-    assert!(d < 1e-5, "perturb/restore drift {d}");
+fn a_probe_through_the_view_moves_the_logits_and_clearing_it_returns_them() {
+    for precision in [Precision::F32, Precision::BF16, Precision::F16] {
+        let (model, mut weights): (Llama, Weights) =
+            Llama::from_hf_folder(&fixture("llama"), precision).unwrap();
+        let before = logits(&model);
+        let dir = Direction::gaussian(DirectionKey::new(7, 0, 0));
+        weights
+            .set_view(Some(Perturbation::new(vec![Term::new(1e-3, dir)])))
+            .unwrap();
+        let perturbed = logits(&model);
+        assert!(
+            max_diff(&before, &perturbed) > 1e-4,
+            "{precision:?}: the model does not see the perturbation"
+        );
+        weights.set_view(None).unwrap();
+        let after = logits(&model);
+        assert_eq!(max_diff(&before, &after), 0.0, "{precision:?}");
+    }
 }
 
 #[test]

@@ -8,15 +8,26 @@ mod masked_support;
 use anyhow::Result;
 use candle_core::{Device, Tensor};
 use zo_models::{MaskedLm, MaskedLmClassifier, Precision, Tokenizer, Weights};
-use zo_optim::{Algorithm, Direction, DirectionKey, Optimizer, ParamSet, ParamSliceMut};
+use zo_optim::{
+    Algorithm, Direction, DirectionKey, Optimizer, ParamSet, ParamSliceMut, Perturbation, Rounding,
+    Term,
+};
 
 use masked_support::{read_tsv, splade_tiny, sst2};
+use zo_sampler::{Distribution, Stream, TensorId};
 
 const TEMPLATE: &str = "<S> It was [MASK] .";
 const LABEL_WORDS: [&str; 2] = ["terrible", "great"];
 
 fn classifier(dir: &std::path::Path) -> Result<(MaskedLmClassifier, Weights)> {
-    let (model, weights) = MaskedLm::from_folder(dir, Precision::F32)?;
+    classifier_in(dir, Precision::F32)
+}
+
+fn classifier_in(
+    dir: &std::path::Path,
+    precision: Precision,
+) -> Result<(MaskedLmClassifier, Weights)> {
+    let (model, weights) = MaskedLm::from_folder(dir, precision)?;
     let tokenizer = Tokenizer::from_folder(dir)?;
     Ok((
         MaskedLmClassifier::new(model, tokenizer, TEMPLATE, &LABEL_WORDS)?,
@@ -176,26 +187,19 @@ fn splade_tiny_perturbation_restores_and_changes_the_loss() -> Result<()> {
     let base = clf.loss(&batch, &labels)?;
     let before = snapshot(&mut weights)?;
     let z = Direction::gaussian(DirectionKey::new(11, 0, 0));
-    weights.perturb(z, eps)?;
+    let show = |w: &mut Weights, s: f32| w.set_view(Some(Perturbation::new(vec![Term::new(s, z)])));
+    show(&mut weights, eps)?;
     let plus = clf.loss(&batch, &labels)?;
-    weights.perturb(z, -2.0 * eps)?;
+    show(&mut weights, -eps)?;
     let minus = clf.loss(&batch, &labels)?;
-    weights.perturb(z, eps)?;
+    weights.set_view(None)?;
     let restored = clf.loss(&batch, &labels)?;
     let after = snapshot(&mut weights)?;
-    let (mut worst, mut scale) = (0.0f32, 0.0f32);
-    for (a, b) in before.iter().zip(&after) {
-        for (x, y) in a.iter().zip(b) {
-            worst = worst.max((x - y).abs());
-            scale = scale.max(x.abs());
-        }
-    }
-    println!(
-        "loss {base:.6}; +eps {plus:.6}; -eps {minus:.6}; restored {restored:.6}; worst weight drift {worst:.2e} (max |w| {scale:.2})"
-    );
-    assert!(worst <= 1e-6 * scale, "weights drifted by {worst}");
-    assert!(
-        (restored - base).abs() < 1e-5,
+    println!("loss {base:.6}; +eps {plus:.6}; -eps {minus:.6}; restored {restored:.6}");
+    assert_eq!(before, after, "a probe wrote the stored weights");
+    assert_eq!(
+        restored.to_bits(),
+        base.to_bits(),
         "restored loss {restored} vs {base}"
     );
     assert!(
@@ -204,6 +208,121 @@ fn splade_tiny_perturbation_restores_and_changes_the_loss() -> Result<()> {
     );
     assert!((plus - base).abs() > 1e-7);
     Ok(())
+}
+
+/// Every stored weight's bits, whatever the precision.
+fn bits(weights: &mut Weights) -> Result<Vec<u32>> {
+    let mut out = Vec::new();
+    weights.visit_mut(&mut |_, data| {
+        match data {
+            ParamSliceMut::F32(d) => out.extend(d.iter().map(|v| v.to_bits())),
+            ParamSliceMut::BF16(d) => out.extend(d.iter().map(|v| u32::from(v.to_bits()))),
+            ParamSliceMut::F16(d) => out.extend(d.iter().map(|v| u32::from(v.to_bits()))),
+        }
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+#[test]
+fn splade_tiny_probe_only_steps_leave_half_precision_weights_bitwise_identical() -> Result<()> {
+    let test = "splade_tiny_probe_only_steps_leave_half_precision_weights_bitwise_identical";
+    let (Some(dir), Some(path)) = (splade_tiny(test), sst2("k-shot/16-13/train.tsv", test)) else {
+        return Ok(());
+    };
+    let (texts, labels) = train_batch(&path)?;
+    let (texts, labels) = (&texts[..2], &labels[..2]);
+    for precision in [Precision::BF16, Precision::F16] {
+        let (clf, mut weights) = classifier_in(&dir, precision)?;
+        let batch = clf.encode_batch(texts)?;
+        let before = bits(&mut weights)?;
+        // MeZO at learning rate 0: 2 probes per step, ±εz far below half a bf16 spacing of most
+        // weights (ε = 1e-3, |w| ~ 0.05: spacing 2⁻¹²).
+        let opt = Optimizer::named(Algorithm::Mezo, 1e-3, 0.0)?;
+        let mut state = opt.init(&weights, 7);
+        let mut objective = clf.objective(&batch, labels);
+        let mut differing = 0;
+        for _ in 0..1000 {
+            let report = opt.step(&mut state, &mut weights, &mut objective)?;
+            differing += usize::from(report.losses[0] != report.losses[1]);
+        }
+        let after = bits(&mut weights)?;
+        assert!(before == after, "{precision:?}: the stored weights changed");
+        println!(
+            "{precision:?}: 1000 probe-only steps, l+ != l- in {differing}; weights bitwise unchanged"
+        );
+        // The probes reached the model: a rounded-away perturbation would give l+ == l-.
+        assert!(
+            differing > 990,
+            "{precision:?}: l+ == l- in {} steps",
+            1000 - differing
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn splade_tiny_stochastic_rounding_keeps_small_bf16_updates() -> Result<()> {
+    let test = "splade_tiny_stochastic_rounding_keeps_small_bf16_updates";
+    let (Some(dir), Some(path)) = (splade_tiny(test), sst2("k-shot/16-13/train.tsv", test)) else {
+        return Ok(());
+    };
+    let (texts, labels) = train_batch(&path)?;
+    let (seed, lr) = (3u64, 1e-7);
+    let mut kept = Vec::new();
+    for rounding in [Rounding::Nearest, Rounding::Stochastic] {
+        let (clf, mut weights) = classifier_in(&dir, Precision::BF16)?;
+        weights.set_rounding(rounding);
+        let batch = clf.encode_batch(&texts[..4])?;
+        let opt = Optimizer::named(Algorithm::Mezo, 1e-3, lr)?;
+        let mut state = opt.init(&weights, seed);
+        let mut objective = clf.objective(&batch, &labels[..4]);
+        let before = snapshot_f32(&mut weights)?;
+        let report = opt.step(&mut state, &mut weights, &mut objective)?;
+        let after = snapshot_f32(&mut weights)?;
+        // The intended update is −η·g·z: project the stored change on z.
+        let (mut along, mut zz, mut changed) = (0.0f64, 0.0f64, 0usize);
+        for ((name, b), (_, a)) in before.iter().zip(&after) {
+            let mut z = vec![0.0f32; b.len()];
+            Stream::new(
+                DirectionKey::new(seed, 0, 0),
+                TensorId::from_name(name),
+                Distribution::Normal,
+            )
+            .fill(0, &mut z);
+            for ((x, y), z) in b.iter().zip(a).zip(&z) {
+                along += f64::from(y - x) * f64::from(*z);
+                zz += f64::from(*z) * f64::from(*z);
+                changed += usize::from(x != y);
+            }
+        }
+        let fraction = along / (-lr * report.projected[0] * zz);
+        println!(
+            "bf16, {rounding:?}, lr {lr:e}: {changed} of {} weights changed in one step; the stored change carries {fraction:.3} of the update",
+            weights.num_params()
+        );
+        kept.push(fraction);
+    }
+    // Nearest rounding loses most of an update this small; stochastic rounding keeps all of it in
+    // expectation (its relative error here is about s / (2|u|√n) < 1%).
+    assert!(kept[0] < 0.5, "{kept:?}");
+    assert!((kept[1] - 1.0).abs() < 0.1, "{kept:?}");
+    Ok(())
+}
+
+/// Every stored weight widened to f32, by tensor name.
+fn snapshot_f32(weights: &mut Weights) -> Result<Vec<(String, Vec<f32>)>> {
+    let mut out = Vec::new();
+    weights.visit_mut(&mut |info, data| {
+        let values = match data {
+            ParamSliceMut::F32(d) => d.to_vec(),
+            ParamSliceMut::BF16(d) => d.iter().map(|v| v.to_f32()).collect(),
+            ParamSliceMut::F16(d) => d.iter().map(|v| v.to_f32()).collect(),
+        };
+        out.push((info.name.clone(), values));
+        Ok(())
+    })?;
+    Ok(out)
 }
 
 #[test]

@@ -152,6 +152,81 @@ impl Perturbation {
         Ok(())
     }
 
+    /// `out[r] += Σ cⱼ zⱼ` on whole rows of tensor `info` viewed as `rows × cols` (its first
+    /// dimension by the rest): `out` holds `rows.len()` rows of `cols` values, row `k` being row
+    /// `rows[k]` of the tensor (an embedding lookup). Each element gets exactly the value
+    /// [`add_to`](Self::add_to) gives it.
+    pub fn add_to_rows(
+        &self,
+        info: &TensorInfo,
+        rows: &[u32],
+        out: &mut [f32],
+    ) -> Result<(), ParamError> {
+        if self.terms.is_empty() || rows.is_empty() {
+            return Ok(());
+        }
+        let total_rows = info.shape.first().copied().unwrap_or(1).max(1);
+        let cols = info.numel() / total_rows;
+        if out.len() != rows.len() * cols {
+            return Err(ParamError::StateMismatch {
+                tensor: info.name.clone(),
+                detail: format!(
+                    "{} rows of {cols} need {} values, got {}",
+                    rows.len(),
+                    rows.len() * cols,
+                    out.len()
+                ),
+            });
+        }
+        if let Some(&bad) = rows.iter().find(|&&r| r as usize >= total_rows) {
+            return Err(ParamError::StateMismatch {
+                tensor: info.name.clone(),
+                detail: format!("row {bad} of a tensor with {total_rows} rows"),
+            });
+        }
+        let dirs: Vec<TensorDirection> = self
+            .terms
+            .iter()
+            .map(|t| TensorDirection::new(&t.direction, info))
+            .collect();
+        let curvature = self.curvature_of(info)?;
+        let streams: Option<Vec<sweep::Term>> = dirs
+            .iter()
+            .zip(&self.terms)
+            .map(|(d, t)| d.stream().map(|s| sweep::Term::new(t.coeff, *s)))
+            .collect();
+        let coeffs: Vec<f32> = self.terms.iter().map(|t| t.coeff).collect();
+        out.par_chunks_mut(cols.max(1))
+            .zip(rows.par_iter())
+            .try_for_each(|(row, &r)| -> Result<(), ParamError> {
+                let start = r as usize * cols;
+                if let (Some(streams), None) = (&streams, curvature) {
+                    sweep::apply_serial(row, start as u64, streams, None)?;
+                    return Ok(());
+                }
+                let z: Vec<Vec<f32>> = dirs
+                    .iter()
+                    .map(|d| {
+                        let mut buf = vec![0.0f32; row.len()];
+                        d.fill(start, &mut buf);
+                        buf
+                    })
+                    .collect();
+                let h = curvature.map(|h| &h[start..start + row.len()]);
+                for (i, o) in row.iter_mut().enumerate() {
+                    let mut a = coeffs[0] * z[0][i];
+                    for j in 1..coeffs.len() {
+                        a += coeffs[j] * z[j][i];
+                    }
+                    if let Some(h) = h {
+                        a /= h[i].sqrt();
+                    }
+                    *o += a;
+                }
+                Ok(())
+            })
+    }
+
     /// `out = θ + Σ cⱼ zⱼ` on elements `offset .. offset + base.len()` of tensor `info`, where
     /// `base` holds the stored values of those elements: each stored value is widened to f32
     /// exactly and the displacement added in f32, so it is never rounded away.
@@ -233,6 +308,23 @@ mod tests {
         view.materialize(&info, 4321, &base[4321..4321 + 777], &mut window)
             .unwrap();
         assert_eq!(window, moved[4321..4321 + 777]);
+        // Rows gathered one by one read the same values too.
+        let rows_info = TensorInfo::new("params", vec![100, 100]);
+        let mut rows = vec![0.0; 300];
+        let picked = [7u32, 0, 99];
+        for (k, r) in picked.iter().enumerate() {
+            let r = *r as usize;
+            rows[k * 100..(k + 1) * 100].copy_from_slice(&base[r * 100..(r + 1) * 100]);
+        }
+        view.add_to_rows(&rows_info, &picked, &mut rows).unwrap();
+        for (k, r) in picked.iter().enumerate() {
+            let r = *r as usize;
+            assert_eq!(rows[k * 100..(k + 1) * 100], moved[r * 100..(r + 1) * 100]);
+        }
+        assert!(
+            view.add_to_rows(&rows_info, &[100], &mut rows[..100])
+                .is_err()
+        );
         // A window past the end is an error naming the tensor.
         let err = view
             .add_to(&info, 9_999, &mut [0.0; 2])

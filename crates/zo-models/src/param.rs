@@ -1,0 +1,322 @@
+//! Trainable tensors as the model's layers read them: through the probe view.
+//!
+//! A [`Param`] is a stored tensor (f32, bf16 or f16) plus the view shared by every trainable
+//! tensor of one model. While an optimizer probes, the view holds the displacement `Σ cᵢ zᵢ`, and
+//! each read computes `θ + Σ cᵢ zᵢ` in f32 from the exact stored value:
+//!
+//! - a linear layer materialises its perturbed weight into one scratch buffer shared by the model's
+//!   layers (sized for the largest dense matrix, reused by each layer in turn) just before its
+//!   matrix product; a matrix larger than the scratch (an embedding table used as a tied output
+//!   head) is materialised and multiplied in blocks of rows, so the whole perturbed matrix never
+//!   exists;
+//! - an embedding lookup widens and perturbs only the rows it gathers;
+//! - a vector (a norm's weight, a bias) is read whole into a fresh small tensor.
+//!
+//! The stored tensor is written only by the update, once per step. Unperturbed f32 weights are
+//! read in place (no copy); half-precision weights are always widened to f32, so every forward
+//! computes in f32.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use candle_core::{DType, Device, Tensor};
+use zo_optim::params::Widen;
+use zo_optim::{ParamError, ParamSliceMut, Perturbation, TensorInfo};
+
+use crate::error::{ModelError, Result};
+use crate::weights::visit_tensor;
+
+/// The smallest scratch buffer, in elements (so that a model without dense matrices still reads
+/// its tables in blocks of a useful size).
+const MIN_SCRATCH: usize = 1 << 16;
+
+/// The view shared by the trainable tensors of one model: the current displacement and the
+/// scratch buffer the layers materialise their weights into.
+#[derive(Default)]
+pub(crate) struct ViewState {
+    current: RwLock<Option<Arc<Perturbation>>>,
+    scratch: Mutex<Option<Tensor>>,
+    capacity: AtomicUsize,
+}
+
+impl std::fmt::Debug for ViewState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ViewState")
+            .field("active", &self.current().is_some())
+            .field("scratch_elements", &self.capacity())
+            .finish()
+    }
+}
+
+impl ViewState {
+    /// The displacement readers add now.
+    pub(crate) fn current(&self) -> Option<Arc<Perturbation>> {
+        self.current.read().map(|g| g.clone()).unwrap_or(None)
+    }
+
+    /// Replace the displacement.
+    pub(crate) fn set(&self, view: Option<Perturbation>) -> std::result::Result<(), ParamError> {
+        let mut g = self
+            .current
+            .write()
+            .map_err(|_| ParamError::Backend("the view's lock is poisoned".into()))?;
+        *g = view.filter(|v| !v.is_empty()).map(Arc::new);
+        Ok(())
+    }
+
+    /// The scratch size in elements: the largest dense matrix registered (at least
+    /// [`MIN_SCRATCH`]).
+    pub(crate) fn capacity(&self) -> usize {
+        self.capacity.load(Ordering::Relaxed).max(MIN_SCRATCH)
+    }
+
+    /// Make room for a dense matrix of `elements`.
+    fn reserve(&self, elements: usize) {
+        self.capacity.fetch_max(elements, Ordering::Relaxed);
+    }
+}
+
+/// How a trainable tensor is read, which decides whether it sizes the shared scratch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// A dense matrix or vector read whole (its size counts toward the scratch).
+    Dense,
+    /// A table read by rows (embeddings) or in blocks of rows (a vocabulary-sized output head):
+    /// never materialised whole.
+    Table,
+}
+
+/// A trainable tensor of a model, read through the model's probe view.
+///
+/// Cloning a `Param` shares its storage and its view (a tied head is a clone of the embedding).
+#[derive(Clone, Debug)]
+pub struct Param {
+    info: Arc<TensorInfo>,
+    stored: Tensor,
+    state: Arc<ViewState>,
+}
+
+impl Param {
+    pub(crate) fn new(info: TensorInfo, stored: Tensor, state: Arc<ViewState>, role: Role) -> Self {
+        if role == Role::Dense && stored.rank() >= 2 {
+            state.reserve(stored.elem_count());
+        }
+        Self {
+            info: Arc::new(info),
+            stored,
+            state,
+        }
+    }
+
+    /// The tensor's name (the identity of its random streams).
+    pub fn name(&self) -> &str {
+        &self.info.name
+    }
+
+    /// The stored tensor (never displaced: the probes live in the view).
+    pub fn stored(&self) -> &Tensor {
+        &self.stored
+    }
+
+    /// The shape.
+    pub fn dims(&self) -> &[usize] {
+        self.stored.dims()
+    }
+
+    /// Rows and columns of the tensor viewed as a matrix (first dimension by the rest).
+    fn rows_cols(&self) -> (usize, usize) {
+        let rows = self.stored.dims().first().copied().unwrap_or(1).max(1);
+        (rows, self.stored.elem_count() / rows)
+    }
+
+    /// Whether a read can use the stored tensor as it is (f32 and no displacement).
+    fn direct(&self, view: &Option<Arc<Perturbation>>) -> bool {
+        view.is_none() && self.stored.dtype() == DType::F32
+    }
+
+    /// `out = θ[offset ..] (+ view)` in f32, for `out.len()` elements from `offset`.
+    fn read_into(
+        &self,
+        view: Option<&Perturbation>,
+        offset: usize,
+        out: &mut [f32],
+    ) -> std::result::Result<(), ParamError> {
+        let n = out.len();
+        let mut fill = |info: &TensorInfo, data: ParamSliceMut<'_>| {
+            fn go<E: Widen>(
+                view: Option<&Perturbation>,
+                info: &TensorInfo,
+                base: &[E],
+                offset: usize,
+                out: &mut [f32],
+            ) -> std::result::Result<(), ParamError> {
+                let base = &base[offset..offset + out.len()];
+                match view {
+                    Some(v) => v.materialize(info, offset, base, out),
+                    None => {
+                        E::widen(base, out);
+                        Ok(())
+                    }
+                }
+            }
+            if offset + n > data.len() {
+                return Err(ParamError::StateMismatch {
+                    tensor: info.name.clone(),
+                    detail: format!("elements {offset}..{} of {}", offset + n, data.len()),
+                });
+            }
+            match data {
+                ParamSliceMut::F32(d) => go(view, info, d, offset, out),
+                ParamSliceMut::BF16(d) => go(view, info, d, offset, out),
+                ParamSliceMut::F16(d) => go(view, info, d, offset, out),
+            }
+        };
+        visit_tensor(&self.info, &self.stored, &mut fill)
+    }
+
+    /// The whole tensor's current value `θ + view`, in f32: the stored tensor itself when it is f32
+    /// and no displacement is shown, else a fresh tensor (meant for vectors: norms, biases).
+    pub fn value(&self) -> Result<Tensor> {
+        let view = self.state.current();
+        if self.direct(&view) {
+            return Ok(self.stored.clone());
+        }
+        let mut out = vec![0.0f32; self.stored.elem_count()];
+        self.read_into(view.as_deref(), 0, &mut out)
+            .map_err(|e| self.backend(e))?;
+        Ok(Tensor::from_vec(out, self.stored.dims(), &Device::Cpu)?)
+    }
+
+    /// Rows `ids` of the tensor (viewed as rows × the rest) at their current value, in f32:
+    /// `[ids.len(), cols]`. Only the gathered rows are read and displaced. An id out of range is
+    /// an error naming the tensor.
+    pub fn gather(&self, ids: &[u32]) -> Result<Tensor> {
+        let (rows, cols) = self.rows_cols();
+        if let Some(&bad) = ids.iter().find(|&&i| i as usize >= rows) {
+            return Err(ModelError::Config {
+                field: self.info.name.clone(),
+                message: format!("row {bad} requested of a table with {rows} rows"),
+            });
+        }
+        let view = self.state.current();
+        let mut out = vec![0.0f32; ids.len() * cols];
+        let mut fill = |_: &TensorInfo, data: ParamSliceMut<'_>| {
+            fn go<E: Widen>(base: &[E], ids: &[u32], cols: usize, out: &mut [f32]) {
+                for (row, &id) in out.chunks_mut(cols.max(1)).zip(ids) {
+                    let start = id as usize * cols;
+                    E::widen(&base[start..start + cols], row);
+                }
+            }
+            match data {
+                ParamSliceMut::F32(d) => go(d, ids, cols, &mut out),
+                ParamSliceMut::BF16(d) => go(d, ids, cols, &mut out),
+                ParamSliceMut::F16(d) => go(d, ids, cols, &mut out),
+            }
+            Ok(())
+        };
+        visit_tensor(&self.info, &self.stored, &mut fill).map_err(|e| self.backend(e))?;
+        if let Some(v) = &view {
+            v.add_to_rows(&self.info, ids, &mut out)
+                .map_err(|e| self.backend(e))?;
+        }
+        Ok(Tensor::from_vec(out, (ids.len(), cols), &Device::Cpu)?)
+    }
+
+    /// `x Wᵀ` for this `[out, in]` matrix and `x` of shape `[.., in]` (f32): `[.., out]` in f32.
+    ///
+    /// Unperturbed f32 weights are multiplied in place; otherwise the current weight is
+    /// materialised in f32 into the model's shared scratch buffer, in blocks of rows when it is
+    /// larger than the buffer, and each block multiplied as soon as it is written.
+    pub fn linear(&self, x: &Tensor) -> Result<Tensor> {
+        let (out_dim, in_dim) = self.stored.dims2()?;
+        let dims = x.dims().to_vec();
+        if dims.last() != Some(&in_dim) {
+            let mut expected = dims.clone();
+            match expected.last_mut() {
+                Some(l) => *l = in_dim,
+                None => expected.push(in_dim),
+            }
+            return Err(ModelError::Shape {
+                name: format!("input of {}", self.info.name),
+                expected,
+                found: dims,
+            });
+        }
+        let rows = x.elem_count() / in_dim.max(1);
+        let x2 = x.reshape((rows, in_dim))?.to_dtype(DType::F32)?;
+        let view = self.state.current();
+        let y = if self.direct(&view) {
+            x2.matmul(&self.stored.t()?)?
+        } else {
+            let mut guard =
+                self.state.scratch.lock().map_err(|_| {
+                    self.backend(ParamError::Backend("scratch lock poisoned".into()))
+                })?;
+            let capacity = self.state.capacity().max(in_dim);
+            if guard.as_ref().is_none_or(|t| t.elem_count() < capacity) {
+                *guard = Some(Tensor::zeros(capacity, DType::F32, &Device::Cpu)?);
+            }
+            let scratch = guard.as_ref().ok_or_else(|| {
+                self.backend(ParamError::Backend("scratch buffer missing".into()))
+            })?;
+            let block = (capacity / in_dim.max(1)).clamp(1, out_dim.max(1));
+            let mut parts = Vec::with_capacity(out_dim.div_ceil(block));
+            let scratch_info = TensorInfo::new("scratch", vec![capacity]);
+            for r0 in (0..out_dim).step_by(block) {
+                let r = block.min(out_dim - r0);
+                let w = scratch.narrow(0, 0, r * in_dim)?;
+                let mut write = |_: &TensorInfo, data: ParamSliceMut<'_>| match data {
+                    ParamSliceMut::F32(out) => self.read_into(view.as_deref(), r0 * in_dim, out),
+                    _ => Err(ParamError::Backend("the scratch buffer is not f32".into())),
+                };
+                visit_tensor(&scratch_info, &w, &mut write).map_err(|e| self.backend(e))?;
+                parts.push(x2.matmul(&w.reshape((r, in_dim))?.t()?)?);
+            }
+            if parts.len() == 1 {
+                parts
+                    .pop()
+                    .ok_or_else(|| self.backend(ParamError::Backend("no output block".into())))?
+            } else {
+                Tensor::cat(&parts, 1)?
+            }
+        };
+        let mut shape = dims[..dims.len() - 1].to_vec();
+        shape.push(out_dim);
+        Ok(y.reshape(shape)?)
+    }
+
+    fn backend(&self, e: ParamError) -> ModelError {
+        ModelError::Config {
+            field: self.info.name.clone(),
+            message: e.to_string(),
+        }
+    }
+}
+
+/// `y = x Wᵀ + b` with trainable `W` and optional `b`, read through the view.
+#[derive(Clone, Debug)]
+pub struct Linear {
+    weight: Param,
+    bias: Option<Param>,
+}
+
+impl Linear {
+    /// A linear layer.
+    pub fn new(weight: Param, bias: Option<Param>) -> Self {
+        Self { weight, bias }
+    }
+
+    /// The weight.
+    pub fn weight(&self) -> &Param {
+        &self.weight
+    }
+
+    /// `x Wᵀ + b` in f32.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let y = self.weight.linear(x)?;
+        match &self.bias {
+            Some(b) => Ok(y.broadcast_add(&b.value()?)?),
+            None => Ok(y),
+        }
+    }
+}
