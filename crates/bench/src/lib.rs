@@ -73,11 +73,21 @@ impl Results {
         cell(&self.accuracy, model, task, algorithm)
     }
 
-    /// The probe of `scenario` on `model`, if measured.
+    /// The f32 probe of `scenario` on `model`, if measured.
     pub fn probe(&self, model: plan::ProbeModel, scenario: Scenario) -> Option<&Probe> {
+        self.probe_in(model, zo_models::Precision::F32, scenario)
+    }
+
+    /// The probe of `scenario` on `model` with weights in `precision`, if measured.
+    pub fn probe_in(
+        &self,
+        model: plan::ProbeModel,
+        precision: zo_models::Precision,
+        scenario: Scenario,
+    ) -> Option<&Probe> {
         self.probes
             .iter()
-            .find(|p| p.model == model && p.scenario == scenario)
+            .find(|p| p.model == model && p.precision == precision && p.scenario == scenario)
     }
 }
 
@@ -135,12 +145,29 @@ pub fn suite(opts: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<Results> 
 
     log("memory and time probes");
     let mut probes = Vec::new();
+    let half_scenarios = [
+        Scenario::Inference,
+        Scenario::Optimizer(Algorithm::Mezo),
+        Scenario::Optimizer(Algorithm::Bszo),
+    ];
     for &model in &plan.probe_models {
+        let data_dir = opts.data_dir.as_deref();
         for scenario in Scenario::all() {
-            let data_dir = opts.data_dir.as_deref();
             probes.push(probe::spawn(
-                &opts.exe, model, scenario, plan.reps, data_dir,
+                &opts.exe,
+                model,
+                zo_models::Precision::F32,
+                scenario,
+                plan.reps,
+                data_dir,
             )?);
+        }
+        for &precision in &plan.half_probes {
+            for scenario in half_scenarios {
+                probes.push(probe::spawn(
+                    &opts.exe, model, precision, scenario, plan.reps, data_dir,
+                )?);
+            }
         }
     }
 

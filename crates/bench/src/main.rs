@@ -53,6 +53,9 @@ struct ProbeArgs {
     /// inference or an optimizer name.
     #[arg(long)]
     scenario: Scenario,
+    /// The weights' precision: f32, bf16 or f16.
+    #[arg(long, default_value = "f32")]
+    precision: zo_models::Precision,
     /// Timed repetitions.
     #[arg(long, default_value_t = 5)]
     reps: usize,
@@ -74,7 +77,7 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Probe(a) => {
-            let p = probe(a.model, a.scenario, a.reps, a.data_dir)?;
+            let p = probe(a.model, a.precision, a.scenario, a.reps, a.data_dir)?;
             println!("{PROBE_LINE}{}", serde_json::to_string(&p)?);
         }
         Command::Run(a) => {

@@ -6,6 +6,7 @@ use std::str::FromStr;
 use anyhow::{Result, anyhow};
 use serde::{Deserialize, Serialize};
 use zo_data::{Protocol, Task};
+use zo_models::Precision;
 use zo_optim::Algorithm;
 
 /// The optimizers compared, in the order they run.
@@ -69,6 +70,8 @@ pub struct Plan {
     pub hizoo_ratios: Vec<f64>,
     /// Models of the memory and time probes.
     pub probe_models: Vec<ProbeModel>,
+    /// Half precisions probed besides f32 (inference, MeZO and BSZO only).
+    pub half_probes: Vec<Precision>,
     /// Repetitions of each timed measurement (medians are reported).
     pub reps: usize,
     /// Elements of the sampler measurements (normals, sweep).
@@ -120,6 +123,7 @@ impl Plan {
             ks: vec![1, 2, 4, 8],
             hizoo_ratios: vec![1e-4, 1e-2, 1.0],
             probe_models: vec![ProbeModel::SpladeTiny, ProbeModel::Bert67m],
+            half_probes: vec![Precision::BF16, Precision::F16],
             reps: 7,
             sampler_elems: (1 << 24, 64 << 20),
         }
@@ -146,6 +150,7 @@ impl Plan {
             ks: vec![1, 2],
             hizoo_ratios: vec![1e-2, 1.0],
             probe_models: vec![ProbeModel::SpladeTiny],
+            half_probes: vec![Precision::BF16],
             reps: 2,
             sampler_elems: (1 << 16, 1 << 20),
         }

@@ -15,7 +15,7 @@ use anyhow::{Context, Result, anyhow};
 use serde::{Deserialize, Serialize};
 use zo_models::{MaskedLm, MaskedLmClassifier, Precision, Tokenizer, Weights};
 use zo_optim::params::Visitor;
-use zo_optim::{Optimizer, ParamError, ParamSet, TensorInfo};
+use zo_optim::{Optimizer, ParamError, ParamSet, Perturbation, ProbeMode, Rounding, TensorInfo};
 
 use crate::median;
 use crate::plan::{ProbeModel, Scenario};
@@ -30,6 +30,9 @@ pub struct Probe {
     pub model: ProbeModel,
     /// Inference or an optimizer.
     pub scenario: Scenario,
+    /// The weights' storage precision (every forward computes in f32).
+    #[serde(default)]
+    pub precision: Precision,
     /// Trainable parameters.
     pub params: usize,
     /// Peak RSS after loading (kB).
@@ -75,6 +78,15 @@ impl<P: ParamSet + ?Sized> ParamSet for Timed<'_, P> {
         self.sweeps += 1;
         r
     }
+    fn probe_mode(&self) -> ProbeMode {
+        self.inner.probe_mode()
+    }
+    fn set_view(&mut self, view: Option<Perturbation>) -> std::result::Result<(), ParamError> {
+        self.inner.set_view(view)
+    }
+    fn rounding(&self) -> Rounding {
+        self.inner.rounding()
+    }
 }
 
 fn status_kb(field: &str) -> Result<u64> {
@@ -86,18 +98,18 @@ fn ms(d: Duration) -> f64 {
 }
 
 /// The probe model's weights (SPLADE-tiny's tokenizer and configuration in either case).
-fn load(model: ProbeModel) -> Result<(MaskedLm, Weights, Tokenizer)> {
+fn load(model: ProbeModel, precision: Precision) -> Result<(MaskedLm, Weights, Tokenizer)> {
     let splade = bszo_cli::load::resolve("splade-tiny")?;
     let tokenizer = Tokenizer::from_folder(&splade)?;
     let (m, weights) = match model {
-        ProbeModel::SpladeTiny => MaskedLm::from_folder(&splade, Precision::F32)?,
+        ProbeModel::SpladeTiny => MaskedLm::from_folder(&splade, precision)?,
         ProbeModel::Bert67m => {
             let mut cfg = zo_models::BertConfig::from_file(splade.join("config.json"))?;
             cfg.hidden_size = 768;
             cfg.num_hidden_layers = 6;
             cfg.num_attention_heads = 12;
             cfg.intermediate_size = 3072;
-            MaskedLm::random(&cfg, Precision::F32, 1)?
+            MaskedLm::random(&cfg, precision, 1)?
         }
     };
     Ok((m, weights, tokenizer))
@@ -106,11 +118,12 @@ fn load(model: ProbeModel) -> Result<(MaskedLm, Weights, Tokenizer)> {
 /// Run one memory/time scenario in this process (the `probe` subcommand).
 pub fn probe(
     model: ProbeModel,
+    precision: Precision,
     scenario: Scenario,
     reps: usize,
     data_dir: Option<PathBuf>,
 ) -> Result<Probe> {
-    let (m, mut weights, tokenizer) = load(model)?;
+    let (m, mut weights, tokenizer) = load(model, precision)?;
     let params = weights.num_params();
     let clf = MaskedLmClassifier::new(m, tokenizer, "<S> It was [MASK] .", &["terrible", "great"])?;
     let data = bszo_cli::load::data_dir(data_dir)?;
@@ -126,6 +139,7 @@ pub fn probe(
     let mut result = Probe {
         model,
         scenario,
+        precision,
         params,
         load_kb,
         peak_kb: 0,
@@ -231,10 +245,20 @@ fn checkpoint_writes(state: zo_optim::OptimizerState, reps: usize) -> Result<(f6
     Ok((median(times), bytes))
 }
 
+/// The name of a precision on the command line.
+pub fn precision_name(precision: Precision) -> &'static str {
+    match precision {
+        Precision::F32 => "f32",
+        Precision::BF16 => "bf16",
+        Precision::F16 => "f16",
+    }
+}
+
 /// Run a probe in a fresh process of `exe` (this binary).
 pub fn spawn(
     exe: &Path,
     model: ProbeModel,
+    precision: Precision,
     scenario: Scenario,
     reps: usize,
     data_dir: Option<&Path>,
@@ -243,6 +267,7 @@ pub fn spawn(
     cmd.arg("probe")
         .args(["--model", model.name()])
         .args(["--scenario", &scenario.to_string()])
+        .args(["--precision", precision_name(precision)])
         .args(["--reps", &reps.to_string()]);
     if let Some(d) = data_dir {
         cmd.arg("--data-dir").arg(d);

@@ -108,6 +108,10 @@ pub struct ModelAndTask {
     /// ./data).
     #[arg(long, help_heading = "Common settings")]
     pub data_dir: Option<PathBuf>,
+    /// The weights' precision (`model.precision`): f32, bf16 or f16. Half-precision weights are
+    /// widened to f32 as they are read, probed exactly and updated with stochastic rounding.
+    #[arg(long, help_heading = "Common settings")]
+    pub precision: Option<String>,
 }
 
 impl ModelAndTask {
@@ -121,6 +125,9 @@ impl ModelAndTask {
         }
         if let Some(v) = &self.data_dir {
             out.push(Override::new("task.data_dir", v.display().to_string()));
+        }
+        if let Some(v) = &self.precision {
+            out.push(Override::new("model.precision", v.as_str()));
         }
         out
     }

@@ -9,7 +9,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use serde::{Deserialize, Serialize};
 use zo_data::{FEW_SHOT_SEEDS, NliTemplate, Protocol, Task};
 use zo_models::Precision;
-use zo_optim::{Algorithm, Estimator, Optimizer, OptimizerConfig, Schedule, UpdateRule};
+use zo_optim::{Algorithm, Estimator, Optimizer, OptimizerConfig, Rounding, Schedule, UpdateRule};
 use zo_train::TrainConfig;
 
 use crate::settings;
@@ -45,9 +45,13 @@ pub struct ModelSection {
     /// picks by the checkpoint's architecture.
     #[serde(default, with = "auto_kind")]
     pub kind: Option<ModelKind>,
-    /// Weight precision: `f32`, `bf16` or `f16`.
+    /// Weight precision: `f32`, `bf16` or `f16` (stored in it, computed in f32).
     #[serde(default)]
     pub precision: Precision,
+    /// How updates are written into bf16/f16 weights: `stochastic` (unbiased, keyed by the step)
+    /// or `nearest`.
+    #[serde(default)]
+    pub rounding: Rounding,
     /// Longest prompt in tokens (special tokens included); the prompt's text is cut, never the
     /// label slot.
     #[serde(default = "default_max_length")]

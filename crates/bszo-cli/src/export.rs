@@ -77,7 +77,8 @@ pub fn export(
     // The base weights, once the seed log is known to hold the steps.
     let base = || -> Result<Weights> {
         let source =
-            load::ModelSource::resolve(&config.model.name, resolved.kind, resolved.precision)?;
+            load::ModelSource::resolve(&config.model.name, resolved.kind, resolved.precision)?
+                .with_rounding(config.model.rounding);
         if !accept_changed_inputs {
             let candidates = inputs::model_files(&source.path, config.model.tokenizer.as_deref())?;
             Inputs::load(run)?.check(&candidates, &[Role::Model, Role::Tokenizer])?;

@@ -10,6 +10,8 @@ use zo_models::{
     Weights, load_causal_lm,
 };
 
+use zo_optim::Rounding;
+
 use crate::config::{ModelKind, ModelSection};
 use crate::task_model::{CausalTokenizer, Head};
 
@@ -140,6 +142,8 @@ pub struct ModelSource {
     pub kind: ModelKind,
     /// The precision the weights are loaded in.
     pub precision: Precision,
+    /// How updates are written into bf16/f16 weights (`model.rounding`).
+    pub rounding: Rounding,
 }
 
 /// A model as read from its checkpoint, before a head is put on it.
@@ -164,7 +168,14 @@ impl ModelSource {
             path,
             kind,
             precision,
+            rounding: Rounding::default(),
         })
+    }
+
+    /// The same source whose weights are updated with `rounding`.
+    pub fn with_rounding(mut self, rounding: Rounding) -> Self {
+        self.rounding = rounding;
+        self
     }
 
     /// Whether the checkpoint is a GGUF file.
@@ -185,8 +196,15 @@ impl ModelSource {
         Ok(())
     }
 
-    /// Read the checkpoint: the model and its trainable weights (shared with the model).
+    /// Read the checkpoint: the model and its trainable weights (shared with the model), updated
+    /// with the source's rounding.
     pub fn read(&self) -> Result<(Model, Weights)> {
+        let (model, mut weights) = self.read_checkpoint()?;
+        weights.set_rounding(self.rounding);
+        Ok((model, weights))
+    }
+
+    fn read_checkpoint(&self) -> Result<(Model, Weights)> {
         let path = &self.path;
         Ok(match self.kind {
             ModelKind::Masked => {
@@ -330,7 +348,9 @@ pub fn load(
     task: Task,
     nli: NliTemplate,
 ) -> Result<Loaded> {
-    ModelSource::resolve(&section.name, kind, precision)?.load(section, task, nli)
+    ModelSource::resolve(&section.name, kind, precision)?
+        .with_rounding(section.rounding)
+        .load(section, task, nli)
 }
 
 /// The data and the model of a run: the data folder that was read, the splits (the test split cut

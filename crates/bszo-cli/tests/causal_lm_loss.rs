@@ -46,6 +46,7 @@ fn loaded(path: &Path) -> load::Loaded {
         name: path.display().to_string(),
         kind: Some(bszo_cli::config::ModelKind::Causal),
         precision: zo_models::Precision::F32,
+        rounding: Default::default(),
         max_length: 128,
         tokenizer: None,
     };
@@ -121,6 +122,7 @@ fn a_masked_head_has_no_language_model_loss() {
         name: models.display().to_string(),
         kind: Some(bszo_cli::config::ModelKind::Masked),
         precision: zo_models::Precision::F32,
+        rounding: Default::default(),
         max_length: 128,
         tokenizer: None,
     };

@@ -18,12 +18,16 @@ use rand::{Rng, SeedableRng};
 
 /// The small real configuration every run here uses: SST-2 sampled down to 16 training, 8
 /// validation and 8 test sentences, 12 steps with evaluations every 4 and checkpoints every 3.
+/// `optimizer` may name the weights' precision after an `@` (`bszo@bf16`).
 fn run_args(optimizer: &str, dir: &Path) -> Vec<String> {
     let data = data_dir();
+    let (optimizer, precision) = optimizer.split_once('@').unwrap_or((optimizer, "f32"));
     [
         "finetune",
         "--optimizer",
         optimizer,
+        "--precision",
+        precision,
         "--lr",
         "1e-4",
         "--set",
@@ -165,9 +169,10 @@ struct Reference {
     wall: Duration,
 }
 
-/// The optimizers of the runs here: BSZO (no per-parameter state) and MeZO-Adam (its moments in
-/// the checkpoint's sidecar).
-const OPTIMIZERS: [&str; 2] = ["bszo", "mezo_adam"];
+/// The optimizers of the runs here: BSZO (no per-parameter state), MeZO-Adam (its moments in
+/// the checkpoint's sidecar) and BSZO with bf16 weights (updates written with stochastic rounding,
+/// which resume and export replay from the seed log).
+const OPTIMIZERS: [&str; 3] = ["bszo", "mezo_adam", "bszo@bf16"];
 
 /// The uninterrupted runs, made once for all the tests of this file.
 fn reference(optimizer: &str) -> &'static Reference {
@@ -223,8 +228,9 @@ fn killed_runs_resume_to_the_bytes_of_an_uninterrupted_run() {
     let mut rng = rand_pcg::Pcg64::seed_from_u64(seed);
     let mut killed_mid_run = 0;
     for trial in 0..trials {
-        // One run in three with MeZO-Adam (its sidecar makes checkpoints slower).
-        let optimizer = OPTIMIZERS[usize::from(trial % 3 == 2)];
+        // One run in three with MeZO-Adam (its sidecar makes checkpoints slower), one in three
+        // with bf16 weights.
+        let optimizer = OPTIMIZERS[trial % 3];
         let reference = reference(optimizer);
         let dir = root.join(format!("trial-{trial}"));
         let args = run_args(optimizer, &dir);
@@ -290,6 +296,7 @@ fn a_full_disk_at_any_file_stops_the_run_and_resume_completes_it() {
         ("bszo", 3),
         ("mezo_adam", 10_000),
         ("bszo", 10_000),
+        ("bszo@bf16", 5_000),
     ] {
         let reference = reference(optimizer);
         let dir = root.join(format!("{optimizer}-{kb}"));

@@ -13,9 +13,10 @@ use zo_train::{Metrics, RunDir, Split, TaskModel, TestWeights, TrainConfig, Trai
 /// The tensor whose values make the loss and the test score.
 const PROBE: &str = "model.norm.weight";
 
-/// A fingerprint of the weights: the sum of squares of the probe tensor.
+/// A fingerprint of the weights: the sum of squares of the probe tensor, as the model would read
+/// it (through the optimizer's probe view).
 fn fingerprint(w: &Weights) -> Result<f64, ObjectiveError> {
-    let t = w.get(PROBE).ok_or("no probe tensor")?;
+    let t = w.current(PROBE)?.ok_or("no probe tensor")?;
     Ok(f64::from(
         t.to_dtype(DType::F32)?
             .sqr()?

@@ -215,6 +215,7 @@ fn masked_token_ids_match_lm_bff_and_the_bszo_authors_tokenisation_with_splade_t
         name: folder.display().to_string(),
         kind: Some(bszo_cli::config::ModelKind::Masked),
         precision: zo_models::Precision::F32,
+        rounding: Default::default(),
         max_length: 512,
         tokenizer: None,
     };

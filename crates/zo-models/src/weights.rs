@@ -124,6 +124,22 @@ impl Weights {
             .map(|(_, t)| t)
     }
 
+    /// The current value of tensor `name` as the model's layers read it — the stored value plus
+    /// the probe shown through the view, if any — in f32. `None` for an unknown name. The way for
+    /// an objective that reads the weights itself (not through a model) to see the probes.
+    pub fn current(&self, name: &str) -> Result<Option<Tensor>> {
+        let Some((info, tensor)) = self.entries.iter().find(|(i, _)| i.name == name) else {
+            return Ok(None);
+        };
+        let param = Param::new(
+            info.clone(),
+            tensor.clone(),
+            Arc::clone(&self.state),
+            Role::Table,
+        );
+        param.value().map(Some)
+    }
+
     /// Names and tensors, sorted by name.
     pub fn iter(&self) -> impl Iterator<Item = (&TensorInfo, &Tensor)> {
         self.entries.iter().map(|(i, t)| (i, t))
