@@ -117,9 +117,36 @@ fn f16_next(x: f16, up: bool) -> f16 {
     f16::from_bits(if up != negative { b + 1 } else { b - 1 })
 }
 
+/// `2⁻¹⁴`, the smallest normal f16, as f32 bits.
+const F16_MIN_NORMAL_BITS: u32 = 0x3880_0000;
+/// `65504`, the largest finite f16, as f32 bits.
+const F16_MAX_BITS: u32 = 0x477F_E000;
+
 impl StochasticRound for f16 {
-    /// Between the neighbours `a < v < b`, `b` is chosen when `(bits + ½)/2¹⁶ < (v − a)/(b − a)`.
+    /// In the normal range (`2⁻¹⁴ ≤ |v| < 65504`) an f16 keeps the top 10 of the f32's 23
+    /// fraction bits: the low 13 bits of `bits` are added to the 13 dropped bits of `|v|` before
+    /// truncating, so the magnitude rounds up with probability `dropped / 2¹³`, exactly (the same
+    /// device as bf16's). Elsewhere (subnormals, the overflow boundary), between the neighbours
+    /// `a < v < b`, `b` is chosen when `(bits + ½)/2¹⁶ < (v − a)/(b − a)`.
+    #[inline(always)]
     fn round_stochastic(v: f32, bits: u16) -> Self {
+        let x = v.to_bits();
+        let magnitude = x & 0x7FFF_FFFF;
+        if (F16_MIN_NORMAL_BITS..F16_MAX_BITS).contains(&magnitude) {
+            // At most 0x477F_FFFF: the truncation stays at or below 65504.
+            let y = (magnitude + (u32::from(bits) & 0x1FFF)) & !0x1FFF;
+            let sign = ((x >> 16) & 0x8000) as u16;
+            let exponent = ((y >> 23) - 112) as u16;
+            let fraction = ((y >> 13) & 0x3FF) as u16;
+            return f16::from_bits(sign | (exponent << 10) | fraction);
+        }
+        f16_round_stochastic_slow(v, bits)
+    }
+}
+
+/// [`StochasticRound::round_stochastic`] for f16 outside the normal range.
+fn f16_round_stochastic_slow(v: f32, bits: u16) -> f16 {
+    {
         let n = f16::from_f32(v);
         let nv = n.to_f32();
         if nv == v || !v.is_finite() || !nv.is_finite() {
@@ -217,6 +244,36 @@ mod tests {
             let h = f16::round_stochastic(v, r);
             let n = f16::from_f32(v);
             assert!(h == n || h == f16_next(n, true) || h == f16_next(n, false));
+        }
+    }
+
+    #[test]
+    fn the_f16_fast_path_truncates_to_a_neighbour_and_matches_nearest_when_exact() {
+        let stream = Stream::new(
+            DirectionKey::new(2, 4, 6),
+            TensorId(8),
+            Distribution::Normal,
+        );
+        for i in 0..100_000u64 {
+            let v = ((i as f32) - 50_000.0) * 1.37e-3 + 1e-4;
+            let r = rounding_bits(&stream, i);
+            let got = f16::round_stochastic(v, r);
+            let slow = f16_round_stochastic_slow(v, r);
+            let n = f16::from_f32(v);
+            let neighbours = [n, f16_next(n, true), f16_next(n, false)];
+            assert!(neighbours.contains(&got), "{v}: {got}");
+            assert!(neighbours.contains(&slow), "{v}: {slow}");
+            // Truncation toward zero or one step away from it, never further.
+            assert!(
+                (got.to_f32() - v).abs()
+                    < (n.to_f32() - v).abs()
+                        + 2.0 * (f16_next(n, true).to_f32() - n.to_f32()).abs()
+            );
+        }
+        for v in [1.0f32, -2.5, 65504.0, 6.103_515_6e-5] {
+            for bits in [0u16, 0x1FFF, 0xFFFF] {
+                assert_eq!(f16::round_stochastic(v, bits).to_f32(), v);
+            }
         }
     }
 
