@@ -99,12 +99,20 @@ impl Perturbation {
         if self.terms.is_empty() || out.is_empty() {
             return Ok(());
         }
-        if offset + out.len() > info.numel() {
+        let bound = self.bind(info, offset, out.len())?;
+        out.par_chunks_mut(CHUNK)
+            .enumerate()
+            .try_for_each(|(ci, chunk)| bound.add(offset + ci * CHUNK, chunk))
+    }
+
+    /// The terms bound to tensor `info`, for elements `offset .. offset + len`.
+    fn bind(&self, info: &TensorInfo, offset: usize, len: usize) -> Result<Bound<'_>, ParamError> {
+        if offset + len > info.numel() {
             return Err(ParamError::StateMismatch {
                 tensor: info.name.clone(),
                 detail: format!(
                     "elements {offset}..{} requested of a tensor of {}",
-                    offset + out.len(),
+                    offset + len,
                     info.numel()
                 ),
             });
@@ -120,36 +128,12 @@ impl Perturbation {
             .zip(&self.terms)
             .map(|(d, t)| d.stream().map(|s| sweep::Term::new(t.coeff, *s)))
             .collect();
-        if let (Some(streams), None) = (&streams, curvature) {
-            sweep::apply(out, offset as u64, streams, None)?;
-            return Ok(());
-        }
-        let coeffs: Vec<f32> = self.terms.iter().map(|t| t.coeff).collect();
-        out.par_chunks_mut(CHUNK)
-            .enumerate()
-            .for_each(|(ci, chunk)| {
-                let start = offset + ci * CHUNK;
-                let z: Vec<Vec<f32>> = dirs
-                    .iter()
-                    .map(|d| {
-                        let mut buf = vec![0.0f32; chunk.len()];
-                        d.fill(start, &mut buf);
-                        buf
-                    })
-                    .collect();
-                let h = curvature.map(|h| &h[start..start + chunk.len()]);
-                for (i, o) in chunk.iter_mut().enumerate() {
-                    let mut a = coeffs[0] * z[0][i];
-                    for j in 1..coeffs.len() {
-                        a += coeffs[j] * z[j][i];
-                    }
-                    if let Some(h) = h {
-                        a /= h[i].sqrt();
-                    }
-                    *o += a;
-                }
-            });
-        Ok(())
+        Ok(Bound {
+            streams: if curvature.is_none() { streams } else { None },
+            dirs,
+            coeffs: self.terms.iter().map(|t| t.coeff).collect(),
+            curvature,
+        })
     }
 
     /// `out[r] += Σ cⱼ zⱼ` on whole rows of tensor `info` viewed as `rows × cols` (its first
@@ -184,47 +168,10 @@ impl Perturbation {
                 detail: format!("row {bad} of a tensor with {total_rows} rows"),
             });
         }
-        let dirs: Vec<TensorDirection> = self
-            .terms
-            .iter()
-            .map(|t| TensorDirection::new(&t.direction, info))
-            .collect();
-        let curvature = self.curvature_of(info)?;
-        let streams: Option<Vec<sweep::Term>> = dirs
-            .iter()
-            .zip(&self.terms)
-            .map(|(d, t)| d.stream().map(|s| sweep::Term::new(t.coeff, *s)))
-            .collect();
-        let coeffs: Vec<f32> = self.terms.iter().map(|t| t.coeff).collect();
+        let bound = self.bind(info, 0, info.numel())?;
         out.par_chunks_mut(cols.max(1))
             .zip(rows.par_iter())
-            .try_for_each(|(row, &r)| -> Result<(), ParamError> {
-                let start = r as usize * cols;
-                if let (Some(streams), None) = (&streams, curvature) {
-                    sweep::apply_serial(row, start as u64, streams, None)?;
-                    return Ok(());
-                }
-                let z: Vec<Vec<f32>> = dirs
-                    .iter()
-                    .map(|d| {
-                        let mut buf = vec![0.0f32; row.len()];
-                        d.fill(start, &mut buf);
-                        buf
-                    })
-                    .collect();
-                let h = curvature.map(|h| &h[start..start + row.len()]);
-                for (i, o) in row.iter_mut().enumerate() {
-                    let mut a = coeffs[0] * z[0][i];
-                    for j in 1..coeffs.len() {
-                        a += coeffs[j] * z[j][i];
-                    }
-                    if let Some(h) = h {
-                        a /= h[i].sqrt();
-                    }
-                    *o += a;
-                }
-                Ok(())
-            })
+            .try_for_each(|(row, &r)| bound.add(r as usize * cols, row))
     }
 
     /// `out = θ + Σ cⱼ zⱼ` on elements `offset .. offset + base.len()` of tensor `info`, where
@@ -247,38 +194,90 @@ impl Perturbation {
                 ),
             });
         }
-        E::widen(base, out);
-        self.add_to(info, offset, out)
+        if self.terms.is_empty() {
+            E::widen(base, out);
+            return Ok(());
+        }
+        // Block by block: the widened block is still in cache when the displacement is added.
+        let bound = self.bind(info, offset, out.len())?;
+        out.par_chunks_mut(CHUNK)
+            .zip(base.par_chunks(CHUNK))
+            .enumerate()
+            .try_for_each(|(ci, (o, b))| {
+                E::widen_serial(b, o);
+                bound.add(offset + ci * CHUNK, o)
+            })
+    }
+}
+
+/// A perturbation bound to one tensor: its direction streams (or generators) and coefficients.
+struct Bound<'a> {
+    /// The sweep terms, when every direction is a plain stream and there is no curvature.
+    streams: Option<Vec<sweep::Term>>,
+    dirs: Vec<TensorDirection>,
+    coeffs: Vec<f32>,
+    curvature: Option<&'a [f32]>,
+}
+
+impl Bound<'_> {
+    /// `out[i] += a(start + i)` on one block, single-threaded.
+    fn add(&self, start: usize, out: &mut [f32]) -> Result<(), ParamError> {
+        if let Some(streams) = &self.streams {
+            sweep::apply_serial(out, start as u64, streams, None)?;
+            return Ok(());
+        }
+        let z: Vec<Vec<f32>> = self
+            .dirs
+            .iter()
+            .map(|d| {
+                let mut buf = vec![0.0f32; out.len()];
+                d.fill(start, &mut buf);
+                buf
+            })
+            .collect();
+        let h = self.curvature.map(|h| &h[start..start + out.len()]);
+        for (i, o) in out.iter_mut().enumerate() {
+            let mut a = self.coeffs[0] * z[0][i];
+            for (c, zj) in self.coeffs.iter().zip(&z).skip(1) {
+                a += c * zj[i];
+            }
+            if let Some(h) = h {
+                a /= h[i].sqrt();
+            }
+            *o += a;
+        }
+        Ok(())
     }
 }
 
 /// Storage that widens to f32 exactly, in bulk.
 pub trait Widen: Element {
-    /// `out[i] = src[i] as f32` (the slices have equal lengths).
-    fn widen(src: &[Self], out: &mut [f32]);
+    /// `out[i] = src[i] as f32` on one thread (the slices have equal lengths).
+    fn widen_serial(src: &[Self], out: &mut [f32]);
+
+    /// `out[i] = src[i] as f32`, in parallel blocks (the slices have equal lengths).
+    fn widen(src: &[Self], out: &mut [f32]) {
+        out.par_chunks_mut(CHUNK)
+            .zip(src.par_chunks(CHUNK))
+            .for_each(|(o, s)| Self::widen_serial(s, o));
+    }
 }
 
 impl Widen for f32 {
-    fn widen(src: &[f32], out: &mut [f32]) {
-        out.par_chunks_mut(CHUNK)
-            .zip(src.par_chunks(CHUNK))
-            .for_each(|(o, s)| o.copy_from_slice(s));
+    fn widen_serial(src: &[f32], out: &mut [f32]) {
+        out.copy_from_slice(src);
     }
 }
 
 impl Widen for bf16 {
-    fn widen(src: &[bf16], out: &mut [f32]) {
-        out.par_chunks_mut(CHUNK)
-            .zip(src.par_chunks(CHUNK))
-            .for_each(|(o, s)| s.convert_to_f32_slice(o));
+    fn widen_serial(src: &[bf16], out: &mut [f32]) {
+        src.convert_to_f32_slice(out);
     }
 }
 
 impl Widen for f16 {
-    fn widen(src: &[f16], out: &mut [f32]) {
-        out.par_chunks_mut(CHUNK)
-            .zip(src.par_chunks(CHUNK))
-            .for_each(|(o, s)| s.convert_to_f32_slice(o));
+    fn widen_serial(src: &[f16], out: &mut [f32]) {
+        src.convert_to_f32_slice(out);
     }
 }
 
