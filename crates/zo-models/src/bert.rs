@@ -8,7 +8,7 @@
 //!
 //! Every weight is taken through [`Checkpoint::trainable`], so it is registered in the model's
 //! [`Weights`] under its Hugging Face name (`….LayerNorm.weight`/`bias`, whatever the file calls
-//! them); the layers read it through a [`Param`](crate::Param), which adds the optimizer's probe
+//! them); the layers read it through a [`Param`], which adds the optimizer's probe
 //! displacement as it reads. A tied decoder is the word-embedding tensor itself, registered once.
 //!
 //! Precision: weights are stored in the checkpoint's precision (f32, f16 or bf16) and widened to
