@@ -1,9 +1,12 @@
 #![doc = include_str!("../README.md")]
 
+mod core;
 mod error;
+mod filter;
 mod float;
 mod gaussian;
 mod information;
+mod kernel;
 pub mod linalg;
 mod model;
 mod sequence;
@@ -11,9 +14,12 @@ mod sequence;
 mod serde_impls;
 mod validate;
 
+pub use core::FIXED_MAX_DIM;
 pub use error::KalmanError;
+pub use filter::KalmanFilter;
 pub use float::KalmanFloat;
 pub use gaussian::{Gaussian, ScalarUpdate, UpdateForm, VectorUpdate};
 pub use information::InformationGaussian;
+pub use kernel::BLOCKED_MIN_DIM;
 pub use model::{LinearModel, Measurement, StateSpaceModel, Transition};
 pub use sequence::{FilterOutput, filter, filter_with_controls, rts_smooth};
