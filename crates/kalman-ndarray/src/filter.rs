@@ -3,7 +3,7 @@
 use ndarray::{Array1, Array2};
 
 use crate::KalmanError;
-use crate::core::{Core, Prepared};
+use crate::step::{Core, Prepared};
 use crate::float::KalmanFloat;
 use crate::gaussian::{Gaussian, UpdateForm};
 use crate::model::LinearModel;
@@ -135,7 +135,7 @@ impl<T: KalmanFloat> KalmanFilter<T> {
     /// `Σ ← FΣFᵀ + Q`.
     pub fn predict(&mut self) {
         self.core
-            .predict(self.model.transition(), &self.prep, None);
+            .predict(&self.prep, None);
     }
 
     /// Time update with a control input: `μ ← Fμ + Bu`, `Σ ← FΣFᵀ + Q`.
@@ -149,7 +149,7 @@ impl<T: KalmanFloat> KalmanFilter<T> {
             return Err(KalmanError::NonFinite { argument: "u" });
         }
         self.core
-            .predict(self.model.transition(), &self.prep, Some(u));
+            .predict(&self.prep, Some(u));
         Ok(())
     }
 
@@ -163,7 +163,7 @@ impl<T: KalmanFloat> KalmanFilter<T> {
     pub fn update(&mut self, y: &[T]) -> Result<T, KalmanError> {
         let me = self.model.measurement();
         check_dim("y", me.obs_dim(), y.len())?;
-        self.core.update(me, &self.prep, y)
+        self.core.update(&self.prep, y)
     }
 
     /// One filter step: [`predict`](Self::predict), then [`update`](Self::update) unless `y`
@@ -177,6 +177,7 @@ impl<T: KalmanFloat> KalmanFilter<T> {
     }
 }
 
+#[inline]
 fn check_dim(argument: &'static str, expected: usize, found: usize) -> Result<(), KalmanError> {
     if expected == found {
         Ok(())

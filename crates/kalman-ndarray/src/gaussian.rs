@@ -3,7 +3,7 @@
 use ndarray::{Array1, Array2, ArrayView1};
 
 use crate::KalmanError;
-use crate::core::{Core, Prepared};
+use crate::step::{Core, Prepared};
 use crate::filter::{core_belief, flat};
 use crate::float::{KalmanFloat, lit};
 use crate::kernel::LN_2PI;
@@ -230,7 +230,7 @@ impl<T: KalmanFloat> Gaussian<T> {
         let mut core = Core::new(&mean, &cov, UpdateForm::Standard)?;
         let mut prep = Prepared::default();
         prep.load_transition(transition);
-        core.predict(transition, &prep, u.as_deref());
+        core.predict(&prep, u.as_deref());
         *self = core_belief(&core);
         Ok(())
     }
@@ -263,7 +263,7 @@ impl<T: KalmanFloat> Gaussian<T> {
         let mut core = Core::new(&mean, &cov, form)?;
         let mut prep = Prepared::default();
         prep.load_measurement(measurement);
-        let log_likelihood = core.update(measurement, &prep, &y)?;
+        let log_likelihood = core.update(&prep, &y)?;
         let (e, s) = core.last_innovation(m);
         let innovation = Array1::from(e.to_vec());
         let innovation_cov =

@@ -19,6 +19,9 @@ use crate::float::{KalmanFloat, lit};
 /// the two differ by rounding only (a few ulps of the entries' magnitudes).
 pub const BLOCKED_MIN_DIM: usize = 24;
 
+/// Widest product rows accumulated in a local array by [`gemm`].
+const SMALL_COLS: usize = 8;
+
 /// `ln(2π)`.
 pub(crate) const LN_2PI: f64 = 1.837_877_066_409_345_5;
 
@@ -43,6 +46,26 @@ pub(crate) fn gemm<T: KalmanFloat>(
     if blocked && gemm_blocked(alpha, a, a_t, b, beta, c, (r, k, cols)) {
         return;
     }
+    if cols <= SMALL_COLS {
+        // Each row of C accumulated in a local array (registers, when the dimensions are
+        // constants), added to in the same order as below: bitwise the same result.
+        for (i, ci) in c.chunks_exact_mut(cols).enumerate().take(r) {
+            let mut acc = [T::zero(); SMALL_COLS];
+            let acc = &mut acc[..cols];
+            if beta != T::zero() {
+                acc.copy_from_slice(ci);
+            }
+            for (kk, bk) in b.chunks_exact(cols).enumerate().take(k) {
+                let aik = if a_t { a[kk * r + i] } else { a[i * k + kk] };
+                let aik = alpha * aik;
+                for (cij, &bkj) in acc.iter_mut().zip(bk) {
+                    *cij += aik * bkj;
+                }
+            }
+            ci.copy_from_slice(acc);
+        }
+        return;
+    }
     for (i, ci) in c.chunks_exact_mut(cols).enumerate().take(r) {
         if beta == T::zero() {
             ci.fill(T::zero());
@@ -55,6 +78,44 @@ pub(crate) fn gemm<T: KalmanFloat>(
             }
         }
     }
+}
+
+/// `C ← β C + α A B` for a square `n × n` result known to be symmetric: only the lower triangle
+/// is computed (each entry as [`gemm`] computes it) and then mirrored onto the upper one, so the
+/// result is exactly symmetric. Blocked, the full product is computed and its lower triangle
+/// mirrored.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemm_sym<T: KalmanFloat>(
+    alpha: T,
+    a: &[T],
+    a_t: bool,
+    b: &[T],
+    beta: T,
+    c: &mut [T],
+    (n, k): (usize, usize),
+    blocked: bool,
+) {
+    let (a, b, c) = (&a[..n * k], &b[..k * n], &mut c[..n * n]);
+    if n == 0 {
+        return;
+    }
+    if !(blocked && gemm_blocked(alpha, a, a_t, b, beta, c, (n, k, n))) {
+        for (i, ci) in c.chunks_exact_mut(n).enumerate() {
+            let ci = &mut ci[..=i];
+            if beta == T::zero() {
+                ci.fill(T::zero());
+            }
+            for (kk, bk) in b.chunks_exact(n).enumerate().take(k) {
+                let aik = if a_t { a[kk * n + i] } else { a[i * k + kk] };
+                let aik = alpha * aik;
+                for (cij, &bkj) in ci.iter_mut().zip(bk) {
+                    *cij += aik * bkj;
+                }
+            }
+        }
+    }
+    mirror_lower(c, n);
 }
 
 /// [`gemm`] through `general_mat_mul`; `false` if the slices did not form views (never with the

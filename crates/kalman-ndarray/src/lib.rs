@@ -1,8 +1,9 @@
 #![doc = include_str!("../README.md")]
 
-mod core;
+mod step;
 mod error;
 mod filter;
+mod fixed;
 mod float;
 mod gaussian;
 mod information;
@@ -14,7 +15,7 @@ mod sequence;
 mod serde_impls;
 mod validate;
 
-pub use core::FIXED_MAX_DIM;
+pub use step::{FIXED_MAX_DIM, FIXED_MAX_OBS_DIM};
 pub use error::KalmanError;
 pub use filter::KalmanFilter;
 pub use float::KalmanFloat;

@@ -3,7 +3,7 @@
 use ndarray::Array1;
 
 use crate::KalmanError;
-use crate::core::{Core, Prepared};
+use crate::step::{Core, Prepared};
 use crate::filter::{core_belief, flat};
 use crate::float::KalmanFloat;
 use crate::gaussian::{Gaussian, UpdateForm};
@@ -170,7 +170,7 @@ where
             }
             None => None,
         };
-        core.predict(transition, &prep, u.as_deref());
+        core.predict(&prep, u.as_deref());
         predicted.push(core_belief(&core));
         let ll = match y {
             Some(y) => {
@@ -178,7 +178,7 @@ where
                 check_shape("h", &measurement.h().view(), (m, n)).map_err(at)?;
                 measurement.check_observation(&y.view()).map_err(at)?;
                 let y: Vec<T> = y.iter().copied().collect();
-                let ll = core.update(measurement, &prep, &y).map_err(at)?;
+                let ll = core.update(&prep, &y).map_err(at)?;
                 log_likelihood += ll;
                 Some(ll)
             }

@@ -11,16 +11,22 @@ use std::borrow::Cow;
 use ndarray::Array2;
 
 use crate::KalmanError;
+use crate::fixed::{predict_fixed, update_fixed};
 use crate::float::KalmanFloat;
 use crate::gaussian::UpdateForm;
 use crate::kernel::{
-    BLOCKED_MIN_DIM, add_assign, axpy_rows, backward_rows, cholesky_in_place, forward_rows, gemm,
+    BLOCKED_MIN_DIM, add_assign, axpy_rows, backward_rows, cholesky_in_place, forward_rows, gemm, gemm_sym,
     log_density, log_diag_sum, mirror_lower, qr_r_in_place, transpose,
 };
 use crate::model::{LinearModel, Measurement, Transition};
 
-/// Largest state dimension with a copy of the step compiled for it.
+/// Largest state dimension with a copy of the step compiled for it (on fixed-size arrays, see
+/// [`KalmanFilter`](crate::KalmanFilter)); the update has such copies for observation dimensions
+/// up to [`FIXED_MAX_OBS_DIM`].
 pub const FIXED_MAX_DIM: usize = 8;
+
+/// Largest observation dimension with a copy of the update compiled for it.
+pub const FIXED_MAX_OBS_DIM: usize = 4;
 
 /// The entries of `a` in row-major order, borrowed when `a` is in standard layout (every matrix
 /// the crate stores is).
@@ -31,22 +37,41 @@ pub(crate) fn row_major<T: KalmanFloat>(a: &Array2<T>) -> Cow<'_, [T]> {
     }
 }
 
-/// The transposes of a model's matrices that the kernels read along rows, kept between steps.
+/// A model's matrices in the row-major form the kernels read (with the transposes they read
+/// along rows), copied once per model and kept between steps.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Prepared<T> {
+    /// Observation dimension `m`.
+    m: usize,
+    f: Vec<T>,
     /// `Fᵀ`, `n × n`.
-    pub(crate) ft: Vec<T>,
+    ft: Vec<T>,
+    q: Vec<T>,
+    /// The factor `G` of `Q = G Gᵀ`.
+    g: Vec<T>,
     /// `Bᵀ`, `p × n` (empty without control).
-    pub(crate) bt: Vec<T>,
+    bt: Vec<T>,
+    h: Vec<T>,
     /// `Hᵀ`, `n × m`.
-    pub(crate) ht: Vec<T>,
+    ht: Vec<T>,
+    r: Vec<T>,
+    /// The Cholesky factor of `R`.
+    lr: Vec<T>,
+}
+
+fn copy_into<T: KalmanFloat>(dst: &mut Vec<T>, a: &Array2<T>) {
+    dst.clear();
+    dst.extend_from_slice(&row_major(a));
 }
 
 impl<T: KalmanFloat> Prepared<T> {
     pub(crate) fn load_transition(&mut self, tr: &Transition<T>) {
         let n = tr.state_dim();
+        copy_into(&mut self.f, tr.f());
+        copy_into(&mut self.q, tr.q());
+        copy_into(&mut self.g, tr.q_factor());
         self.ft.resize(n * n, T::zero());
-        transpose(&row_major(tr.f()), &mut self.ft, n, n);
+        transpose(&self.f, &mut self.ft, n, n);
         let p = tr.control_dim();
         self.bt.resize(p * n, T::zero());
         if let Some(b) = tr.b() {
@@ -56,8 +81,12 @@ impl<T: KalmanFloat> Prepared<T> {
 
     pub(crate) fn load_measurement(&mut self, me: &Measurement<T>) {
         let (m, n) = (me.obs_dim(), me.state_dim());
+        self.m = m;
+        copy_into(&mut self.h, me.h());
+        copy_into(&mut self.r, me.r());
+        copy_into(&mut self.lr, me.r_cholesky().lower());
         self.ht.resize(n * m, T::zero());
-        transpose(&row_major(me.h()), &mut self.ht, m, n);
+        transpose(&self.h, &mut self.ht, m, n);
     }
 
     pub(crate) fn load(&mut self, model: &LinearModel<T>) {
@@ -83,6 +112,8 @@ struct Scratch<T> {
     z: Vec<T>,
     pre: Vec<T>,
     v: Vec<T>,
+    /// The `(n, m)` the buffers were last checked for.
+    sized: (usize, usize),
 }
 
 fn grow<T: KalmanFloat>(v: &mut Vec<T>, len: usize) {
@@ -92,7 +123,17 @@ fn grow<T: KalmanFloat>(v: &mut Vec<T>, len: usize) {
 }
 
 impl<T: KalmanFloat> Scratch<T> {
+    #[inline(always)]
     fn ensure(&mut self, n: usize, m: usize) {
+        if self.sized.0 < n || self.sized.1 < m {
+            self.grow_to(n, m);
+        }
+    }
+
+    #[cold]
+    fn grow_to(&mut self, n: usize, m: usize) {
+        self.sized = (n.max(self.sized.0), m.max(self.sized.1));
+        let (n, m) = self.sized;
         let d = n + m;
         for (buf, len) in [
             (&mut self.xn, n),
@@ -168,29 +209,25 @@ impl<T: KalmanFloat> Core<T> {
 
     /// `μ ← Fμ + Bu`, `Σ ← FΣFᵀ + Q` (in square-root form through the factors). The caller has
     /// checked the dimensions (and `u`, of length `p`, if given).
-    pub(crate) fn predict(&mut self, tr: &Transition<T>, prep: &Prepared<T>, u: Option<&[T]>) {
+    pub(crate) fn predict(&mut self, prep: &Prepared<T>, u: Option<&[T]>) {
         let n = self.n;
-        self.ws.ensure(n, 0);
-        let f = row_major(tr.f());
-        let q = row_major(tr.q());
+        let (f, q) = (&prep.f, &prep.q);
         let blocked = n >= BLOCKED_MIN_DIM;
-        let xn = &mut self.ws.xn[..n];
-        xn.fill(T::zero());
-        axpy_rows(xn, &self.x, &prep.ft, n);
-        if let Some(u) = u {
-            axpy_rows(xn, u, &prep.bt, n);
-        }
-        self.x.copy_from_slice(xn);
+        let control = u.map(|u| (u, prep.bt.as_slice()));
         if self.form == UpdateForm::SquareRoot {
-            let g = row_major(tr.q_factor());
-            self.predict_sqrt(&f, &g, blocked);
+            self.ws.ensure(n, 0);
+            predict_mean::<T, 0>(n, &mut self.x, &prep.ft, control, &mut self.ws);
+            self.predict_sqrt(f, &prep.g, blocked);
             return;
         }
         macro_rules! go {
             ($($k:literal)*) => {
                 match n {
-                    $($k => predict_cov::<T, $k>(n, &mut self.p, &f, &prep.ft, &q, &mut self.ws, blocked),)*
-                    _ => predict_cov::<T, 0>(n, &mut self.p, &f, &prep.ft, &q, &mut self.ws, blocked),
+                    $($k => predict_fixed::<T, $k>(&mut self.x, &mut self.p, f, &prep.ft, q, control),)*
+                    _ => {
+                        self.ws.ensure(n, 0);
+                        predict_cov::<T, 0>(n, &mut self.x, &mut self.p, f, &prep.ft, q, control, &mut self.ws, blocked)
+                    }
                 }
             };
         }
@@ -213,41 +250,53 @@ impl<T: KalmanFloat> Core<T> {
 
     /// The measurement update with `y` (checked by the caller for length; checked here for
     /// finiteness); returns `ln N(y; Hμ, S)`. On error nothing is changed.
-    pub(crate) fn update(
-        &mut self,
-        me: &Measurement<T>,
-        prep: &Prepared<T>,
-        y: &[T],
-    ) -> Result<T, KalmanError> {
+    pub(crate) fn update(&mut self, prep: &Prepared<T>, y: &[T]) -> Result<T, KalmanError> {
         if y.iter().any(|v| !v.is_finite()) {
             return Err(KalmanError::NonFinite { argument: "y" });
         }
-        let (n, m) = (self.n, me.obs_dim());
+        let (n, m) = (self.n, prep.m);
         self.ws.ensure(n, m);
-        let h = row_major(me.h());
-        let r = row_major(me.r());
-        let lr = row_major(me.r_cholesky().lower());
         let blocked = n >= BLOCKED_MIN_DIM;
         let meas = MeasRef {
             m,
-            h: &h,
+            h: &prep.h,
             ht: &prep.ht,
-            r: &r,
-            lr: &lr,
+            r: &prep.r,
+            lr: &prep.lr,
         };
         if self.form == UpdateForm::SquareRoot {
             return self.update_sqrt(&meas, y, blocked);
         }
         let joseph = self.form == UpdateForm::Joseph;
-        macro_rules! go {
-            ($($k:literal)*) => {
-                match n {
-                    $($k => update_cov::<T, $k>(n, &mut self.x, &mut self.p, &meas, y, joseph, &mut self.ws, blocked),)*
-                    _ => update_cov::<T, 0>(n, &mut self.x, &mut self.p, &meas, y, joseph, &mut self.ws, blocked),
+        let (x, p, ws) = (&mut self.x, &mut self.p, &mut self.ws);
+        let mats = (meas.h, meas.ht, meas.r, meas.lr);
+        macro_rules! call {
+            ($n:literal, $m:literal) => {
+                update_fixed::<T, $n, $m>(x, p, mats, y, joseph, &mut ws.e, &mut ws.s)
+            };
+        }
+        macro_rules! with_m {
+            ($n:literal) => {
+                match m {
+                    1 => call!($n, 1),
+                    2 => call!($n, 2),
+                    3 => call!($n, 3),
+                    4 => call!($n, 4),
+                    _ => update_cov::<T, 0, 0>(n, x, p, &meas, y, joseph, ws, blocked),
                 }
             };
         }
-        go!(1 2 3 4 5 6 7 8)
+        match n {
+            1 => with_m!(1),
+            2 => with_m!(2),
+            3 => with_m!(3),
+            4 => with_m!(4),
+            5 => with_m!(5),
+            6 => with_m!(6),
+            7 => with_m!(7),
+            8 => with_m!(8),
+            _ => update_cov::<T, 0, 0>(n, x, p, &meas, y, joseph, ws, blocked),
+        }
     }
 
     fn update_sqrt(&mut self, me: &MeasRef<'_, T>, y: &[T], blocked: bool) -> Result<T, KalmanError> {
@@ -351,23 +400,48 @@ const fn dim<const N: usize>(n: usize) -> usize {
     if N == 0 { n } else { N }
 }
 
-/// `P ← F P Fᵀ + Q` (lower triangle mirrored: exactly symmetric).
+/// `μ ← F μ + B u` (as `Σ_k μ_k (Fᵀ)_k + Σ_l u_l (Bᵀ)_l`, along contiguous rows).
+#[inline(always)]
+fn predict_mean<T: KalmanFloat, const N: usize>(
+    n: usize,
+    x: &mut [T],
+    ft: &[T],
+    control: Option<(&[T], &[T])>,
+    ws: &mut Scratch<T>,
+) {
+    let n = dim::<N>(n);
+    let (x, xn) = (&mut x[..n], &mut ws.xn[..n]);
+    xn.fill(T::zero());
+    axpy_rows(xn, x, &ft[..n * n], n);
+    if let Some((u, bt)) = control {
+        axpy_rows(xn, u, bt, n);
+    }
+    x.copy_from_slice(xn);
+}
+
+/// `μ ← F μ + B u`, `P ← F P Fᵀ + Q` (lower triangle mirrored: exactly symmetric).
 #[inline(never)]
+#[allow(clippy::too_many_arguments)]
 fn predict_cov<T: KalmanFloat, const N: usize>(
     n: usize,
+    x: &mut [T],
     p: &mut [T],
     f: &[T],
     ft: &[T],
     q: &[T],
+    control: Option<(&[T], &[T])>,
     ws: &mut Scratch<T>,
     blocked: bool,
 ) {
+    predict_mean::<T, N>(n, x, ft, control, ws);
     let n = dim::<N>(n);
     let nn = n * n;
     let (p, tmp) = (&mut p[..nn], &mut ws.tmp[..nn]);
     gemm(T::one(), f, false, p, T::zero(), tmp, (n, n, n), blocked);
-    gemm(T::one(), tmp, false, ft, T::zero(), p, (n, n, n), blocked);
-    add_assign(p, &q[..nn]);
+    gemm_sym(T::one(), tmp, false, ft, T::zero(), p, (n, n), blocked);
+    for i in 0..n {
+        add_assign(&mut p[i * n..i * n + i + 1], &q[i * n..i * n + i + 1]);
+    }
     mirror_lower(p, n);
 }
 
@@ -379,7 +453,7 @@ fn predict_cov<T: KalmanFloat, const N: usize>(
 /// `A P Aᵀ = A P − (A P Hᵀ) Kᵀ`, and `K R Kᵀ = Wᵀ W` with `W = L_Rᵀ Kᵀ`.
 #[inline(never)]
 #[allow(clippy::too_many_arguments)]
-fn update_cov<T: KalmanFloat, const N: usize>(
+fn update_cov<T: KalmanFloat, const N: usize, const M: usize>(
     n: usize,
     x: &mut [T],
     p: &mut [T],
@@ -390,7 +464,7 @@ fn update_cov<T: KalmanFloat, const N: usize>(
     blocked: bool,
 ) -> Result<T, KalmanError> {
     let n = dim::<N>(n);
-    let m = me.m;
+    let m = dim::<M>(me.m);
     let (nn, mn, mm) = (n * n, m * n, m * m);
     let (x, p) = (&mut x[..n], &mut p[..nn]);
     let (hp, zm, s, l) = (
@@ -399,8 +473,10 @@ fn update_cov<T: KalmanFloat, const N: usize>(
         &mut ws.s[..mm],
         &mut ws.l[..mm],
     );
-    gemm(T::one(), me.h, false, p, T::zero(), hp, (m, n, n), blocked);
-    gemm(T::one(), hp, false, me.ht, T::zero(), s, (m, n, m), blocked);
+    let (h, ht) = (&me.h[..mn], &me.ht[..mn]);
+    let y = &y[..m];
+    gemm(T::one(), h, false, p, T::zero(), hp, (m, n, n), blocked);
+    gemm(T::one(), hp, false, ht, T::zero(), s, (m, n, m), blocked);
     add_assign(s, &me.r[..mm]);
     mirror_lower(s, m);
     l.copy_from_slice(s);
@@ -410,7 +486,7 @@ fn update_cov<T: KalmanFloat, const N: usize>(
         });
     }
     let (e, z) = (&mut ws.e[..m], &mut ws.z[..m]);
-    innovation(e, z, y, x, me.ht)?;
+    innovation(e, z, y, x, ht)?;
     z.copy_from_slice(e);
     forward_rows(l, z, m, 1);
     zm.copy_from_slice(hp);
@@ -418,8 +494,7 @@ fn update_cov<T: KalmanFloat, const N: usize>(
     let ll = log_density(log_diag_sum(l, m), z);
     axpy_rows(x, z, zm, n);
     if !joseph {
-        gemm(-T::one(), zm, true, zm, T::one(), p, (n, m, n), blocked);
-        mirror_lower(p, n);
+        gemm_sym(-T::one(), zm, true, zm, T::one(), p, (n, m), blocked);
         return Ok(ll);
     }
     let (kt, ap, c, w) = (
@@ -432,11 +507,90 @@ fn update_cov<T: KalmanFloat, const N: usize>(
     backward_rows(l, kt, m, n);
     ap.copy_from_slice(p);
     gemm(-T::one(), kt, true, hp, T::one(), ap, (n, m, n), blocked);
-    gemm(T::one(), ap, false, me.ht, T::zero(), c, (n, n, m), blocked);
+    gemm(T::one(), ap, false, ht, T::zero(), c, (n, n, m), blocked);
     p.copy_from_slice(ap);
-    gemm(-T::one(), c, false, kt, T::one(), p, (n, m, n), blocked);
-    gemm(T::one(), me.lr, true, kt, T::zero(), w, (m, m, n), blocked);
-    gemm(T::one(), w, true, w, T::one(), p, (n, m, n), blocked);
-    mirror_lower(p, n);
+    gemm_sym(-T::one(), c, false, kt, T::one(), p, (n, m), blocked);
+    gemm(T::one(), &me.lr[..mm], true, kt, T::zero(), w, (m, m, n), blocked);
+    gemm_sym(T::one(), w, true, w, T::one(), p, (n, m), blocked);
     Ok(ll)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Deterministic numbers in [-1, 1).
+    fn numbers(seed: u64, len: usize) -> Vec<f64> {
+        let mut state = seed;
+        (0..len)
+            .map(|_| {
+                state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+                (state >> 11) as f64 / (1u64 << 52) as f64 - 1.0
+            })
+            .collect()
+    }
+
+    /// `A Aᵀ + I` for a random `A`, row-major.
+    fn spd(seed: u64, n: usize) -> Vec<f64> {
+        let a = numbers(seed, n * n);
+        let mut out = vec![0.0; n * n];
+        for i in 0..n {
+            for j in 0..n {
+                out[i * n + j] = (0..n).map(|k| a[i * n + k] * a[j * n + k]).sum::<f64>()
+                    + f64::from(u8::from(i == j));
+            }
+        }
+        out
+    }
+
+    /// The copies of the step compiled for a constant dimension give bitwise the results of the
+    /// general copy.
+    #[test]
+    fn fixed_size_copies_equal_the_general_copy_bitwise() {
+        fn check<const N: usize>() {
+            let (n, m) = (N, 2);
+            let f = numbers(1, n * n);
+            let mut ft = vec![0.0; n * n];
+            transpose(&f, &mut ft, n, n);
+            let q = spd(2, n);
+            let h = numbers(3, m * n);
+            let mut ht = vec![0.0; n * m];
+            transpose(&h, &mut ht, m, n);
+            let r = spd(4, m);
+            let mut lr = r.clone();
+            assert!(cholesky_in_place(&mut lr, m));
+            let me = MeasRef { m, h: &h, ht: &ht, r: &r, lr: &lr };
+            let y = numbers(5, m);
+            for joseph in [false, true] {
+                let mut results = Vec::new();
+                for fixed in [false, true] {
+                    let mut ws = Scratch::default();
+                    ws.ensure(n, m);
+                    let mut x = numbers(6, n);
+                    let mut p = spd(7, n);
+                    let ll = if fixed {
+                        let (mut e, mut s) = (vec![0.0; m], vec![0.0; m * m]);
+                        predict_fixed::<f64, N>(&mut x, &mut p, &f, &ft, &q, None);
+                        update_fixed::<f64, N, 2>(&mut x, &mut p, (&h, &ht, &r, &lr), &y, joseph, &mut e, &mut s)
+                    } else {
+                        predict_cov::<f64, 0>(n, &mut x, &mut p, &f, &ft, &q, None, &mut ws, false);
+                        update_cov::<f64, 0, 0>(n, &mut x, &mut p, &me, &y, joseph, &mut ws, false)
+                    };
+                    results.push((x, p, ll.unwrap()));
+                }
+                let bits = |(x, p, ll): &(Vec<f64>, Vec<f64>, f64)| {
+                    (x.iter().chain(p).map(|v| v.to_bits()).collect::<Vec<_>>(), ll.to_bits())
+                };
+                assert_eq!(bits(&results[0]), bits(&results[1]), "n = {n}, joseph = {joseph}");
+            }
+        }
+        check::<1>();
+        check::<2>();
+        check::<3>();
+        check::<4>();
+        check::<5>();
+        check::<6>();
+        check::<7>();
+        check::<8>();
+    }
 }
