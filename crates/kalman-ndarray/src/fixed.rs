@@ -7,7 +7,7 @@
 
 use crate::KalmanError;
 use crate::float::KalmanFloat;
-use crate::kernel::log_density;
+use crate::kernel::{ln_prod, log_density};
 
 /// `C = β·init + α A B` for `A` given entrywise by `a(i, k)` (`R × K`), `B` `K × C`: entry
 /// `(i, j)` accumulates `(α a(i, k)) b_kj` for `k = 0, 1, …` onto `init_ij` (or zero), as
@@ -59,6 +59,14 @@ fn mul_sym<T: KalmanFloat, const N: usize, const K: usize>(
     out
 }
 
+/// `s` (row-major, at least `R × C` long) viewed as an `R × C` array, without a copy.
+#[inline(always)]
+fn view<T: KalmanFloat, const R: usize, const C: usize>(s: &[T]) -> &[[T; C]; R] {
+    let (rows, _) = s[..R * C].as_chunks::<C>();
+    rows.try_into()
+        .expect("a slice of R × C entries is R rows of C")
+}
+
 #[inline(always)]
 fn load<T: KalmanFloat, const R: usize, const C: usize>(s: &[T]) -> [[T; C]; R] {
     let mut a = [[T::zero(); C]; R];
@@ -98,10 +106,13 @@ fn axpy_rows<T: KalmanFloat, const K: usize, const C: usize>(
     }
 }
 
-/// `L Z = B` in place, row operations (as `kernel::forward_rows`).
+/// `L Z = B` in place for unit lower `L` (as `kernel::forward_unit_rows`).
 #[inline(always)]
-fn forward<T: KalmanFloat, const M: usize, const C: usize>(l: &[[T; M]; M], b: &mut [[T; C]; M]) {
-    for i in 0..M {
+fn forward_unit<T: KalmanFloat, const M: usize, const C: usize>(
+    l: &[[T; M]; M],
+    b: &mut [[T; C]; M],
+) {
+    for i in 1..M {
         for k in 0..i {
             let lik = l[i][k];
             let bk = b[k];
@@ -109,16 +120,15 @@ fn forward<T: KalmanFloat, const M: usize, const C: usize>(l: &[[T; M]; M], b: &
                 *x -= lik * z;
             }
         }
-        let inv = l[i][i].recip();
-        for x in b[i].iter_mut() {
-            *x *= inv;
-        }
     }
 }
 
-/// `Lᵀ X = Z` in place (as `kernel::backward_rows`).
+/// `Lᵀ X = Z` in place for unit lower `L` (as `kernel::backward_unit_rows`).
 #[inline(always)]
-fn backward<T: KalmanFloat, const M: usize, const C: usize>(l: &[[T; M]; M], b: &mut [[T; C]; M]) {
+fn backward_unit<T: KalmanFloat, const M: usize, const C: usize>(
+    l: &[[T; M]; M],
+    b: &mut [[T; C]; M],
+) {
     for i in (0..M).rev() {
         for k in i + 1..M {
             let lki = l[k][i];
@@ -127,31 +137,32 @@ fn backward<T: KalmanFloat, const M: usize, const C: usize>(l: &[[T; M]; M], b: 
                 *x -= lki * z;
             }
         }
-        let inv = l[i][i].recip();
-        for x in b[i].iter_mut() {
-            *x *= inv;
-        }
     }
 }
 
-/// Cholesky in place (as `kernel::cholesky_in_place`).
+/// `L D Lᵀ` in place (as `kernel::ldl_in_place`).
 #[inline(always)]
-fn cholesky<T: KalmanFloat, const M: usize>(a: &mut [[T; M]; M]) -> bool {
+fn ldl<T: KalmanFloat, const M: usize>(a: &mut [[T; M]; M], inv_d: &mut [T; M]) -> bool {
+    let mut u = [T::zero(); M];
     for i in 0..M {
-        for j in 0..=i {
+        for j in 0..i {
             let mut s = a[i][j];
             for k in 0..j {
-                s -= a[i][k] * a[j][k];
+                s -= u[k] * a[j][k];
             }
-            if i == j {
-                if !(s > T::zero() && s.is_finite()) {
-                    return false;
-                }
-                a[i][i] = s.sqrt();
-            } else {
-                a[i][j] = s / a[j][j];
-            }
+            u[j] = s;
         }
+        let mut d = a[i][i];
+        for j in 0..i {
+            let l = u[j] * inv_d[j];
+            a[i][j] = l;
+            d -= u[j] * l;
+        }
+        if !(d > T::zero() && d.is_finite()) {
+            return false;
+        }
+        a[i][i] = d;
+        inv_d[i] = d.recip();
         for j in i + 1..M {
             a[i][j] = T::zero();
         }
@@ -169,10 +180,10 @@ pub(crate) fn predict_fixed<T: KalmanFloat, const N: usize>(
     q: &[T],
     control: Option<(&[T], &[T])>,
 ) {
-    let ftm: [[T; N]; N] = load(ft);
+    let ftm: &[[T; N]; N] = view(ft);
     let mut xn = [T::zero(); N];
     let xv: [[T; N]; 1] = load(x);
-    axpy_rows(&mut xn, &xv[0], &ftm);
+    axpy_rows(&mut xn, &xv[0], ftm);
     if let Some((u, bt)) = control {
         for (l, &ul) in u.iter().enumerate() {
             for (xi, &b) in xn.iter_mut().zip(&bt[l * N..(l + 1) * N]) {
@@ -181,12 +192,12 @@ pub(crate) fn predict_fixed<T: KalmanFloat, const N: usize>(
         }
     }
     x[..N].copy_from_slice(&xn);
-    let fm: [[T; N]; N] = load(f);
-    let pm: [[T; N]; N] = load(p);
-    let tmp: [[T; N]; N] = mul(T::one(), |i, k| fm[i][k], &pm, None);
-    let mut out: [[T; N]; N] = mul_sym(T::one(), |i, k| tmp[i][k], &ftm, None);
-    let qm: [[T; N]; N] = load(q);
-    for (i, (row, qrow)) in out.iter_mut().zip(&qm).enumerate() {
+    let fm: &[[T; N]; N] = view(f);
+    let pm: &[[T; N]; N] = view(p);
+    let tmp: [[T; N]; N] = mul(T::one(), |i, k| fm[i][k], pm, None);
+    let mut out: [[T; N]; N] = mul_sym(T::one(), |i, k| tmp[i][k], ftm, None);
+    let qm: &[[T; N]; N] = view(q);
+    for (i, (row, qrow)) in out.iter_mut().zip(qm).enumerate() {
         for (o, &qv) in row[..=i].iter_mut().zip(qrow) {
             *o += qv;
         }
@@ -209,26 +220,27 @@ pub(crate) fn update_fixed<T: KalmanFloat, const N: usize, const M: usize>(
     s_out: &mut [T],
 ) -> Result<T, KalmanError> {
     let pm: [[T; N]; N] = load(p);
-    let hm: [[T; N]; M] = load(h);
-    let htm: [[T; M]; N] = load(ht);
+    let hm: &[[T; N]; M] = view(h);
+    let htm: &[[T; M]; N] = view(ht);
     let hp: [[T; N]; M] = mul(T::one(), |i, k| hm[i][k], &pm, None);
-    let mut s: [[T; M]; M] = mul(T::one(), |i, k| hp[i][k], &htm, None);
-    let rm: [[T; M]; M] = load(r);
-    for (row, rrow) in s.iter_mut().zip(&rm) {
+    let mut s: [[T; M]; M] = mul(T::one(), |i, k| hp[i][k], htm, None);
+    let rm: &[[T; M]; M] = view(r);
+    for (row, rrow) in s.iter_mut().zip(rm) {
         for (o, &rv) in row.iter_mut().zip(rrow) {
             *o += rv;
         }
     }
     mirror(&mut s);
     let mut l = s;
-    if !cholesky(&mut l) {
+    let mut inv_d = [T::zero(); M];
+    if !ldl(&mut l, &mut inv_d) {
         return Err(KalmanError::NotPositiveDefinite {
             matrix: "innovation covariance",
         });
     }
     let xv: [[T; N]; 1] = load(x);
     let mut hx = [T::zero(); M];
-    axpy_rows(&mut hx, &xv[0], &htm);
+    axpy_rows(&mut hx, &xv[0], htm);
     let mut e = [[T::zero(); 1]; M];
     for ((ei, &yi), &hi) in e.iter_mut().zip(y).zip(&hx) {
         ei[0] = yi - hi;
@@ -239,24 +251,35 @@ pub(crate) fn update_fixed<T: KalmanFloat, const N: usize, const M: usize>(
         });
     }
     let mut z = e;
-    forward(&l, &mut z);
+    forward_unit(&l, &mut z);
     let mut zm = hp;
-    forward(&l, &mut zm);
-    let zv: [T; M] = core::array::from_fn(|i| z[i][0]);
-    let ll = log_density(log_diag_sum(&l), &zv);
+    forward_unit(&l, &mut zm);
+    let mut maha = T::zero();
+    let mut zd = [T::zero(); M];
+    for ((o, zi), &di) in zd.iter_mut().zip(&z).zip(&inv_d) {
+        let v = zi[0] * di;
+        maha += zi[0] * v;
+        *o = v;
+    }
+    let ll = log_density(M, ln_prod((0..M).map(|i| l[i][i])), maha);
     let mut xn = xv[0];
-    axpy_rows(&mut xn, &zv, &zm);
+    axpy_rows(&mut xn, &zd, &zm);
+    let mut kt = zm;
+    for (row, &di) in kt.iter_mut().zip(&inv_d) {
+        for v in row.iter_mut() {
+            *v *= di;
+        }
+    }
     let out = if joseph {
-        let mut kt = zm;
-        backward(&l, &mut kt);
+        backward_unit(&l, &mut kt);
         let ap = mul(-T::one(), |i, k| kt[k][i], &hp, Some(&pm));
-        let c: [[T; M]; N] = mul(T::one(), |i, k| ap[i][k], &htm, None);
+        let c: [[T; M]; N] = mul(T::one(), |i, k| ap[i][k], htm, None);
         let pj = mul_sym(-T::one(), |i, k| c[i][k], &kt, Some(&ap));
-        let lrm: [[T; M]; M] = load(lr);
+        let lrm: &[[T; M]; M] = view(lr);
         let w: [[T; N]; M] = mul(T::one(), |i, k| lrm[k][i], &kt, None);
         mul_sym(T::one(), |i, k| w[k][i], &w, Some(&pj))
     } else {
-        mul_sym(-T::one(), |i, k| zm[k][i], &zm, Some(&pm))
+        mul_sym(-T::one(), |i, k| zm[k][i], &kt, Some(&pm))
     };
     store(&out, p);
     x[..N].copy_from_slice(&xn);
@@ -265,18 +288,4 @@ pub(crate) fn update_fixed<T: KalmanFloat, const N: usize, const M: usize>(
     }
     store(&s, s_out);
     Ok(ll)
-}
-
-/// `Σ ln l_ii` (as `kernel::log_diag_sum`).
-#[inline(always)]
-fn log_diag_sum<T: KalmanFloat, const M: usize>(l: &[[T; M]; M]) -> T {
-    let mut prod = T::one();
-    for (i, row) in l.iter().enumerate() {
-        prod *= row[i];
-    }
-    if prod.is_normal() {
-        prod.ln()
-    } else {
-        (0..M).map(|i| l[i][i].ln()).sum()
-    }
 }

@@ -17,7 +17,7 @@ use crate::float::{KalmanFloat, lit};
 ///
 /// Below it the loops win (no packing, no dispatch); above it the blocked kernels do. Results of
 /// the two differ by rounding only (a few ulps of the entries' magnitudes).
-pub const BLOCKED_MIN_DIM: usize = 24;
+pub const BLOCKED_MIN_DIM: usize = 12;
 
 /// Widest product rows accumulated in a local array by [`gemm`].
 const SMALL_COLS: usize = 8;
@@ -231,10 +231,65 @@ pub(crate) fn forward_rows<T: KalmanFloat>(l: &[T], b: &mut [T], m: usize, c: us
     }
 }
 
-/// Solves `Lᵀ X = Z` in place for the `m × m` lower-triangular `l` and `Z` of `m` rows of length
-/// `c`, from the bottom row up.
+/// Square-root-free Cholesky `A = L D Lᵀ` of the `m × m` matrix in `a`, in place: the unit
+/// lower-triangular `L` below the diagonal, `D` on it, zeros above; `inv_d` receives `1 / d_i`
+/// and `u` is scratch of length `m`. `false` when a pivot `d_i` is not positive or not finite
+/// (`A` not numerically positive definite). One division per pivot and no square root, which
+/// keeps the dependency chain of a small factorisation short.
 #[inline(always)]
-pub(crate) fn backward_rows<T: KalmanFloat>(l: &[T], b: &mut [T], m: usize, c: usize) {
+pub(crate) fn ldl_in_place<T: KalmanFloat>(
+    a: &mut [T],
+    inv_d: &mut [T],
+    u: &mut [T],
+    m: usize,
+) -> bool {
+    for i in 0..m {
+        // u_ij = a_ij − Σ_{k<j} u_ik l_jk (= l_ij d_j), then l_ij = u_ij / d_j.
+        for j in 0..i {
+            let mut s = a[i * m + j];
+            for k in 0..j {
+                s -= u[k] * a[j * m + k];
+            }
+            u[j] = s;
+        }
+        let mut d = a[i * m + i];
+        for j in 0..i {
+            let l = u[j] * inv_d[j];
+            a[i * m + j] = l;
+            d -= u[j] * l;
+        }
+        if !(d > T::zero() && d.is_finite()) {
+            return false;
+        }
+        a[i * m + i] = d;
+        inv_d[i] = d.recip();
+        for j in i + 1..m {
+            a[i * m + j] = T::zero();
+        }
+    }
+    true
+}
+
+/// Solves `L Z = B` in place for the unit lower-triangular `L` of an [`ldl_in_place`]
+/// factorisation and `B` of `m` rows of length `c`.
+#[inline(always)]
+pub(crate) fn forward_unit_rows<T: KalmanFloat>(l: &[T], b: &mut [T], m: usize, c: usize) {
+    for i in 1..m {
+        let (done, rest) = b.split_at_mut(i * c);
+        let bi = &mut rest[..c];
+        for k in 0..i {
+            let lik = l[i * m + k];
+            for (x, &z) in bi.iter_mut().zip(&done[k * c..k * c + c]) {
+                *x -= lik * z;
+            }
+        }
+    }
+}
+
+/// Solves `Lᵀ X = Z` in place for the unit lower-triangular `L` of an [`ldl_in_place`]
+/// factorisation, from the bottom row up.
+#[inline(always)]
+pub(crate) fn backward_unit_rows<T: KalmanFloat>(l: &[T], b: &mut [T], m: usize, c: usize) {
     for i in (0..m).rev() {
         let (head, tail) = b.split_at_mut((i + 1) * c);
         let bi = &mut head[i * c..];
@@ -245,34 +300,36 @@ pub(crate) fn backward_rows<T: KalmanFloat>(l: &[T], b: &mut [T], m: usize, c: u
                 *x -= lki * z;
             }
         }
-        let inv = l[i * m + i].recip();
-        for x in bi.iter_mut() {
-            *x *= inv;
+    }
+}
+
+/// Scales row `i` of the `m × c` matrix `b` by `s_i`.
+#[inline(always)]
+pub(crate) fn scale_rows<T: KalmanFloat>(b: &mut [T], s: &[T], c: usize) {
+    for (row, &si) in b.chunks_exact_mut(c.max(1)).zip(s) {
+        for x in row.iter_mut() {
+            *x *= si;
         }
     }
 }
 
-/// `Σ_i ln l_ii` for the `m × m` factor `l` (positive diagonal): one logarithm of the product
-/// when the product is a normal number, one per entry otherwise.
+/// `ln Π_i d_i`: one logarithm of the product when it is a normal number, one per factor
+/// otherwise.
 #[inline(always)]
-pub(crate) fn log_diag_sum<T: KalmanFloat>(l: &[T], m: usize) -> T {
-    let mut prod = T::one();
-    for i in 0..m {
-        prod *= l[i * m + i];
-    }
+pub(crate) fn ln_prod<T: KalmanFloat>(d: impl Iterator<Item = T> + Clone) -> T {
+    let prod = d.clone().fold(T::one(), |p, x| p * x);
     if prod.is_normal() {
         prod.ln()
     } else {
-        (0..m).map(|i| l[i * m + i].ln()).sum()
+        d.map(|x| x.ln()).sum()
     }
 }
 
-/// `ln N(e; 0, L Lᵀ)` from `ln det L = log_diag` and the whitened residual `z = L⁻¹ e`.
+/// `ln N(e; 0, S)` for an `m`-dimensional `e` from `ln det S` and the Mahalanobis term
+/// `eᵀ S⁻¹ e`.
 #[inline(always)]
-pub(crate) fn log_density<T: KalmanFloat>(log_diag: T, z: &[T]) -> T {
-    let k = lit::<T>(z.len() as f64);
-    let zz = z.iter().fold(T::zero(), |acc, &v| acc + v * v);
-    lit::<T>(-0.5) * (k * lit::<T>(LN_2PI) + (log_diag + log_diag) + zz)
+pub(crate) fn log_density<T: KalmanFloat>(m: usize, log_det: T, mahalanobis: T) -> T {
+    lit::<T>(-0.5) * (lit::<T>(m as f64) * lit::<T>(LN_2PI) + log_det + mahalanobis)
 }
 
 /// Householder QR of the `rows × cols` matrix `a` (`rows ≥ cols`), in place: afterwards the upper

@@ -15,8 +15,9 @@ use crate::fixed::{predict_fixed, update_fixed};
 use crate::float::KalmanFloat;
 use crate::gaussian::UpdateForm;
 use crate::kernel::{
-    BLOCKED_MIN_DIM, add_assign, axpy_rows, backward_rows, cholesky_in_place, forward_rows, gemm, gemm_sym,
-    log_density, log_diag_sum, mirror_lower, qr_r_in_place, transpose,
+    BLOCKED_MIN_DIM, add_assign, axpy_rows, backward_unit_rows, cholesky_in_place, forward_rows,
+    forward_unit_rows, gemm, gemm_sym, ldl_in_place, ln_prod, log_density, mirror_lower,
+    qr_r_in_place, scale_rows, transpose,
 };
 use crate::model::{LinearModel, Measurement, Transition};
 
@@ -110,6 +111,8 @@ struct Scratch<T> {
     l: Vec<T>,
     pub(crate) e: Vec<T>,
     z: Vec<T>,
+    inv_d: Vec<T>,
+    u: Vec<T>,
     pre: Vec<T>,
     v: Vec<T>,
     /// The `(n, m)` the buffers were last checked for.
@@ -148,6 +151,8 @@ impl<T: KalmanFloat> Scratch<T> {
             (&mut self.l, m * m),
             (&mut self.e, m),
             (&mut self.z, m),
+            (&mut self.inv_d, m),
+            (&mut self.u, m),
             (&mut self.pre, (d * d).max(2 * n * n)),
             (&mut self.v, d.max(2 * n)),
         ] {
@@ -336,7 +341,9 @@ impl<T: KalmanFloat> Core<T> {
         innovation(&mut ws.e[..m], &mut ws.z[..m], y, &self.x, me.ht)?;
         ws.z[..m].copy_from_slice(&ws.e[..m]);
         forward_rows(l, &mut ws.z[..m], m, 1);
-        let ll = log_density(log_diag_sum(l, m), &ws.z[..m]);
+        let log_det = ln_prod((0..m).map(|i| l[i * m + i]));
+        let maha = ws.z[..m].iter().fold(T::zero(), |acc, &v| acc + v * v);
+        let ll = log_density(m, log_det + log_det, maha);
         // S = Se Seᵀ, reported by the one-off update.
         for i in 0..m {
             for j in 0..=i {
@@ -447,10 +454,12 @@ fn predict_cov<T: KalmanFloat, const N: usize>(
 
 /// The covariance-form update (standard or Joseph).
 ///
-/// With `S = H P Hᵀ + R = L Lᵀ`, `Z = L⁻¹ H P` and `z = L⁻¹ e`: the gain times the innovation is
-/// `Zᵀ z`, the standard form is `P − Zᵀ Z`, and the Joseph form is
-/// `(I − KH) P (I − KH)ᵀ + K R Kᵀ` with `Kᵀ = L⁻ᵀ Z`, evaluated as `A P = P − K (H P)`,
-/// `A P Aᵀ = A P − (A P Hᵀ) Kᵀ`, and `K R Kᵀ = Wᵀ W` with `W = L_Rᵀ Kᵀ`.
+/// With `S = H P Hᵀ + R = L D Lᵀ` (unit lower `L`, diagonal `D`), `Z = L⁻¹ H P` and
+/// `z = L⁻¹ e`: the gain times the innovation is `Zᵀ D⁻¹ z`, the standard form is
+/// `P − Zᵀ D⁻¹ Z`, and the Joseph form is `(I − KH) P (I − KH)ᵀ + K R Kᵀ` with
+/// `Kᵀ = L⁻ᵀ D⁻¹ Z`, evaluated as `A P = P − K (H P)`, `A P Aᵀ = A P − (A P Hᵀ) Kᵀ`, and
+/// `K R Kᵀ = Wᵀ W` with `W = L_Rᵀ Kᵀ`. The log-likelihood uses `ln det S = Σ ln d_i` and
+/// `eᵀ S⁻¹ e = Σ z_i² / d_i`.
 #[inline(never)]
 #[allow(clippy::too_many_arguments)]
 fn update_cov<T: KalmanFloat, const N: usize, const M: usize>(
@@ -473,6 +482,7 @@ fn update_cov<T: KalmanFloat, const N: usize, const M: usize>(
         &mut ws.s[..mm],
         &mut ws.l[..mm],
     );
+    let (inv_d, u) = (&mut ws.inv_d[..m], &mut ws.u[..m]);
     let (h, ht) = (&me.h[..mn], &me.ht[..mn]);
     let y = &y[..m];
     gemm(T::one(), h, false, p, T::zero(), hp, (m, n, n), blocked);
@@ -480,7 +490,7 @@ fn update_cov<T: KalmanFloat, const N: usize, const M: usize>(
     add_assign(s, &me.r[..mm]);
     mirror_lower(s, m);
     l.copy_from_slice(s);
-    if !cholesky_in_place(l, m) {
+    if !ldl_in_place(l, inv_d, u, m) {
         return Err(KalmanError::NotPositiveDefinite {
             matrix: "innovation covariance",
         });
@@ -488,23 +498,27 @@ fn update_cov<T: KalmanFloat, const N: usize, const M: usize>(
     let (e, z) = (&mut ws.e[..m], &mut ws.z[..m]);
     innovation(e, z, y, x, ht)?;
     z.copy_from_slice(e);
-    forward_rows(l, z, m, 1);
+    forward_unit_rows(l, z, m, 1);
     zm.copy_from_slice(hp);
-    forward_rows(l, zm, m, n);
-    let ll = log_density(log_diag_sum(l, m), z);
+    forward_unit_rows(l, zm, m, n);
+    // z ← D⁻¹ z, accumulating zᵀ D⁻¹ z.
+    let mut maha = T::zero();
+    for (zi, &di) in z.iter_mut().zip(inv_d.iter()) {
+        let zd = *zi * di;
+        maha += *zi * zd;
+        *zi = zd;
+    }
+    let ll = log_density(m, ln_prod((0..m).map(|i| l[i * m + i])), maha);
     axpy_rows(x, z, zm, n);
+    let kt = &mut ws.kt[..mn];
+    kt.copy_from_slice(zm);
+    scale_rows(kt, inv_d, n);
     if !joseph {
-        gemm_sym(-T::one(), zm, true, zm, T::one(), p, (n, m), blocked);
+        gemm_sym(-T::one(), zm, true, kt, T::one(), p, (n, m), blocked);
         return Ok(ll);
     }
-    let (kt, ap, c, w) = (
-        &mut ws.kt[..mn],
-        &mut ws.ap[..nn],
-        &mut ws.c[..mn],
-        &mut ws.w[..mn],
-    );
-    kt.copy_from_slice(zm);
-    backward_rows(l, kt, m, n);
+    let (ap, c, w) = (&mut ws.ap[..nn], &mut ws.c[..mn], &mut ws.w[..mn]);
+    backward_unit_rows(l, kt, m, n);
     ap.copy_from_slice(p);
     gemm(-T::one(), kt, true, hp, T::one(), ap, (n, m, n), blocked);
     gemm(T::one(), ap, false, ht, T::zero(), c, (n, n, m), blocked);
