@@ -164,10 +164,20 @@ fn relative_deviation(a: &[f64], b: &[f64]) -> f64 {
     diff / scale
 }
 
-fn agree(who: &str, n: usize, mean: &[f64], cov: &[f64], reference: &kalman_ndarray::KalmanFilter<f64>) {
-    let dev = relative_deviation(mean, reference.mean()).max(relative_deviation(cov, reference.cov()));
+fn agree(
+    who: &str,
+    n: usize,
+    mean: &[f64],
+    cov: &[f64],
+    reference: &kalman_ndarray::KalmanFilter<f64>,
+) {
+    let dev =
+        relative_deviation(mean, reference.mean()).max(relative_deviation(cov, reference.cov()));
     eprintln!("n = {n:2}: {who:<26} agrees with ours to {dev:.1e} (relative)");
-    assert!(dev <= 1e-10, "{who} disagrees with ours at n = {n}: {dev:e}");
+    assert!(
+        dev <= 1e-10,
+        "{who} disagrees with ours at n = {n}: {dev:e}"
+    );
 }
 
 macro_rules! peers_at {
@@ -177,18 +187,27 @@ macro_rules! peers_at {
             const M: usize = $m;
             let case = Case::new(N, 0x5eed_0000 + N as u64);
             assert_eq!((case.n, case.m), (N, M));
-            let new_ours = |form| kalman_ndarray::KalmanFilter::new(case.model.clone(), &case.prior, form).expect("filter");
+            let new_ours = |form| {
+                kalman_ndarray::KalmanFilter::new(case.model.clone(), &case.prior, form)
+                    .expect("filter")
+            };
 
             // ---- adskalman 0.18 (nalgebra 0.35) ----
             let ads_model = mod_ads::Model::<N, M>::new(&case);
             let ads_prior = mod_ads::prior::<N>(&case);
-            let ads_obs: Vec<_> = case.ys.iter().map(|y| nalgebra_ads::SVector::<f64, M>::from_column_slice(y.as_slice().unwrap())).collect();
+            let ads_obs: Vec<_> = case
+                .ys
+                .iter()
+                .map(|y| nalgebra_ads::SVector::<f64, M>::from_column_slice(y.as_slice().unwrap()))
+                .collect();
             let ads_run = |method| {
                 let kf = adskalman::KalmanFilterNoControl::new(&ads_model, &ads_model);
                 let mut est = ads_prior.clone();
                 let mut all = Vec::with_capacity(T);
                 for y in &ads_obs {
-                    est = kf.step_with_options(&est, y, method).expect("adskalman step");
+                    est = kf
+                        .step_with_options(&est, y, method)
+                        .expect("adskalman step");
                     all.push(est.clone());
                 }
                 all
@@ -198,15 +217,31 @@ macro_rules! peers_at {
             type KfiltX = nalgebra_kfilt::Const<N>;
             type KfiltZ = nalgebra_kfilt::Const<M>;
             type KfiltU = nalgebra_kfilt::Const<1>;
-            let mut kfilt_init = kalmanfilt::kalman::kalman_filter::KalmanFilter::<f64, KfiltX, KfiltZ, KfiltU>::default();
+            let mut kfilt_init = kalmanfilt::kalman::kalman_filter::KalmanFilter::<
+                f64,
+                KfiltX,
+                KfiltZ,
+                KfiltU,
+            >::default();
             kfilt_init.F = nalgebra_kfilt::SMatrix::<f64, N, N>::from_row_slice(&case.f());
             kfilt_init.Q = nalgebra_kfilt::SMatrix::<f64, N, N>::from_row_slice(&case.q());
             kfilt_init.H = nalgebra_kfilt::SMatrix::<f64, M, N>::from_row_slice(&case.h());
             kfilt_init.R = nalgebra_kfilt::SMatrix::<f64, M, M>::from_row_slice(&case.r());
             kfilt_init.x = nalgebra_kfilt::SVector::<f64, N>::from_column_slice(&case.x0());
             kfilt_init.P = nalgebra_kfilt::SMatrix::<f64, N, N>::from_row_slice(&case.p0());
-            let kfilt_obs: Vec<_> = case.ys.iter().map(|y| nalgebra_kfilt::SVector::<f64, M>::from_column_slice(y.as_slice().unwrap())).collect();
-            let kfilt_run = |kf: &mut kalmanfilt::kalman::kalman_filter::KalmanFilter<f64, KfiltX, KfiltZ, KfiltU>| {
+            let kfilt_obs: Vec<_> = case
+                .ys
+                .iter()
+                .map(|y| {
+                    nalgebra_kfilt::SVector::<f64, M>::from_column_slice(y.as_slice().unwrap())
+                })
+                .collect();
+            let kfilt_run = |kf: &mut kalmanfilt::kalman::kalman_filter::KalmanFilter<
+                f64,
+                KfiltX,
+                KfiltZ,
+                KfiltU,
+            >| {
                 for y in &kfilt_obs {
                     kf.predict(None, None, None, None);
                     kf.update(y, None, None).expect("kalmanfilt update");
@@ -222,8 +257,13 @@ macro_rules! peers_at {
                 nalgebra_kf::SMatrix::<f64, M, M>::from_row_slice(&case.r()),
                 nalgebra_kf::SVector::<f64, N>::from_column_slice(&case.x0()),
             );
-            *kf_init.covariance_mut() = nalgebra_kf::SMatrix::<f64, N, N>::from_row_slice(&case.p0());
-            let kf_obs: Vec<_> = case.ys.iter().map(|y| nalgebra_kf::SVector::<f64, M>::from_column_slice(y.as_slice().unwrap())).collect();
+            *kf_init.covariance_mut() =
+                nalgebra_kf::SMatrix::<f64, N, N>::from_row_slice(&case.p0());
+            let kf_obs: Vec<_> = case
+                .ys
+                .iter()
+                .map(|y| nalgebra_kf::SVector::<f64, M>::from_column_slice(y.as_slice().unwrap()))
+                .collect();
             let kf_run = |kf: &mut kfilter::Kalman1MLinearNoInput<f64, N, M>| {
                 for y in &kf_obs {
                     kf.predict().expect("kfilter predict");
@@ -233,23 +273,42 @@ macro_rules! peers_at {
 
             // ---- minikalman 0.8 ----
             use minikalman::prelude::*;
-            let mini_builder = minikalman::regular::builder::KalmanFilterBuilder::<N, f64>::default();
+            let mini_builder =
+                minikalman::regular::builder::KalmanFilterBuilder::<N, f64>::default();
             let mut mini = mini_builder.build();
             let mut mini_meas = mini_builder.observations().build::<M>();
-            mini.state_transition_mut().as_mut_slice().copy_from_slice(&case.f());
-            mini.direct_process_noise_mut().as_mut_slice().copy_from_slice(&case.q());
-            mini_meas.observation_matrix_mut().as_mut_slice().copy_from_slice(&case.h());
-            mini_meas.measurement_noise_covariance_mut().as_mut_slice().copy_from_slice(&case.r());
+            mini.state_transition_mut()
+                .as_mut_slice()
+                .copy_from_slice(&case.f());
+            mini.direct_process_noise_mut()
+                .as_mut_slice()
+                .copy_from_slice(&case.q());
+            mini_meas
+                .observation_matrix_mut()
+                .as_mut_slice()
+                .copy_from_slice(&case.h());
+            mini_meas
+                .measurement_noise_covariance_mut()
+                .as_mut_slice()
+                .copy_from_slice(&case.r());
             let (x0, p0) = (case.x0(), case.p0());
             let mut mini_run = || {
                 mini.state_vector_mut().as_mut_slice().copy_from_slice(&x0);
-                mini.estimate_covariance_mut().as_mut_slice().copy_from_slice(&p0);
+                mini.estimate_covariance_mut()
+                    .as_mut_slice()
+                    .copy_from_slice(&p0);
                 for y in &case.ys {
                     mini.predict();
-                    mini_meas.measurement_vector_mut().as_mut_slice().copy_from_slice(y.as_slice().unwrap());
+                    mini_meas
+                        .measurement_vector_mut()
+                        .as_mut_slice()
+                        .copy_from_slice(y.as_slice().unwrap());
                     mini.correct(&mut mini_meas);
                 }
-                (mini.state_vector().as_slice().to_vec(), mini.estimate_covariance().as_slice().to_vec())
+                (
+                    mini.state_vector().as_slice().to_vec(),
+                    mini.estimate_covariance().as_slice().to_vec(),
+                )
             };
 
             // ---- agreement, once, before timing ----
@@ -258,32 +317,86 @@ macro_rules! peers_at {
             for form in [UpdateForm::Standard, UpdateForm::SquareRoot] {
                 let mut kf = new_ours(form);
                 ours(&case, &mut kf);
-                agree(&format!("ours, {form:?}"), N, kf.mean(), kf.cov(), &reference);
+                agree(
+                    &format!("ours, {form:?}"),
+                    N,
+                    kf.mean(),
+                    kf.cov(),
+                    &reference,
+                );
             }
-            let out = filter(&case.prior, &case.model, &case.ys.iter().cloned().map(Some).collect::<Vec<_>>(), UpdateForm::Joseph).expect("filter");
+            let out = filter(
+                &case.prior,
+                &case.model,
+                &case.ys.iter().cloned().map(Some).collect::<Vec<_>>(),
+                UpdateForm::Joseph,
+            )
+            .expect("filter");
             let last = out.filtered.last().expect("steps");
-            agree("ours, filter()", N, last.mean().as_slice().unwrap(), last.cov().as_slice().unwrap(), &reference);
-            for (name, method) in [("adskalman, Joseph", adskalman::CovarianceUpdateMethod::JosephForm), ("adskalman, standard", adskalman::CovarianceUpdateMethod::OptimalKalmanForcedSymmetric)] {
+            agree(
+                "ours, filter()",
+                N,
+                last.mean().as_slice().unwrap(),
+                last.cov().as_slice().unwrap(),
+                &reference,
+            );
+            for (name, method) in [
+                (
+                    "adskalman, Joseph",
+                    adskalman::CovarianceUpdateMethod::JosephForm,
+                ),
+                (
+                    "adskalman, standard",
+                    adskalman::CovarianceUpdateMethod::OptimalKalmanForcedSymmetric,
+                ),
+            ] {
                 let all = ads_run(method);
                 let last = all.last().expect("steps");
-                agree(name, N, last.state().as_slice(), last.covariance().transpose().as_slice(), &reference);
+                agree(
+                    name,
+                    N,
+                    last.state().as_slice(),
+                    last.covariance().transpose().as_slice(),
+                    &reference,
+                );
             }
             let mut kfilt = kfilt_init.clone();
             kfilt_run(&mut kfilt);
-            agree("kalmanfilt, Joseph", N, kfilt.x.as_slice(), kfilt.P.transpose().as_slice(), &reference);
+            agree(
+                "kalmanfilt, Joseph",
+                N,
+                kfilt.x.as_slice(),
+                kfilt.P.transpose().as_slice(),
+                &reference,
+            );
             let mut kf = kf_init.clone();
             kf_run(&mut kf);
-            agree("kfilter, standard", N, kf.state().as_slice(), kf.covariance().transpose().as_slice(), &reference);
+            agree(
+                "kfilter, standard",
+                N,
+                kf.state().as_slice(),
+                kf.covariance().transpose().as_slice(),
+                &reference,
+            );
             let (mx, mp) = mini_run();
             agree("minikalman, standard", N, &mx, &mp, &reference);
             // Smoothers: ours against adskalman's on the same filter output.
             let smoothed = rts_smooth(&case.model, &out).expect("smoother");
             let ads_all = ads_run(adskalman::CovarianceUpdateMethod::JosephForm);
             let ads_smoothed = ads_model_smoother(&ads_model, ads_all.clone());
-            let dev = smoothed.iter().zip(&ads_smoothed).fold(0.0f64, |d, (a, b)| {
-                d.max(relative_deviation(a.mean().as_slice().unwrap(), b.state().as_slice()))
-                    .max(relative_deviation(a.cov().as_slice().unwrap(), b.covariance().transpose().as_slice()))
-            });
+            let dev = smoothed
+                .iter()
+                .zip(&ads_smoothed)
+                .fold(0.0f64, |d, (a, b)| {
+                    d.max(relative_deviation(
+                        a.mean().as_slice().unwrap(),
+                        b.state().as_slice(),
+                    ))
+                    .max(relative_deviation(
+                        a.cov().as_slice().unwrap(),
+                        b.covariance().transpose().as_slice(),
+                    ))
+                });
             eprintln!("n = {N:2}: RTS smoother: ours and adskalman agree to {dev:.1e} (relative)");
             assert!(dev <= 1e-10, "smoothers disagree at n = {N}: {dev:e}");
 
@@ -293,27 +406,65 @@ macro_rules! peers_at {
             if N >= 64 {
                 group.sample_size(10);
             }
-            for (name, form) in [("ours_joseph", UpdateForm::Joseph), ("ours_standard", UpdateForm::Standard), ("ours_sqrt", UpdateForm::SquareRoot)] {
+            for (name, form) in [
+                ("ours_joseph", UpdateForm::Joseph),
+                ("ours_standard", UpdateForm::Standard),
+                ("ours_sqrt", UpdateForm::SquareRoot),
+            ] {
                 group.bench_function(name, |b| {
-                    b.iter_batched_ref(|| new_ours(form), |kf| ours(&case, black_box(kf)), BatchSize::LargeInput)
+                    b.iter_batched_ref(
+                        || new_ours(form),
+                        |kf| ours(&case, black_box(kf)),
+                        BatchSize::LargeInput,
+                    )
                 });
             }
             let observations: Vec<_> = case.ys.iter().cloned().map(Some).collect();
             group.bench_function("ours_filter_fn_joseph", |b| {
-                b.iter(|| filter(&case.prior, &case.model, black_box(&observations), UpdateForm::Joseph).expect("filter"))
+                b.iter(|| {
+                    filter(
+                        &case.prior,
+                        &case.model,
+                        black_box(&observations),
+                        UpdateForm::Joseph,
+                    )
+                    .expect("filter")
+                })
             });
-            group.bench_function("adskalman_joseph", |b| b.iter(|| ads_run(black_box(adskalman::CovarianceUpdateMethod::JosephForm))));
-            group.bench_function("adskalman_standard", |b| b.iter(|| ads_run(black_box(adskalman::CovarianceUpdateMethod::OptimalKalmanForcedSymmetric))));
+            group.bench_function("adskalman_joseph", |b| {
+                b.iter(|| ads_run(black_box(adskalman::CovarianceUpdateMethod::JosephForm)))
+            });
+            group.bench_function("adskalman_standard", |b| {
+                b.iter(|| {
+                    ads_run(black_box(
+                        adskalman::CovarianceUpdateMethod::OptimalKalmanForcedSymmetric,
+                    ))
+                })
+            });
             group.bench_function("kalmanfilt_joseph", |b| {
-                b.iter_batched_ref(|| kfilt_init.clone(), |kf| kfilt_run(black_box(kf)), BatchSize::LargeInput)
+                b.iter_batched_ref(
+                    || kfilt_init.clone(),
+                    |kf| kfilt_run(black_box(kf)),
+                    BatchSize::LargeInput,
+                )
             });
             group.bench_function("kfilter_standard", |b| {
-                b.iter_batched_ref(|| kf_init.clone(), |kf| kf_run(black_box(kf)), BatchSize::LargeInput)
+                b.iter_batched_ref(
+                    || kf_init.clone(),
+                    |kf| kf_run(black_box(kf)),
+                    BatchSize::LargeInput,
+                )
             });
             group.bench_function("minikalman_standard", |b| b.iter(|| black_box(mini_run())));
-            group.bench_function("rts_ours", |b| b.iter(|| rts_smooth(&case.model, black_box(&out)).expect("smoother")));
+            group.bench_function("rts_ours", |b| {
+                b.iter(|| rts_smooth(&case.model, black_box(&out)).expect("smoother"))
+            });
             group.bench_function("rts_adskalman", |b| {
-                b.iter_batched(|| ads_all.clone(), |all| ads_model_smoother(&ads_model, black_box(all)), BatchSize::LargeInput)
+                b.iter_batched(
+                    || ads_all.clone(),
+                    |all| ads_model_smoother(&ads_model, black_box(all)),
+                    BatchSize::LargeInput,
+                )
             });
             group.finish();
         }
@@ -350,7 +501,9 @@ mod mod_ads {
         }
     }
 
-    pub fn prior<const N: usize>(case: &Case) -> adskalman::StateAndCovariance<f64, nalgebra_ads::Const<N>> {
+    pub fn prior<const N: usize>(
+        case: &Case,
+    ) -> adskalman::StateAndCovariance<f64, nalgebra_ads::Const<N>> {
         adskalman::StateAndCovariance::new(
             SVector::<f64, N>::from_column_slice(&case.x0()),
             SMatrix::<f64, N, N>::from_row_slice(&case.p0()),
@@ -360,7 +513,9 @@ mod mod_ads {
 
 macro_rules! ads_impls {
     ($n:literal, $m:literal) => {
-        impl adskalman::TransitionModelLinearNoControl<f64, nalgebra_ads::Const<$n>> for mod_ads::Model<$n, $m> {
+        impl adskalman::TransitionModelLinearNoControl<f64, nalgebra_ads::Const<$n>>
+            for mod_ads::Model<$n, $m>
+        {
             fn F(&self) -> &nalgebra_ads::SMatrix<f64, $n, $n> {
                 &self.f
             }
@@ -372,7 +527,9 @@ macro_rules! ads_impls {
             }
         }
 
-        impl adskalman::ObservationModel<f64, nalgebra_ads::Const<$n>, nalgebra_ads::Const<$m>> for mod_ads::Model<$n, $m> {
+        impl adskalman::ObservationModel<f64, nalgebra_ads::Const<$n>, nalgebra_ads::Const<$m>>
+            for mod_ads::Model<$n, $m>
+        {
             fn H(&self) -> &nalgebra_ads::SMatrix<f64, $m, $n> {
                 &self.h
             }
@@ -402,7 +559,8 @@ fn ads_model_smoother<const N: usize, const M: usize>(
 where
     mod_ads::Model<N, M>: adskalman::TransitionModelLinearNoControl<f64, nalgebra_ads::Const<N>>
         + adskalman::ObservationModel<f64, nalgebra_ads::Const<N>, nalgebra_ads::Const<M>>,
-    nalgebra_ads::Const<M>: nalgebra_ads::DimMin<nalgebra_ads::Const<M>, Output = nalgebra_ads::Const<M>>,
+    nalgebra_ads::Const<M>:
+        nalgebra_ads::DimMin<nalgebra_ads::Const<M>, Output = nalgebra_ads::Const<M>>,
 {
     adskalman::KalmanFilterNoControl::new(model, model)
         .smooth_from_filtered(filtered)

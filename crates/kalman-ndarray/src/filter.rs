@@ -3,10 +3,10 @@
 use ndarray::{Array1, Array2};
 
 use crate::KalmanError;
-use crate::step::{Core, Prepared};
 use crate::float::KalmanFloat;
 use crate::gaussian::{Gaussian, UpdateForm};
 use crate::model::LinearModel;
+use crate::step::{Core, Prepared};
 
 /// A Kalman filter that steps in place: the fast path for long runs and small states.
 ///
@@ -134,8 +134,7 @@ impl<T: KalmanFloat> KalmanFilter<T> {
     /// Time update through the model's transition without control: `μ ← Fμ`,
     /// `Σ ← FΣFᵀ + Q`.
     pub fn predict(&mut self) {
-        self.core
-            .predict(&self.prep, None);
+        self.core.predict(&self.prep, None);
     }
 
     /// Time update with a control input: `μ ← Fμ + Bu`, `Σ ← FΣFᵀ + Q`.
@@ -148,8 +147,7 @@ impl<T: KalmanFloat> KalmanFilter<T> {
         if u.iter().any(|v| !v.is_finite()) {
             return Err(KalmanError::NonFinite { argument: "u" });
         }
-        self.core
-            .predict(&self.prep, Some(u));
+        self.core.predict(&self.prep, Some(u));
         Ok(())
     }
 
@@ -201,7 +199,7 @@ pub(crate) fn flat<T: KalmanFloat>(g: &Gaussian<T>) -> (Vec<T>, Vec<T>) {
 /// The belief held by `core` as a [`Gaussian`] (its covariance is exactly symmetric already).
 pub(crate) fn core_belief<T: KalmanFloat>(core: &Core<T>) -> Gaussian<T> {
     let n = core.dim();
-    let cov = Array2::from_shape_vec((n, n), core.p.clone())
-        .unwrap_or_else(|_| Array2::zeros((n, n)));
+    let cov =
+        Array2::from_shape_vec((n, n), core.p.clone()).unwrap_or_else(|_| Array2::zeros((n, n)));
     Gaussian::from_parts_unchecked(Array1::from(core.x.clone()), cov)
 }

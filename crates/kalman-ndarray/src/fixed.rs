@@ -5,6 +5,10 @@
 //! every entry, only on local `[[T; C]; R]` arrays instead of scratch buffers: their results are
 //! bitwise those of the general code (checked by the unit tests of `core`).
 
+// Index loops on purpose: they spell out the order of the operations on every entry, which the
+// fixed-size and general copies of the step must share to agree bitwise.
+#![allow(clippy::needless_range_loop)]
+
 use crate::KalmanError;
 use crate::float::KalmanFloat;
 use crate::kernel::{ln_prod, log_density};

@@ -3,12 +3,12 @@
 use ndarray::{Array1, Array2, ArrayView1};
 
 use crate::KalmanError;
-use crate::step::{Core, Prepared};
 use crate::filter::{core_belief, flat};
 use crate::float::{KalmanFloat, lit};
 use crate::kernel::LN_2PI;
 use crate::linalg::Cholesky;
 use crate::model::{Measurement, Transition};
+use crate::step::{Core, Prepared};
 use crate::validate::{
     check_finite, check_finite_scalar, check_len, check_non_negative, check_shape, check_symmetric,
     owned_symmetric, symmetrize,
@@ -79,16 +79,17 @@ pub enum UpdateForm {
     /// `K`. About twice the cost of the standard form; the default.
     #[default]
     Joseph,
-    /// `Σ⁺ = Σ − K H Σ` (evaluated as `Σ − Zᵀ Z` with `Z = L⁻¹ H Σ`, `S = L Lᵀ`): cheaper, but
-    /// rounding can make the result indefinite when the observation is much more precise than
-    /// the prior.
+    /// `Σ⁺ = Σ − K H Σ` (evaluated as `Σ − Zᵀ D⁻¹ Z` with `Z = L⁻¹ H Σ`, `S = L D Lᵀ`):
+    /// cheaper, but rounding can make the result indefinite when the observation is much more
+    /// precise than the prior.
     Standard,
     /// Square-root (Cholesky-factor) form: the filter propagates a triangular `S` with
     /// `Σ = S Sᵀ` by orthogonal transformations (Householder QR of the pre-arrays
     /// `[(F S)ᵀ; Gᵀ]` for the prediction, `Q = G Gᵀ`, and `[[L_Rᵀ, 0], [(H S)ᵀ, Sᵀ]]` for the
     /// update), so the covariance `S Sᵀ` is positive semidefinite by construction and the
     /// factor's condition number is the square root of the covariance's. For long runs and
-    /// ill-conditioned problems; about 2–3× the cost of the standard form. In
+    /// ill-conditioned problems; several times the cost of the standard form (QR of the pre-arrays
+    /// instead of products; see the benchmarks). In
     /// [`filter`](crate::filter) and [`KalmanFilter`](crate::KalmanFilter) the factor is carried
     /// from step to step; a one-off [`Gaussian::update`] factorises `Σ` first.
     SquareRoot,
@@ -238,8 +239,9 @@ impl<T: KalmanFloat> Gaussian<T> {
     /// Measurement update with the vector observation `y` of `measurement`
     /// (`y = Hx + v`, `v ~ N(0, R)`), in the given covariance form.
     ///
-    /// With `S = HΣHᵀ + R` (factorised by Cholesky) and the gain `K = ΣHᵀS⁻¹` (obtained by
-    /// triangular solves, never an inverse): `μ ← μ + K(y − Hμ)` and `Σ` per [`UpdateForm`],
+    /// With `S = HΣHᵀ + R` (factorised as `L D Lᵀ`, the square-root-free Cholesky
+    /// factorisation) and the gain `K = ΣHᵀS⁻¹` (obtained by triangular solves, never an
+    /// inverse): `μ ← μ + K(y − Hμ)` and `Σ` per [`UpdateForm`],
     /// exactly symmetric. The same arithmetic as [`KalmanFilter::update`](crate::KalmanFilter::update),
     /// so the two agree bitwise.
     ///

@@ -7,6 +7,10 @@
 //! `general_mat_mul` (the cache-blocked `matrixmultiply` kernels). The loops never reassociate a
 //! sum, so the same loop gives bitwise the same result whether its bounds are constants or not.
 
+// Index loops on purpose: they spell out the order of the operations on every entry, which the
+// fixed-size and general copies of the step must share to agree bitwise.
+#![allow(clippy::needless_range_loop)]
+
 use ndarray::linalg::general_mat_mul;
 use ndarray::{ArrayView2, ArrayViewMut2};
 

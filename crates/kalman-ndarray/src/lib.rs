@@ -1,6 +1,5 @@
 #![doc = include_str!("../README.md")]
 
-mod step;
 mod error;
 mod filter;
 mod fixed;
@@ -13,9 +12,9 @@ mod model;
 mod sequence;
 #[cfg(feature = "serde")]
 mod serde_impls;
+mod step;
 mod validate;
 
-pub use step::{FIXED_MAX_DIM, FIXED_MAX_OBS_DIM};
 pub use error::KalmanError;
 pub use filter::KalmanFilter;
 pub use float::KalmanFloat;
@@ -24,3 +23,4 @@ pub use information::InformationGaussian;
 pub use kernel::BLOCKED_MIN_DIM;
 pub use model::{LinearModel, Measurement, StateSpaceModel, Transition};
 pub use sequence::{FilterOutput, filter, filter_with_controls, rts_smooth};
+pub use step::{FIXED_MAX_DIM, FIXED_MAX_OBS_DIM};

@@ -3,12 +3,12 @@
 use ndarray::Array1;
 
 use crate::KalmanError;
-use crate::step::{Core, Prepared};
 use crate::filter::{core_belief, flat};
 use crate::float::KalmanFloat;
 use crate::gaussian::{Gaussian, UpdateForm};
 use crate::linalg::Cholesky;
 use crate::model::StateSpaceModel;
+use crate::step::{Core, Prepared};
 use crate::validate::check_shape;
 
 /// The output of [`filter`]: the one-step predictions, the filtered beliefs and the

@@ -176,11 +176,7 @@ pub(crate) struct Core<T> {
 impl<T: KalmanFloat> Core<T> {
     /// A core holding `N(mean, cov)`; in square-root form `cov` is factorised (error naming
     /// `"cov"` if it is not numerically positive definite).
-    pub(crate) fn new(
-        mean: &[T],
-        cov: &[T],
-        form: UpdateForm,
-    ) -> Result<Self, KalmanError> {
+    pub(crate) fn new(mean: &[T], cov: &[T], form: UpdateForm) -> Result<Self, KalmanError> {
         let n = mean.len();
         let mut core = Self {
             n,
@@ -243,13 +239,31 @@ impl<T: KalmanFloat> Core<T> {
         let (n, nn) = (self.n, self.n * self.n);
         let ws = &mut self.ws;
         // Pre-array [(F S)ᵀ; Gᵀ] (2n × n): its Gram matrix is F S Sᵀ Fᵀ + G Gᵀ = F P Fᵀ + Q.
-        gemm(T::one(), f, false, &self.s, T::zero(), &mut ws.tmp, (n, n, n), blocked);
+        gemm(
+            T::one(),
+            f,
+            false,
+            &self.s,
+            T::zero(),
+            &mut ws.tmp,
+            (n, n, n),
+            blocked,
+        );
         transpose(&ws.tmp[..nn], &mut ws.pre[..nn], n, n);
         transpose(g, &mut ws.pre[nn..2 * nn], n, n);
         qr_r_in_place(&mut ws.pre[..2 * nn], 2 * n, n, &mut ws.v);
         // S ← Rᵀ, P ← Rᵀ R.
         transpose(&ws.pre[..nn], &mut self.s, n, n);
-        gemm(T::one(), &ws.pre[..nn], true, &ws.pre[..nn], T::zero(), &mut self.p, (n, n, n), blocked);
+        gemm(
+            T::one(),
+            &ws.pre[..nn],
+            true,
+            &ws.pre[..nn],
+            T::zero(),
+            &mut self.p,
+            (n, n, n),
+            blocked,
+        );
         mirror_lower(&mut self.p, n);
     }
 
@@ -304,7 +318,12 @@ impl<T: KalmanFloat> Core<T> {
         }
     }
 
-    fn update_sqrt(&mut self, me: &MeasRef<'_, T>, y: &[T], blocked: bool) -> Result<T, KalmanError> {
+    fn update_sqrt(
+        &mut self,
+        me: &MeasRef<'_, T>,
+        y: &[T],
+        blocked: bool,
+    ) -> Result<T, KalmanError> {
         let (n, m) = (self.n, me.m);
         let (d, mm, nn) = (n + m, m * m, n * n);
         let ws = &mut self.ws;
@@ -312,7 +331,16 @@ impl<T: KalmanFloat> Core<T> {
         // transpose is [[Se, 0], [K̄, S⁺]] with Se Seᵀ = S, K̄ = K Se and S⁺ S⁺ᵀ = P⁺.
         let pre = &mut ws.pre[..d * d];
         pre.fill(T::zero());
-        gemm(T::one(), me.h, false, &self.s, T::zero(), &mut ws.hp, (m, n, n), blocked);
+        gemm(
+            T::one(),
+            me.h,
+            false,
+            &self.s,
+            T::zero(),
+            &mut ws.hp,
+            (m, n, n),
+            blocked,
+        );
         for i in 0..m {
             for j in 0..=i {
                 pre[j * d + i] = me.lr[i * m + j];
@@ -364,7 +392,16 @@ impl<T: KalmanFloat> Core<T> {
             u22[i * n..(i + 1) * n].copy_from_slice(&pre[(m + i) * d + m..(m + i) * d + m + n]);
         }
         transpose(u22, &mut self.s, n, n);
-        gemm(T::one(), u22, true, u22, T::zero(), &mut self.p, (n, n, n), blocked);
+        gemm(
+            T::one(),
+            u22,
+            true,
+            u22,
+            T::zero(),
+            &mut self.p,
+            (n, n, n),
+            blocked,
+        );
         mirror_lower(&mut self.p, n);
         Ok(ll)
     }
@@ -524,7 +561,16 @@ fn update_cov<T: KalmanFloat, const N: usize, const M: usize>(
     gemm(T::one(), ap, false, ht, T::zero(), c, (n, n, m), blocked);
     p.copy_from_slice(ap);
     gemm_sym(-T::one(), c, false, kt, T::one(), p, (n, m), blocked);
-    gemm(T::one(), &me.lr[..mm], true, kt, T::zero(), w, (m, m, n), blocked);
+    gemm(
+        T::one(),
+        &me.lr[..mm],
+        true,
+        kt,
+        T::zero(),
+        w,
+        (m, m, n),
+        blocked,
+    );
     gemm_sym(T::one(), w, true, w, T::one(), p, (n, m), blocked);
     Ok(ll)
 }
@@ -538,7 +584,9 @@ mod tests {
         let mut state = seed;
         (0..len)
             .map(|_| {
-                state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+                state = state
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
                 (state >> 11) as f64 / (1u64 << 52) as f64 - 1.0
             })
             .collect()
@@ -573,7 +621,13 @@ mod tests {
             let r = spd(4, m);
             let mut lr = r.clone();
             assert!(cholesky_in_place(&mut lr, m));
-            let me = MeasRef { m, h: &h, ht: &ht, r: &r, lr: &lr };
+            let me = MeasRef {
+                m,
+                h: &h,
+                ht: &ht,
+                r: &r,
+                lr: &lr,
+            };
             let y = numbers(5, m);
             for joseph in [false, true] {
                 let mut results = Vec::new();
@@ -585,7 +639,15 @@ mod tests {
                     let ll = if fixed {
                         let (mut e, mut s) = (vec![0.0; m], vec![0.0; m * m]);
                         predict_fixed::<f64, N>(&mut x, &mut p, &f, &ft, &q, None);
-                        update_fixed::<f64, N, 2>(&mut x, &mut p, (&h, &ht, &r, &lr), &y, joseph, &mut e, &mut s)
+                        update_fixed::<f64, N, 2>(
+                            &mut x,
+                            &mut p,
+                            (&h, &ht, &r, &lr),
+                            &y,
+                            joseph,
+                            &mut e,
+                            &mut s,
+                        )
                     } else {
                         predict_cov::<f64, 0>(n, &mut x, &mut p, &f, &ft, &q, None, &mut ws, false);
                         update_cov::<f64, 0, 0>(n, &mut x, &mut p, &me, &y, joseph, &mut ws, false)
@@ -593,9 +655,16 @@ mod tests {
                     results.push((x, p, ll.unwrap()));
                 }
                 let bits = |(x, p, ll): &(Vec<f64>, Vec<f64>, f64)| {
-                    (x.iter().chain(p).map(|v| v.to_bits()).collect::<Vec<_>>(), ll.to_bits())
+                    (
+                        x.iter().chain(p).map(|v| v.to_bits()).collect::<Vec<_>>(),
+                        ll.to_bits(),
+                    )
                 };
-                assert_eq!(bits(&results[0]), bits(&results[1]), "n = {n}, joseph = {joseph}");
+                assert_eq!(
+                    bits(&results[0]),
+                    bits(&results[1]),
+                    "n = {n}, joseph = {joseph}"
+                );
             }
         }
         check::<1>();

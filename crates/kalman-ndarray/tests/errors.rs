@@ -398,10 +398,16 @@ fn indefinite_process_noise() {
         "{err:?}"
     );
     named(&err, "q");
-    assert!(err.to_string().contains("not positive semidefinite"), "{err}");
+    assert!(
+        err.to_string().contains("not positive semidefinite"),
+        "{err}"
+    );
     // In single precision too, and a zero diagonal with a non-zero coupling.
     let err = Transition::new(Array2::<f32>::eye(2), array![[0.0, 1.0], [1.0, 0.0]]).unwrap_err();
-    assert!(matches!(err, KalmanError::NotPositiveSemidefinite { matrix: "q", .. }));
+    assert!(matches!(
+        err,
+        KalmanError::NotPositiveSemidefinite { matrix: "q", .. }
+    ));
     // Through deserialisation-like paths: random_walk validates the same way.
     let err = Transition::random_walk(array![[2.0, 2.5], [2.5, 2.0]]).unwrap_err();
     assert!(matches!(err, KalmanError::NotPositiveSemidefinite { .. }));
@@ -454,7 +460,11 @@ fn in_place_filter_errors() {
         Measurement::new(array![[1e10]], array![[1.0]]).unwrap(),
     )
     .unwrap();
-    for form in [UpdateForm::Joseph, UpdateForm::Standard, UpdateForm::SquareRoot] {
+    for form in [
+        UpdateForm::Joseph,
+        UpdateForm::Standard,
+        UpdateForm::SquareRoot,
+    ] {
         let prior = Gaussian::isotropic(1, 1e300).unwrap();
         let mut kf = KalmanFilter::new(scalar.clone(), &prior, form).unwrap();
         kf.predict();
@@ -478,8 +488,12 @@ fn in_place_filter_square_root_prior() {
         Measurement::new(array![[1.0]], array![[1.0]]).unwrap(),
     )
     .unwrap();
-    let mut kf = KalmanFilter::new(scalar, &Gaussian::<f64>::isotropic(1, 4.0).unwrap(), UpdateForm::SquareRoot)
-        .unwrap();
+    let mut kf = KalmanFilter::new(
+        scalar,
+        &Gaussian::<f64>::isotropic(1, 4.0).unwrap(),
+        UpdateForm::SquareRoot,
+    )
+    .unwrap();
     assert_eq!(kf.cov_factor(), Some(&[2.0][..]));
     kf.predict();
     kf.update(&[1.0]).unwrap();
@@ -514,7 +528,10 @@ fn model_built_on_the_fly_fails_at_its_step() {
     let prior = Gaussian::<f64>::isotropic(2, 1.0).unwrap();
     let ys = vec![Some(array![1.0]); 4];
     let err = filter(&prior, &Failing, &ys, UpdateForm::Joseph).unwrap_err();
-    assert!(matches!(err, KalmanError::AtStep { step: 2, .. }), "{err:?}");
+    assert!(
+        matches!(err, KalmanError::AtStep { step: 2, .. }),
+        "{err:?}"
+    );
     assert!(matches!(
         err.root(),
         KalmanError::NotPositiveSemidefinite { matrix: "q", .. }

@@ -21,7 +21,11 @@ use ndarray::{Array1, Array2};
 use proptest::prelude::*;
 
 /// Every covariance form of the vector update.
-const FORMS: [UpdateForm; 3] = [UpdateForm::Joseph, UpdateForm::Standard, UpdateForm::SquareRoot];
+const FORMS: [UpdateForm; 3] = [
+    UpdateForm::Joseph,
+    UpdateForm::Standard,
+    UpdateForm::SquareRoot,
+];
 
 /// The seed of the property tests' random generator (unless `PROPTEST_RNG_SEED` is set).
 const SEED: u64 = 0x6b61_6c6d_616e_0001;
