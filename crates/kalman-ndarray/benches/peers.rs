@@ -141,14 +141,18 @@ impl Case {
     }
 }
 
-/// Runs our allocation-free filter over the case.
+/// Runs our allocation-free filter over the case; the summed log-likelihood when the filter
+/// tracks it (zero when not).
 fn ours(case: &Case, kf: &mut KalmanFilter<f64>) -> f64 {
     let mut ll = 0.0;
     for y in &case.ys {
         kf.predict();
-        ll += kf
+        if let Some(l) = kf
             .update(y.as_slice().expect("contiguous"))
-            .expect("update");
+            .expect("update")
+        {
+            ll += l;
+        }
     }
     ll
 }
@@ -191,6 +195,8 @@ macro_rules! peers_at {
                 kalman_ndarray::KalmanFilter::new(case.model.clone(), &case.prior, form)
                     .expect("filter")
             };
+            // Without the log-likelihood, as the peers (which do not compute it).
+            let new_ours_no_ll = |form| new_ours(form).track_log_likelihood(false);
 
             // ---- adskalman 0.18 (nalgebra 0.35) ----
             let ads_model = mod_ads::Model::<N, M>::new(&case);
@@ -325,6 +331,19 @@ macro_rules! peers_at {
                     &reference,
                 );
             }
+            for form in [
+                UpdateForm::Joseph,
+                UpdateForm::Standard,
+                UpdateForm::SquareRoot,
+            ] {
+                let (mut on, mut off) = (new_ours(form), new_ours_no_ll(form));
+                ours(&case, &mut on);
+                assert_eq!(ours(&case, &mut off), 0.0);
+                assert!(
+                    on.mean() == off.mean() && on.cov() == off.cov(),
+                    "{form:?}: the likelihood setting changed the belief"
+                );
+            }
             let out = filter(
                 &case.prior,
                 &case.model,
@@ -406,14 +425,26 @@ macro_rules! peers_at {
             if N >= 64 {
                 group.sample_size(10);
             }
-            for (name, form) in [
-                ("ours_joseph", UpdateForm::Joseph),
-                ("ours_standard", UpdateForm::Standard),
-                ("ours_sqrt", UpdateForm::SquareRoot),
+            // `ours_*` compute the log-likelihood of every step; `ours_*_no_ll` do not (like
+            // every peer).
+            for (name, form, likelihood) in [
+                ("ours_joseph", UpdateForm::Joseph, true),
+                ("ours_joseph_no_ll", UpdateForm::Joseph, false),
+                ("ours_standard", UpdateForm::Standard, true),
+                ("ours_standard_no_ll", UpdateForm::Standard, false),
+                ("ours_sqrt", UpdateForm::SquareRoot, true),
+                ("ours_sqrt_no_ll", UpdateForm::SquareRoot, false),
             ] {
+                let make = |form| {
+                    if likelihood {
+                        new_ours(form)
+                    } else {
+                        new_ours_no_ll(form)
+                    }
+                };
                 group.bench_function(name, |b| {
                     b.iter_batched_ref(
-                        || new_ours(form),
+                        || make(form),
                         |kf| ours(&case, black_box(kf)),
                         BatchSize::LargeInput,
                     )

@@ -211,7 +211,9 @@ pub(crate) fn predict_fixed<T: KalmanFloat, const N: usize>(
 }
 
 /// The covariance-form update for `n = N`, `m = M` (standard, or Joseph when `joseph`); the
-/// innovation and its covariance go to `e_out`, `s_out`. Nothing is written on error.
+/// innovation and its covariance go to `e_out`, `s_out`. Checks `y` (of length `M`) for
+/// finiteness as the general code does. Returns the log-likelihood when
+/// `likelihood` (the mean and covariance do not depend on it). Nothing is written on error.
 #[inline(never)]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn update_fixed<T: KalmanFloat, const N: usize, const M: usize>(
@@ -220,9 +222,10 @@ pub(crate) fn update_fixed<T: KalmanFloat, const N: usize, const M: usize>(
     (h, ht, r, lr): (&[T], &[T], &[T], &[T]),
     y: &[T],
     joseph: bool,
+    likelihood: bool,
     e_out: &mut [T],
     s_out: &mut [T],
-) -> Result<T, KalmanError> {
+) -> Result<Option<T>, KalmanError> {
     let pm: [[T; N]; N] = load(p);
     let hm: &[[T; N]; M] = view(h);
     let htm: &[[T; M]; N] = view(ht);
@@ -235,13 +238,8 @@ pub(crate) fn update_fixed<T: KalmanFloat, const N: usize, const M: usize>(
         }
     }
     mirror(&mut s);
-    let mut l = s;
-    let mut inv_d = [T::zero(); M];
-    if !ldl(&mut l, &mut inv_d) {
-        return Err(KalmanError::NotPositiveDefinite {
-            matrix: "innovation covariance",
-        });
-    }
+    // The innovation first: a non-finite `y` makes it non-finite, so `y` is checked only then,
+    // and the errors come in the order of the general code (`y`, then `S`, then innovation).
     let xv: [[T; N]; 1] = load(x);
     let mut hx = [T::zero(); M];
     axpy_rows(&mut hx, &xv[0], htm);
@@ -249,7 +247,18 @@ pub(crate) fn update_fixed<T: KalmanFloat, const N: usize, const M: usize>(
     for ((ei, &yi), &hi) in e.iter_mut().zip(y).zip(&hx) {
         ei[0] = yi - hi;
     }
-    if !e.iter().all(|v| v[0].is_finite()) {
+    let e_finite = e.iter().all(|v| v[0].is_finite());
+    if !e_finite && y.iter().any(|v| !v.is_finite()) {
+        return Err(KalmanError::NonFinite { argument: "y" });
+    }
+    let mut l = s;
+    let mut inv_d = [T::zero(); M];
+    if !ldl(&mut l, &mut inv_d) {
+        return Err(KalmanError::NotPositiveDefinite {
+            matrix: "innovation covariance",
+        });
+    }
+    if !e_finite {
         return Err(KalmanError::NonFinite {
             argument: "innovation",
         });
@@ -258,14 +267,17 @@ pub(crate) fn update_fixed<T: KalmanFloat, const N: usize, const M: usize>(
     forward_unit(&l, &mut z);
     let mut zm = hp;
     forward_unit(&l, &mut zm);
-    let mut maha = T::zero();
     let mut zd = [T::zero(); M];
     for ((o, zi), &di) in zd.iter_mut().zip(&z).zip(&inv_d) {
-        let v = zi[0] * di;
-        maha += zi[0] * v;
-        *o = v;
+        *o = zi[0] * di;
     }
-    let ll = log_density(M, ln_prod((0..M).map(|i| l[i][i])), maha);
+    let ll = likelihood.then(|| {
+        let maha = z
+            .iter()
+            .zip(&zd)
+            .fold(T::zero(), |acc, (zi, &v)| acc + zi[0] * v);
+        log_density(M, ln_prod((0..M).map(|i| l[i][i])), maha)
+    });
     let mut xn = xv[0];
     axpy_rows(&mut xn, &zd, &zm);
     let mut kt = zm;

@@ -265,7 +265,7 @@ impl<T: KalmanFloat> Gaussian<T> {
         let mut core = Core::new(&mean, &cov, form)?;
         let mut prep = Prepared::default();
         prep.load_measurement(measurement);
-        let log_likelihood = core.update(&prep, &y)?;
+        let log_likelihood = core.update_with_likelihood(&prep, &y)?;
         let (e, s) = core.last_innovation(m);
         let innovation = Array1::from(e.to_vec());
         let innovation_cov =

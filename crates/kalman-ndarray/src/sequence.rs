@@ -178,7 +178,7 @@ where
                 check_shape("h", &measurement.h().view(), (m, n)).map_err(at)?;
                 measurement.check_observation(&y.view()).map_err(at)?;
                 let y: Vec<T> = y.iter().copied().collect();
-                let ll = core.update(&prep, &y).map_err(at)?;
+                let ll = core.update_with_likelihood(&prep, &y).map_err(at)?;
                 log_likelihood += ll;
                 Some(ll)
             }

@@ -268,12 +268,21 @@ impl<T: KalmanFloat> Core<T> {
     }
 
     /// The measurement update with `y` (checked by the caller for length; checked here for
-    /// finiteness); returns `ln N(y; Hμ, S)`. On error nothing is changed.
-    pub(crate) fn update(&mut self, prep: &Prepared<T>, y: &[T]) -> Result<T, KalmanError> {
-        if y.iter().any(|v| !v.is_finite()) {
+    /// finiteness); returns `ln N(y; Hμ, S)` when `likelihood`, else `None` (the new mean and
+    /// covariance are bitwise the same either way). On error nothing is changed.
+    pub(crate) fn update(
+        &mut self,
+        prep: &Prepared<T>,
+        y: &[T],
+        likelihood: bool,
+    ) -> Result<Option<T>, KalmanError> {
+        let (n, m) = (self.n, prep.m);
+        let fixed =
+            n <= FIXED_MAX_DIM && m <= FIXED_MAX_OBS_DIM && self.form != UpdateForm::SquareRoot;
+        // The fixed-size copies check `y` themselves, only when the innovation is not finite.
+        if !fixed && y.iter().any(|v| !v.is_finite()) {
             return Err(KalmanError::NonFinite { argument: "y" });
         }
-        let (n, m) = (self.n, prep.m);
         self.ws.ensure(n, m);
         let blocked = n >= BLOCKED_MIN_DIM;
         let meas = MeasRef {
@@ -284,14 +293,14 @@ impl<T: KalmanFloat> Core<T> {
             lr: &prep.lr,
         };
         if self.form == UpdateForm::SquareRoot {
-            return self.update_sqrt(&meas, y, blocked);
+            return self.update_sqrt(&meas, y, likelihood, blocked);
         }
         let joseph = self.form == UpdateForm::Joseph;
         let (x, p, ws) = (&mut self.x, &mut self.p, &mut self.ws);
         let mats = (meas.h, meas.ht, meas.r, meas.lr);
         macro_rules! call {
             ($n:literal, $m:literal) => {
-                update_fixed::<T, $n, $m>(x, p, mats, y, joseph, &mut ws.e, &mut ws.s)
+                update_fixed::<T, $n, $m>(x, p, mats, y, joseph, likelihood, &mut ws.e, &mut ws.s)
             };
         }
         macro_rules! with_m {
@@ -301,7 +310,7 @@ impl<T: KalmanFloat> Core<T> {
                     2 => call!($n, 2),
                     3 => call!($n, 3),
                     4 => call!($n, 4),
-                    _ => update_cov::<T, 0, 0>(n, x, p, &meas, y, joseph, ws, blocked),
+                    _ => update_cov::<T, 0, 0>(n, x, p, &meas, y, joseph, likelihood, ws, blocked),
                 }
             };
         }
@@ -314,16 +323,27 @@ impl<T: KalmanFloat> Core<T> {
             6 => with_m!(6),
             7 => with_m!(7),
             8 => with_m!(8),
-            _ => update_cov::<T, 0, 0>(n, x, p, &meas, y, joseph, ws, blocked),
+            _ => update_cov::<T, 0, 0>(n, x, p, &meas, y, joseph, likelihood, ws, blocked),
         }
+    }
+
+    /// [`update`](Self::update) with the log-likelihood, which is then always computed.
+    pub(crate) fn update_with_likelihood(
+        &mut self,
+        prep: &Prepared<T>,
+        y: &[T],
+    ) -> Result<T, KalmanError> {
+        self.update(prep, y, true)
+            .map(|ll| ll.unwrap_or_else(T::nan))
     }
 
     fn update_sqrt(
         &mut self,
         me: &MeasRef<'_, T>,
         y: &[T],
+        likelihood: bool,
         blocked: bool,
-    ) -> Result<T, KalmanError> {
+    ) -> Result<Option<T>, KalmanError> {
         let (n, m) = (self.n, me.m);
         let (d, mm, nn) = (n + m, m * m, n * n);
         let ws = &mut self.ws;
@@ -369,9 +389,11 @@ impl<T: KalmanFloat> Core<T> {
         innovation(&mut ws.e[..m], &mut ws.z[..m], y, &self.x, me.ht)?;
         ws.z[..m].copy_from_slice(&ws.e[..m]);
         forward_rows(l, &mut ws.z[..m], m, 1);
-        let log_det = ln_prod((0..m).map(|i| l[i * m + i]));
-        let maha = ws.z[..m].iter().fold(T::zero(), |acc, &v| acc + v * v);
-        let ll = log_density(m, log_det + log_det, maha);
+        let ll = likelihood.then(|| {
+            let log_det = ln_prod((0..m).map(|i| l[i * m + i]));
+            let maha = ws.z[..m].iter().fold(T::zero(), |acc, &v| acc + v * v);
+            log_density(m, log_det + log_det, maha)
+        });
         // S = Se Seᵀ, reported by the one-off update.
         for i in 0..m {
             for j in 0..=i {
@@ -506,9 +528,10 @@ fn update_cov<T: KalmanFloat, const N: usize, const M: usize>(
     me: &MeasRef<'_, T>,
     y: &[T],
     joseph: bool,
+    likelihood: bool,
     ws: &mut Scratch<T>,
     blocked: bool,
-) -> Result<T, KalmanError> {
+) -> Result<Option<T>, KalmanError> {
     let n = dim::<N>(n);
     let m = dim::<M>(me.m);
     let (nn, mn, mm) = (n * n, m * n, m * m);
@@ -538,14 +561,16 @@ fn update_cov<T: KalmanFloat, const N: usize, const M: usize>(
     forward_unit_rows(l, z, m, 1);
     zm.copy_from_slice(hp);
     forward_unit_rows(l, zm, m, n);
-    // z ← D⁻¹ z, accumulating zᵀ D⁻¹ z.
+    // z ← D⁻¹ z, accumulating zᵀ D⁻¹ z when the likelihood is wanted.
     let mut maha = T::zero();
     for (zi, &di) in z.iter_mut().zip(inv_d.iter()) {
         let zd = *zi * di;
-        maha += *zi * zd;
+        if likelihood {
+            maha += *zi * zd;
+        }
         *zi = zd;
     }
-    let ll = log_density(m, ln_prod((0..m).map(|i| l[i * m + i])), maha);
+    let ll = likelihood.then(|| log_density(m, ln_prod((0..m).map(|i| l[i * m + i])), maha));
     axpy_rows(x, z, zm, n);
     let kt = &mut ws.kt[..mn];
     kt.copy_from_slice(zm);
@@ -645,14 +670,17 @@ mod tests {
                             (&h, &ht, &r, &lr),
                             &y,
                             joseph,
+                            true,
                             &mut e,
                             &mut s,
                         )
                     } else {
                         predict_cov::<f64, 0>(n, &mut x, &mut p, &f, &ft, &q, None, &mut ws, false);
-                        update_cov::<f64, 0, 0>(n, &mut x, &mut p, &me, &y, joseph, &mut ws, false)
+                        update_cov::<f64, 0, 0>(
+                            n, &mut x, &mut p, &me, &y, joseph, true, &mut ws, false,
+                        )
                     };
-                    results.push((x, p, ll.unwrap()));
+                    results.push((x, p, ll.unwrap().unwrap()));
                 }
                 let bits = |(x, p, ll): &(Vec<f64>, Vec<f64>, f64)| {
                     (

@@ -465,19 +465,25 @@ fn in_place_filter_errors() {
         UpdateForm::Standard,
         UpdateForm::SquareRoot,
     ] {
-        let prior = Gaussian::isotropic(1, 1e300).unwrap();
-        let mut kf = KalmanFilter::new(scalar.clone(), &prior, form).unwrap();
-        kf.predict();
-        let before = kf.belief();
-        let err = kf.update(&[0.0]).unwrap_err();
-        assert_eq!(
-            err,
-            KalmanError::NotPositiveDefinite {
-                matrix: "innovation covariance"
-            },
-            "{form:?}"
-        );
-        assert_eq!(kf.belief(), before);
+        for likelihood in [true, false] {
+            let prior = Gaussian::isotropic(1, 1e300).unwrap();
+            let mut kf = KalmanFilter::new(scalar.clone(), &prior, form)
+                .unwrap()
+                .track_log_likelihood(likelihood);
+            kf.predict();
+            let before = kf.belief();
+            let err = kf.update(&[0.0]).unwrap_err();
+            assert_eq!(
+                err,
+                KalmanError::NotPositiveDefinite {
+                    matrix: "innovation covariance"
+                },
+                "{form:?}, likelihood {likelihood}"
+            );
+            assert_eq!(kf.belief(), before);
+            let err = kf.update(&[f64::INFINITY]).unwrap_err();
+            assert_eq!(err, KalmanError::NonFinite { argument: "y" });
+        }
     }
 }
 

@@ -105,9 +105,34 @@ proptest! {
                 prop_assert_eq!(&kf.belief(), &out.predicted[t]);
                 if let Some(y) = y {
                     let ll = kf.update(y.as_slice().unwrap()).unwrap();
-                    prop_assert_eq!(Some(ll), out.step_log_likelihoods[t]);
+                    prop_assert_eq!(ll, out.step_log_likelihoods[t]);
                 }
                 prop_assert_eq!(&kf.belief(), &out.filtered[t]);
+                prop_assert_eq!(kf.cov(), out.filtered[t].cov().as_slice().unwrap());
+            }
+        }
+    }
+
+    /// Without the log-likelihood the in-place filter gives bitwise the same beliefs, in every
+    /// form and at every size, and reports no likelihood; switching it back on mid-run gives the
+    /// likelihoods of `filter` again.
+    #[test]
+    fn likelihood_off_leaves_beliefs_bitwise_unchanged((model, prior, ys) in any_problem()) {
+        for form in FORMS {
+            let out = filter(&prior, &model, &ys, form).unwrap();
+            let mut kf = KalmanFilter::new(model.clone(), &prior, form)
+                .unwrap()
+                .track_log_likelihood(false);
+            prop_assert!(!kf.tracks_log_likelihood());
+            let half = ys.len() / 2;
+            for (t, y) in ys.iter().enumerate() {
+                if t == half {
+                    kf.set_track_log_likelihood(true);
+                }
+                let ll = kf.step(y.as_ref().map(|y| y.as_slice().unwrap())).unwrap();
+                let expected = if t < half { None } else { out.step_log_likelihoods[t] };
+                prop_assert_eq!(ll, expected);
+                prop_assert_eq!(kf.mean(), out.filtered[t].mean().as_slice().unwrap());
                 prop_assert_eq!(kf.cov(), out.filtered[t].cov().as_slice().unwrap());
             }
         }
@@ -124,7 +149,7 @@ proptest! {
             for y in ys.iter().flatten() {
                 kf.predict();
                 g.predict(model.transition()).unwrap();
-                let ll = kf.update(y.as_slice().unwrap()).unwrap();
+                let ll = kf.update(y.as_slice().unwrap()).unwrap().expect("tracked by default");
                 let out = g.update(model.measurement(), y.view(), form).unwrap();
                 if form == UpdateForm::SquareRoot {
                     close(out.log_likelihood, ll, 1e-9).map_err(TestCaseError::fail)?;
