@@ -277,8 +277,10 @@ impl<T: KalmanFloat> Core<T> {
         likelihood: bool,
     ) -> Result<Option<T>, KalmanError> {
         let (n, m) = (self.n, prep.m);
-        let fixed =
-            n <= FIXED_MAX_DIM && m <= FIXED_MAX_OBS_DIM && self.form != UpdateForm::SquareRoot;
+        // Exactly the cases dispatched to `update_fixed` below.
+        let fixed = (1..=FIXED_MAX_DIM).contains(&n)
+            && (1..=FIXED_MAX_OBS_DIM).contains(&m)
+            && self.form != UpdateForm::SquareRoot;
         // The fixed-size copies check `y` themselves, only when the innovation is not finite.
         if !fixed && y.iter().any(|v| !v.is_finite()) {
             return Err(KalmanError::NonFinite { argument: "y" });
