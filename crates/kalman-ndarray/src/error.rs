@@ -52,6 +52,22 @@ pub enum KalmanError {
         matrix: &'static str,
     },
 
+    /// A matrix that must be positive semidefinite (the process noise `Q`) is not, beyond a
+    /// tolerance: its pivoted Cholesky factorisation leaves a remainder with an entry larger in
+    /// magnitude than `tolerance` (see [`Transition::new`](crate::Transition::new)).
+    #[error(
+        "`{matrix}` is not positive semidefinite: pivoted Cholesky leaves a remainder entry of {residual:e}, tolerance {tolerance:e}"
+    )]
+    NotPositiveSemidefinite {
+        /// The matrix, e.g. `"q"`.
+        matrix: &'static str,
+        /// The largest magnitude in the remainder of the factorisation (for an indefinite
+        /// matrix, of the order of its most negative eigenvalue).
+        residual: f64,
+        /// The absolute tolerance it was compared with.
+        tolerance: f64,
+    },
+
     /// A variance (or a diagonal entry of a covariance) is negative.
     #[error("`{argument}` must be non-negative, found {value}")]
     NegativeVariance {
@@ -79,6 +95,17 @@ impl KalmanError {
         Self::AtStep {
             step,
             source: Box::new(self),
+        }
+    }
+
+    /// The error a [`StateSpaceModel`](crate::StateSpaceModel) of `len` steps reports when asked
+    /// for step `t ≥ len`: [`KalmanError::ShapeMismatch`] naming `"models"`, expected `[t + 1]`
+    /// steps, found `[len]`.
+    pub fn past_the_end(t: usize, len: usize) -> Self {
+        Self::ShapeMismatch {
+            argument: "models",
+            expected: vec![t + 1],
+            found: vec![len],
         }
     }
 

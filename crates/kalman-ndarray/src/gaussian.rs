@@ -3,16 +3,16 @@
 use ndarray::{Array1, Array2, ArrayView1};
 
 use crate::KalmanError;
+use crate::filter::{core_belief, flat};
 use crate::float::{KalmanFloat, lit};
+use crate::kernel::LN_2PI;
 use crate::linalg::Cholesky;
 use crate::model::{Measurement, Transition};
+use crate::step::{Core, Prepared};
 use crate::validate::{
     check_finite, check_finite_scalar, check_len, check_non_negative, check_shape, check_symmetric,
     owned_symmetric, symmetrize,
 };
-
-/// `ln(2π)`.
-const LN_2PI: f64 = 1.837_877_066_409_345_5;
 
 /// A multivariate normal distribution `N(μ, Σ)`: the belief about the state.
 ///
@@ -69,7 +69,8 @@ pub struct VectorUpdate<T> {
 
 /// How the covariance is updated after a vector observation.
 ///
-/// Both forms give the same result in exact arithmetic with the optimal (Kalman) gain `K`.
+/// All forms give the same result in exact arithmetic with the optimal (Kalman) gain `K`; they
+/// differ in cost and in how rounding can hurt them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum UpdateForm {
@@ -78,9 +79,20 @@ pub enum UpdateForm {
     /// `K`. About twice the cost of the standard form; the default.
     #[default]
     Joseph,
-    /// `Σ⁺ = Σ − K H Σ`: cheaper, but rounding can make the result indefinite when the
-    /// observation is much more precise than the prior.
+    /// `Σ⁺ = Σ − K H Σ` (evaluated as `Σ − Zᵀ D⁻¹ Z` with `Z = L⁻¹ H Σ`, `S = L D Lᵀ`):
+    /// cheaper, but rounding can make the result indefinite when the observation is much more
+    /// precise than the prior.
     Standard,
+    /// Square-root (Cholesky-factor) form: the filter propagates a triangular `S` with
+    /// `Σ = S Sᵀ` by orthogonal transformations (Householder QR of the pre-arrays
+    /// `[(F S)ᵀ; Gᵀ]` for the prediction, `Q = G Gᵀ`, and `[[L_Rᵀ, 0], [(H S)ᵀ, Sᵀ]]` for the
+    /// update), so the covariance `S Sᵀ` is positive semidefinite by construction and the
+    /// factor's condition number is the square root of the covariance's. For long runs and
+    /// ill-conditioned problems; several times the cost of the standard form (QR of the pre-arrays
+    /// instead of products; see the benchmarks). In
+    /// [`filter`](crate::filter) and [`KalmanFilter`](crate::KalmanFilter) the factor is carried
+    /// from step to step; a one-off [`Gaussian::update`] factorises `Σ` first.
+    SquareRoot,
 }
 
 impl<T: KalmanFloat> Gaussian<T> {
@@ -214,28 +226,30 @@ impl<T: KalmanFloat> Gaussian<T> {
         if let Some(u) = &u {
             transition.check_control(u)?;
         }
-        let f = transition.f();
-        let mut mean = f.dot(&self.mean);
-        if let (Some(b), Some(u)) = (transition.b(), u) {
-            mean += &b.dot(&u);
-        }
-        let mut cov = f.dot(&self.cov).dot(&f.t());
-        cov += transition.q();
-        *self = Self::from_parts_unchecked(mean, cov);
+        let u: Option<Vec<T>> = u.map(|u| u.iter().copied().collect());
+        let (mean, cov) = flat(self);
+        let mut core = Core::new(&mean, &cov, UpdateForm::Standard)?;
+        let mut prep = Prepared::default();
+        prep.load_transition(transition);
+        core.predict(&prep, u.as_deref());
+        *self = core_belief(&core);
         Ok(())
     }
 
     /// Measurement update with the vector observation `y` of `measurement`
     /// (`y = Hx + v`, `v ~ N(0, R)`), in the given covariance form.
     ///
-    /// With `S = HΣHᵀ + R` (factorised by Cholesky) and the gain `K = ΣHᵀS⁻¹` (obtained by a
-    /// solve, never an inverse): `μ ← μ + K(y − Hμ)` and `Σ` per [`UpdateForm`], then
-    /// symmetrised.
+    /// With `S = HΣHᵀ + R` (factorised as `L D Lᵀ`, the square-root-free Cholesky
+    /// factorisation) and the gain `K = ΣHᵀS⁻¹` (obtained by triangular solves, never an
+    /// inverse): `μ ← μ + K(y − Hμ)` and `Σ` per [`UpdateForm`],
+    /// exactly symmetric. The same arithmetic as [`KalmanFilter::update`](crate::KalmanFilter::update),
+    /// so the two agree bitwise.
     ///
     /// Errors: dimension mismatch (naming `"h"` or `"y"`), non-finite `y` (or an innovation
     /// `y − Hμ` that overflows, naming `"innovation"`), or `S` not numerically positive definite
-    /// ([`KalmanError::NotPositiveDefinite`] naming `"innovation covariance"`). On error `self`
-    /// is unchanged.
+    /// ([`KalmanError::NotPositiveDefinite`] naming `"innovation covariance"`); in
+    /// [`UpdateForm::SquareRoot`], a covariance that is not numerically positive definite
+    /// (naming `"cov"`). On error `self` is unchanged.
     pub fn update(
         &mut self,
         measurement: &Measurement<T>,
@@ -243,47 +257,23 @@ impl<T: KalmanFloat> Gaussian<T> {
         form: UpdateForm,
     ) -> Result<VectorUpdate<T>, KalmanError> {
         let n = self.dim();
-        let h = measurement.h();
         let m = measurement.obs_dim();
-        check_shape("h", &h.view(), (m, n))?;
+        check_shape("h", &measurement.h().view(), (m, n))?;
         measurement.check_observation(&y)?;
-
-        // ΣHᵀ (n×m) and S = HΣHᵀ + R (m×m).
-        let sigma_ht = self.cov.dot(&h.t());
-        let mut s = h.dot(&sigma_ht);
-        s += measurement.r();
-        symmetrize(&mut s);
-        let chol = Cholesky::factor(s.view(), "innovation covariance")?;
-
-        let innovation = &y - &h.dot(&self.mean);
-        check_finite("innovation", &innovation)?;
-        // Kᵀ = S⁻¹ (ΣHᵀ)ᵀ = S⁻¹ HΣ, an m×n solve.
-        let gain_t = chol.solve_mat_unchecked(sigma_ht.t());
-        let gain = gain_t.t();
-
-        let mut mean = self.mean.clone();
-        mean += &gain.dot(&innovation);
-
-        let cov = match form {
-            UpdateForm::Standard => {
-                // Σ − K (HΣ) = Σ − K (ΣHᵀ)ᵀ.
-                &self.cov - &gain.dot(&sigma_ht.t())
-            }
-            UpdateForm::Joseph => {
-                // A = I − KH; Σ⁺ = AΣAᵀ + KRKᵀ.
-                let mut a = Array2::<T>::eye(n);
-                a -= &gain.dot(h);
-                let mut cov = a.dot(&self.cov).dot(&a.t());
-                cov += &gain.dot(measurement.r()).dot(&gain_t);
-                cov
-            }
-        };
-
-        let log_likelihood = gaussian_log_density(&chol, innovation.view());
-        *self = Self::from_parts_unchecked(mean, cov);
+        let y: Vec<T> = y.iter().copied().collect();
+        let (mean, cov) = flat(self);
+        let mut core = Core::new(&mean, &cov, form)?;
+        let mut prep = Prepared::default();
+        prep.load_measurement(measurement);
+        let log_likelihood = core.update_with_likelihood(&prep, &y)?;
+        let (e, s) = core.last_innovation(m);
+        let innovation = Array1::from(e.to_vec());
+        let innovation_cov =
+            Array2::from_shape_vec((m, m), s.to_vec()).unwrap_or_else(|_| Array2::zeros((m, m)));
+        *self = core_belief(&core);
         Ok(VectorUpdate {
             innovation,
-            innovation_cov: s,
+            innovation_cov,
             log_likelihood,
         })
     }

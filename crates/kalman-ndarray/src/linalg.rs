@@ -14,6 +14,7 @@ use crate::float::{KalmanFloat, lit};
 use crate::validate::{check_finite, check_len, check_square};
 
 mod eigen;
+pub(crate) mod psd;
 
 pub use eigen::{JACOBI_MAX_SWEEPS, SymmetricEigen};
 

@@ -3,10 +3,12 @@
 use ndarray::Array1;
 
 use crate::KalmanError;
+use crate::filter::{core_belief, flat};
 use crate::float::KalmanFloat;
 use crate::gaussian::{Gaussian, UpdateForm};
 use crate::linalg::Cholesky;
 use crate::model::StateSpaceModel;
+use crate::step::{Core, Prepared};
 use crate::validate::check_shape;
 
 /// The output of [`filter`]: the one-step predictions, the filtered beliefs and the
@@ -121,6 +123,7 @@ where
 
 fn check_num_steps<T, M>(models: &M, steps: usize) -> Result<(), KalmanError>
 where
+    T: KalmanFloat,
     M: StateSpaceModel<T> + ?Sized,
 {
     match models.num_steps() {
@@ -131,17 +134,6 @@ where
         }),
         _ => Ok(()),
     }
-}
-
-fn model_at<T, M>(models: &M, t: usize) -> Result<&crate::model::LinearModel<T>, KalmanError>
-where
-    M: StateSpaceModel<T> + ?Sized,
-{
-    models.step(t).ok_or_else(|| KalmanError::ShapeMismatch {
-        argument: "models",
-        expected: vec![t + 1],
-        found: vec![t],
-    })
 }
 
 fn run<T, M>(
@@ -161,26 +153,42 @@ where
     let mut filtered = Vec::with_capacity(steps);
     let mut step_log_likelihoods = Vec::with_capacity(steps);
     let mut log_likelihood = T::zero();
-    let mut belief = prior.clone();
+    let (mean, cov) = flat(prior);
+    let mut core = Core::new(&mean, &cov, form)?;
+    let mut prep = Prepared::default();
+    let n = prior.dim();
     for (t, y) in observations.iter().enumerate() {
-        let model = model_at(models, t)?;
-        let u = controls.map(|c| c[t].view());
-        belief
-            .predict_impl(model.transition(), u)
-            .map_err(|e| e.at_step(t))?;
-        predicted.push(belief.clone());
+        let at = |e: KalmanError| e.at_step(t);
+        let model = models.step(t).map_err(at)?;
+        let (transition, measurement) = (model.transition(), model.measurement());
+        check_shape("f", &transition.f().view(), (n, n)).map_err(at)?;
+        prep.load(&model);
+        let u = match controls {
+            Some(c) => {
+                transition.check_control(&c[t].view()).map_err(at)?;
+                Some(c[t].iter().copied().collect::<Vec<T>>())
+            }
+            None => None,
+        };
+        core.predict(&prep, u.as_deref());
+        predicted.push(core_belief(&core));
         let ll = match y {
             Some(y) => {
-                let out = belief
-                    .update(model.measurement(), y.view(), form)
-                    .map_err(|e| e.at_step(t))?;
-                log_likelihood += out.log_likelihood;
-                Some(out.log_likelihood)
+                let m = measurement.obs_dim();
+                check_shape("h", &measurement.h().view(), (m, n)).map_err(at)?;
+                measurement.check_observation(&y.view()).map_err(at)?;
+                let y: Vec<T> = y.iter().copied().collect();
+                let ll = core.update_with_likelihood(&prep, &y).map_err(at)?;
+                log_likelihood += ll;
+                Some(ll)
             }
             None => None,
         };
         step_log_likelihoods.push(ll);
-        filtered.push(belief.clone());
+        filtered.push(match ll {
+            Some(_) => core_belief(&core),
+            None => predicted[t].clone(),
+        });
     }
     Ok(FilterOutput {
         predicted,
@@ -234,7 +242,8 @@ where
     smoothed.push(last.clone());
     for t in (0..steps - 1).rev() {
         let step = |e: KalmanError| e.at_step(t);
-        let f = model_at(models, t + 1)?.transition().f();
+        let model = models.step(t + 1).map_err(step)?;
+        let f = model.transition().f();
         let filt = &output.filtered[t];
         let pred = &output.predicted[t + 1];
         let next = smoothed.last().unwrap_or(last);

@@ -3,8 +3,8 @@
 
 use kalman_ndarray::linalg::Cholesky;
 use kalman_ndarray::{
-    Gaussian, InformationGaussian, KalmanError, LinearModel, Measurement, Transition, UpdateForm,
-    filter, filter_with_controls, rts_smooth,
+    Gaussian, InformationGaussian, KalmanError, KalmanFilter, LinearModel, Measurement,
+    StateSpaceModel, Transition, UpdateForm, filter, filter_with_controls, rts_smooth,
 };
 use ndarray::{Array1, Array2, array};
 
@@ -381,4 +381,165 @@ fn negative_variance() {
             value: -2.0
         }
     );
+}
+
+/// A process noise with a non-negative diagonal but a negative eigenvalue is rejected when the
+/// transition is built, naming `q`; semidefinite (singular) ones are accepted.
+#[test]
+fn indefinite_process_noise() {
+    // Eigenvalues 4 and −2.
+    let err = Transition::new(Array2::eye(2), array![[1.0, 3.0], [3.0, 1.0]]).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            KalmanError::NotPositiveSemidefinite { matrix: "q", residual, tolerance }
+                if residual == 8.0 && tolerance > 0.0 && tolerance < 1e-7
+        ),
+        "{err:?}"
+    );
+    named(&err, "q");
+    assert!(
+        err.to_string().contains("not positive semidefinite"),
+        "{err}"
+    );
+    // In single precision too, and a zero diagonal with a non-zero coupling.
+    let err = Transition::new(Array2::<f32>::eye(2), array![[0.0, 1.0], [1.0, 0.0]]).unwrap_err();
+    assert!(matches!(
+        err,
+        KalmanError::NotPositiveSemidefinite { matrix: "q", .. }
+    ));
+    // Through deserialisation-like paths: random_walk validates the same way.
+    let err = Transition::random_walk(array![[2.0, 2.5], [2.5, 2.0]]).unwrap_err();
+    assert!(matches!(err, KalmanError::NotPositiveSemidefinite { .. }));
+    // Singular and zero noise are covariances.
+    let t = Transition::<f64>::new(Array2::eye(2), array![[1.0, 1.0], [1.0, 1.0]]).unwrap();
+    let g = t.q_factor();
+    assert!((g.dot(&g.t()) - t.q()).iter().all(|d| d.abs() < 1e-15));
+    Transition::new(Array2::<f64>::eye(3), Array2::zeros((3, 3))).unwrap();
+    // A negative eigenvalue within rounding of zero (a Gram matrix computed in floating point)
+    // passes.
+    let a = array![[1.0, 2.0, 3.0], [0.1, 0.2, 0.3]];
+    Transition::new(Array2::<f64>::eye(3), a.t().dot(&a)).unwrap();
+}
+
+/// The in-place filter checks the model once and each observation, naming the argument, and
+/// leaves its belief unchanged on error.
+#[test]
+fn in_place_filter_errors() {
+    let m = model();
+    let prior = Gaussian::<f64>::isotropic(3, 1.0).unwrap();
+    let err = KalmanFilter::new(m.clone(), &prior, UpdateForm::Joseph).unwrap_err();
+    assert_eq!(shape(&err), ("prior", vec![2], vec![3]));
+
+    let prior = Gaussian::<f64>::isotropic(2, 1.0).unwrap();
+    let mut kf = KalmanFilter::new(m.clone(), &prior, UpdateForm::Standard).unwrap();
+    kf.predict();
+    let before = kf.belief();
+    let err = kf.update(&[1.0, 2.0]).unwrap_err();
+    assert_eq!(shape(&err), ("y", vec![1], vec![2]));
+    let err = kf.update(&[f64::NAN]).unwrap_err();
+    assert_eq!(err, KalmanError::NonFinite { argument: "y" });
+    let mut kf = KalmanFilter::new(m.clone(), &prior, UpdateForm::Standard).unwrap();
+    kf.predict();
+    let err = kf.predict_with_control(&[1.0]).unwrap_err();
+    assert_eq!(shape(&err), ("u", vec![0], vec![1]));
+    assert_eq!(kf.belief(), before);
+
+    let other = LinearModel::new(
+        Transition::random_walk(Array2::<f64>::eye(3)).unwrap(),
+        Measurement::new(Array2::eye(3), Array2::eye(3)).unwrap(),
+    )
+    .unwrap();
+    let err = kf.set_model(other).unwrap_err();
+    assert_eq!(shape(&err), ("model", vec![2], vec![3]));
+    assert_eq!(kf.belief(), before);
+
+    // An innovation covariance that overflows (H Σ Hᵀ = 1e320), in every form.
+    let scalar = LinearModel::new(
+        Transition::new(array![[1.0]], array![[0.0]]).unwrap(),
+        Measurement::new(array![[1e10]], array![[1.0]]).unwrap(),
+    )
+    .unwrap();
+    for form in [
+        UpdateForm::Joseph,
+        UpdateForm::Standard,
+        UpdateForm::SquareRoot,
+    ] {
+        for likelihood in [true, false] {
+            let prior = Gaussian::isotropic(1, 1e300).unwrap();
+            let mut kf = KalmanFilter::new(scalar.clone(), &prior, form)
+                .unwrap()
+                .track_log_likelihood(likelihood);
+            kf.predict();
+            let before = kf.belief();
+            let err = kf.update(&[0.0]).unwrap_err();
+            assert_eq!(
+                err,
+                KalmanError::NotPositiveDefinite {
+                    matrix: "innovation covariance"
+                },
+                "{form:?}, likelihood {likelihood}"
+            );
+            assert_eq!(kf.belief(), before);
+            let err = kf.update(&[f64::INFINITY]).unwrap_err();
+            assert_eq!(err, KalmanError::NonFinite { argument: "y" });
+        }
+    }
+}
+
+#[test]
+fn in_place_filter_square_root_prior() {
+    let scalar = LinearModel::new(
+        Transition::new(array![[1.0]], array![[0.0]]).unwrap(),
+        Measurement::new(array![[1.0]], array![[1.0]]).unwrap(),
+    )
+    .unwrap();
+    let mut kf = KalmanFilter::new(
+        scalar,
+        &Gaussian::<f64>::isotropic(1, 4.0).unwrap(),
+        UpdateForm::SquareRoot,
+    )
+    .unwrap();
+    assert_eq!(kf.cov_factor(), Some(&[2.0][..]));
+    kf.predict();
+    kf.update(&[1.0]).unwrap();
+    // Prior 4, noise 1: posterior variance 4/5, factor √0.8.
+    assert!((kf.cov()[0] - 0.8).abs() < 1e-15);
+    assert!((kf.cov_factor().unwrap()[0] - 0.8f64.sqrt()).abs() < 1e-15);
+}
+
+/// A model computed per step that fails to build reports its error at that step.
+#[test]
+fn model_built_on_the_fly_fails_at_its_step() {
+    use std::borrow::Cow;
+
+    struct Failing;
+    impl StateSpaceModel<f64> for Failing {
+        fn step(&self, t: usize) -> Result<Cow<'_, LinearModel<f64>>, KalmanError> {
+            // From step 2 on, the noise becomes indefinite.
+            let q = if t < 2 {
+                array![[1.0, 0.0], [0.0, 1.0]]
+            } else {
+                array![[1.0, 3.0], [3.0, 1.0]]
+            };
+            Ok(Cow::Owned(LinearModel::new(
+                Transition::new(Array2::eye(2), q)?,
+                Measurement::new(array![[1.0, 0.0]], array![[1.0]])?,
+            )?))
+        }
+        fn num_steps(&self) -> Option<usize> {
+            None
+        }
+    }
+    let prior = Gaussian::<f64>::isotropic(2, 1.0).unwrap();
+    let ys = vec![Some(array![1.0]); 4];
+    let err = filter(&prior, &Failing, &ys, UpdateForm::Joseph).unwrap_err();
+    assert!(
+        matches!(err, KalmanError::AtStep { step: 2, .. }),
+        "{err:?}"
+    );
+    assert!(matches!(
+        err.root(),
+        KalmanError::NotPositiveSemidefinite { matrix: "q", .. }
+    ));
 }

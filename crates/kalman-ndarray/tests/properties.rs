@@ -20,6 +20,13 @@ use kalman_ndarray::{
 use ndarray::{Array1, Array2};
 use proptest::prelude::*;
 
+/// Every covariance form of the vector update.
+const FORMS: [UpdateForm; 3] = [
+    UpdateForm::Joseph,
+    UpdateForm::Standard,
+    UpdateForm::SquareRoot,
+];
+
 /// The seed of the property tests' random generator (unless `PROPTEST_RNG_SEED` is set).
 const SEED: u64 = 0x6b61_6c6d_616e_0001;
 
@@ -173,7 +180,7 @@ proptest! {
         // Marginal: y ~ N(Hμ₀, HΣ₀Hᵀ + R).
         let s = h.dot(&sigma0).dot(&h.t()) + Array2::from_diag(&r);
         let ll_marginal = log_normal_density(&y, &h.dot(&mu0), &s);
-        for form in [UpdateForm::Joseph, UpdateForm::Standard] {
+        for form in FORMS {
             let mut vector = prior.clone();
             let out = vector.update(&meas, y.view(), form).unwrap();
             close_arr(vector.mean(), scalar.mean(), 1e-9).map_err(TestCaseError::fail)?;
@@ -185,8 +192,9 @@ proptest! {
         }
     }
 
-    /// 3. Joseph and standard forms agree for the optimal gain under a full (non-diagonal) R,
-    /// through several updates, and covariances stay symmetric positive definite.
+    /// 3. Joseph, standard and square-root forms agree for the optimal gain under a full
+    /// (non-diagonal) R, through several updates, and covariances stay symmetric positive
+    /// definite.
     #[test]
     fn joseph_and_standard_agree(
         (mu0, sigma0, obs) in (1usize..=5, 1usize..=3).prop_flat_map(|(k, m)| {
@@ -199,15 +207,22 @@ proptest! {
     ) {
         let mut joseph = Gaussian::new(mu0, sigma0).unwrap();
         let mut standard = joseph.clone();
+        let mut sqrt = joseph.clone();
         for (h, r, y) in &obs {
             let meas = Measurement::new(h.clone(), r.clone()).unwrap();
             let a = joseph.update(&meas, y.view(), UpdateForm::Joseph).unwrap();
             let b = standard.update(&meas, y.view(), UpdateForm::Standard).unwrap();
+            let c = sqrt.update(&meas, y.view(), UpdateForm::SquareRoot).unwrap();
             close(a.log_likelihood, b.log_likelihood, 1e-9).map_err(TestCaseError::fail)?;
+            close(c.log_likelihood, b.log_likelihood, 1e-9).map_err(TestCaseError::fail)?;
+            close_arr(&c.innovation_cov, &b.innovation_cov, 1e-9).map_err(TestCaseError::fail)?;
             close_arr(joseph.mean(), standard.mean(), 1e-9).map_err(TestCaseError::fail)?;
             close_arr(joseph.cov(), standard.cov(), 1e-9).map_err(TestCaseError::fail)?;
+            close_arr(sqrt.mean(), standard.mean(), 1e-9).map_err(TestCaseError::fail)?;
+            close_arr(sqrt.cov(), standard.cov(), 1e-9).map_err(TestCaseError::fail)?;
             symmetric_pd(joseph.cov())?;
             symmetric_pd(standard.cov())?;
+            symmetric_pd(sqrt.cov())?;
         }
     }
 
@@ -221,7 +236,7 @@ proptest! {
         let (ys, us) = data_of(&spec);
         let prior = Gaussian::new(spec.m0.clone(), spec.p0.clone()).unwrap();
         let (jm, jc) = joint(&spec);
-        for form in [UpdateForm::Joseph, UpdateForm::Standard] {
+        for form in FORMS {
             let out = filter_with_controls(&prior, &models, &ys, &us, form).unwrap();
             prop_assert_eq!(out.len(), spec.steps.len());
             for k in 0..spec.steps.len() {
@@ -250,23 +265,26 @@ proptest! {
         }
     }
 
-    /// 5. The RTS smoother equals brute-force conditioning on all observations.
+    /// 5. The RTS smoother (over the filter output of every form) equals brute-force
+    /// conditioning on all observations.
     #[test]
     fn smoother_equals_joint_conditioning(spec in ssm()) {
         let models = model_of(&spec);
         let (ys, us) = data_of(&spec);
         let prior = Gaussian::new(spec.m0.clone(), spec.p0.clone()).unwrap();
-        let out = filter_with_controls(&prior, &models, &ys, &us, UpdateForm::Joseph).unwrap();
-        let smoothed = rts_smooth(&models, &out).unwrap();
         let (jm, jc) = joint(&spec);
         let (idx, vals) = observed_before(&spec, spec.steps.len());
         let (cm, cc) = condition(&jm, &jc, &idx, &vals);
-        prop_assert_eq!(smoothed.len(), spec.steps.len());
-        for (k, s) in smoothed.iter().enumerate() {
-            let (sm, sc) = state_block(&cm, &cc, spec.n, k);
-            close_arr(s.mean(), &sm, 1e-8).map_err(TestCaseError::fail)?;
-            close_arr(s.cov(), &sc, 1e-8).map_err(TestCaseError::fail)?;
-            prop_assert_eq!(s.cov(), &s.cov().t().to_owned());
+        for form in FORMS {
+            let out = filter_with_controls(&prior, &models, &ys, &us, form).unwrap();
+            let smoothed = rts_smooth(&models, &out).unwrap();
+            prop_assert_eq!(smoothed.len(), spec.steps.len());
+            for (k, s) in smoothed.iter().enumerate() {
+                let (sm, sc) = state_block(&cm, &cc, spec.n, k);
+                close_arr(s.mean(), &sm, 1e-8).map_err(TestCaseError::fail)?;
+                close_arr(s.cov(), &sc, 1e-8).map_err(TestCaseError::fail)?;
+                prop_assert_eq!(s.cov(), &s.cov().t().to_owned());
+            }
         }
     }
 
