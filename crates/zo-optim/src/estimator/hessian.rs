@@ -65,7 +65,7 @@ pub(super) fn estimate<'s, P: ParamSet + ?Sized, O: Objective<P>>(
     let lm = ev.eval(params, &|p: &mut P| add_curved(p, hr, &dir, mu))?;
     // Restore with the old H and update H in the same sweep:
     // Ĥ = |ℓ₊ + ℓ₋ − 2ℓ₀| / (2μ²) · H ⊙ u ⊙ u ;  H ← (1 − α) H + α Ĥ.
-    let curv = ((lp + lm - 2.0 * l0).abs() / (2.0 * eps * eps)) as f32;
+    let curv = curvature(l0, lp, lm, eps);
     let a = alpha as f32;
     let mut index = 0;
     params.visit_mut(&mut |info, data| {
@@ -86,15 +86,7 @@ pub(super) fn estimate<'s, P: ParamSet + ?Sized, O: Objective<P>>(
         for_each_chunk(data, &dirs, Some(hs), None, None, &kernel);
         Ok(())
     })?;
-    let g = (lp - lm) / (2.0 * eps);
-    Ok(Estimate {
-        terms: vec![Term::new(g as f32, dir)],
-        displacement: Vec::new(),
-        preconditioner: Some(Preconditioner::inverse_sqrt(h)),
-        loss: l0,
-        projected: vec![g],
-        kalman: None,
-    })
+    Ok(finish(h, dir, l0, lp, lm, eps))
 }
 
 /// [`estimate`] through a view: the probes `θ ± μ u/√H` are shown to the readers, the stored
@@ -127,7 +119,7 @@ fn estimate_viewed<'s, P: ParamSet + ?Sized, O: Objective<P>>(
     })();
     *h = Arc::try_unwrap(shared).unwrap_or_else(|still_shared| (*still_shared).clone());
     let (lp, lm) = probes?;
-    let curv = ((lp + lm - 2.0 * l0).abs() / (2.0 * eps * eps)) as f32;
+    let curv = curvature(l0, lp, lm, eps);
     let a = alpha as f32;
     let infos = params.tensors();
     for (index, info) in infos.iter().enumerate() {
@@ -142,13 +134,23 @@ fn estimate_viewed<'s, P: ParamSet + ?Sized, O: Objective<P>>(
             }
         });
     }
+    Ok(finish(h, dir, l0, lp, lm, eps))
+}
+
+/// `|ℓ₊ + ℓ₋ − 2ℓ₀| / (2μ²)`, the curvature along the probe direction.
+fn curvature(l0: f64, lp: f64, lm: f64, eps: f64) -> f32 {
+    ((lp + lm - 2.0 * l0).abs() / (2.0 * eps * eps)) as f32
+}
+
+/// The estimate `g u`, `g = (ℓ₊ − ℓ₋)/2μ`, preconditioned by the updated `H`.
+fn finish(h: &StateVec, dir: Direction, l0: f64, lp: f64, lm: f64, eps: f64) -> Estimate<'_> {
     let g = (lp - lm) / (2.0 * eps);
-    Ok(Estimate {
+    Estimate {
         terms: vec![Term::new(g as f32, dir)],
         displacement: Vec::new(),
         preconditioner: Some(Preconditioner::inverse_sqrt(h)),
         loss: l0,
         projected: vec![g],
         kalman: None,
-    })
+    }
 }
