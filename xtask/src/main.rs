@@ -19,10 +19,14 @@ commands:
                      build of the `bszo` command; provisions SPLADE-tiny on first use). With no
                      flags: BSZO on SST-2 with SPLADE-tiny. `cargo xtask finetune --help` lists
                      every flag.
-  bench [--quick]    the benchmark suite (release build of `bszo-bench run`): every optimizer
+  bench [--quick] [--section NAME]...
+                     the benchmark suite (release build of `bszo-bench run`): every optimizer
                      at equal forward budgets on real weights, memory, time per step, the k
-                     ablation, HiZOO's alpha, sampler throughput -> docs/RESULTS.md and plots
-                     (hours; --quick: minutes, written to target/bench-quick/)
+                     ablation, HiZOO's alpha, sampler throughput, black-box problems ->
+                     docs/RESULTS.md and plots (hours; --quick: minutes, written to
+                     target/bench-quick/). --section (accuracy, causal, probes, ablation, hizoo,
+                     sampler, blackbox) runs only that section and keeps the others; finished
+                     runs are reused
   help               this message";
 
 fn main() -> ExitCode {

@@ -8,35 +8,138 @@
 //!   same configuration is reused, so an interrupted suite continues where it stopped;
 //! - [`probe`]: memory and time of each scenario, measured in a fresh process
 //!   (`bszo-bench probe`);
+//! - [`blackbox`]: every optimizer on synthetic and real objectives through the closure API (no
+//!   model), over many seeds, with [`stats`]' paired rank test of BSZO against each peer;
 //! - [`render`]: `RESULTS.md` and the plots.
+//!
+//! The suite is made of [`Section`]s. `bszo-bench run --section NAME` runs one (or several) and
+//! merges them into the existing `results.json`, so that a long suite can be completed over
+//! several invocations; each section records the command, machine, date and commit that measured
+//! it.
 //!
 //! The sampler's throughput is `zo_sampler::throughput::measure`, the workloads of zo-sampler's
 //! criterion benchmark timed once.
 
+pub mod blackbox;
 pub mod plan;
 pub mod probe;
 pub mod render;
 pub mod run;
+pub mod stats;
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::path::PathBuf;
+use std::str::FromStr;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, anyhow};
 use serde::{Deserialize, Serialize};
 use zo_data::Task;
 use zo_optim::Algorithm;
 use zo_sampler::throughput::Summary;
 use zo_train::write_atomic;
 
+use crate::blackbox::BlackBox;
 use crate::plan::{MASKED_MODEL, Plan, Scenario};
 use crate::probe::Probe;
 use crate::run::{Accuracy, Cell, RunResult, Runner, cell};
+
+/// A part of the suite that runs, and is stored and rendered, on its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Section {
+    /// Every optimizer on the masked-LM tasks (SPLADE-tiny).
+    Accuracy,
+    /// Every optimizer on the causal-LM task.
+    Causal,
+    /// Memory and time of each scenario (fresh processes).
+    Probes,
+    /// BSZO's subspace dimension k (needs the accuracy section's SST-2 cells).
+    Ablation,
+    /// HiZOO's curvature smoothing α (needs the accuracy section's SST-2 cells).
+    Hizoo,
+    /// The sampler's throughput.
+    Sampler,
+    /// The black-box problems.
+    Blackbox,
+}
+
+impl Section {
+    /// Every section, in the order the suite runs them.
+    pub const ALL: [Section; 7] = [
+        Self::Accuracy,
+        Self::Causal,
+        Self::Probes,
+        Self::Ablation,
+        Self::Hizoo,
+        Self::Sampler,
+        Self::Blackbox,
+    ];
+
+    /// The section's name (`accuracy`, `causal`, …).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Accuracy => "accuracy",
+            Self::Causal => "causal",
+            Self::Probes => "probes",
+            Self::Ablation => "ablation",
+            Self::Hizoo => "hizoo",
+            Self::Sampler => "sampler",
+            Self::Blackbox => "blackbox",
+        }
+    }
+}
+
+impl fmt::Display for Section {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Section {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|x| x.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Self::ALL.iter().map(|x| x.name()).collect();
+                format!(
+                    "unknown section `{s}` (expected one of: {})",
+                    names.join(", ")
+                )
+            })
+    }
+}
+
+/// Who measured a section: the command, machine, date, commit and plan mode.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Provenance {
+    /// The command line that regenerates it.
+    pub command: String,
+    /// Cores, CPU and memory.
+    pub machine: String,
+    /// The date (UTC).
+    pub date: String,
+    /// The commit.
+    pub commit: String,
+    /// `full` or `quick`.
+    pub mode: String,
+    /// What a reader must know about these numbers (e.g. a fix made after they were measured);
+    /// dropped when the section is measured again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
 
 /// Where to write and what to run.
 #[derive(Clone, Debug)]
 pub struct BenchOptions {
     /// The plan.
     pub plan: Plan,
+    /// The sections to run (every section when empty); the others keep what `results.json`
+    /// in `out` holds for them.
+    pub sections: Vec<Section>,
     /// Where `RESULTS.md`, `results.json` and the plots go.
     pub out: PathBuf,
     /// Where the runs' folders go (reused when their configuration matches).
@@ -49,19 +152,30 @@ pub struct BenchOptions {
     pub command: String,
 }
 
-/// Everything the suite measured (`results.json`).
-#[derive(Clone, Debug, Serialize, Deserialize)]
+/// Everything the suite measured (`results.json`); a section not measured yet is empty.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Results {
-    /// Accuracy cells: model → task → optimizer.
+    /// Accuracy cells: model → task → optimizer (the accuracy and causal sections).
+    #[serde(default)]
     pub accuracy: Accuracy,
     /// Memory and time probes.
+    #[serde(default)]
     pub probes: Vec<Probe>,
     /// The k ablation: k → cell.
+    #[serde(default)]
     pub ablation: BTreeMap<usize, Cell>,
     /// HiZOO: (ε, α/ε²) → run.
+    #[serde(default)]
     pub hizoo: Vec<(f64, f64, RunResult)>,
     /// Sampler throughput.
-    pub sampler: Summary,
+    #[serde(default)]
+    pub sampler: Option<Summary>,
+    /// The black-box problems.
+    #[serde(default)]
+    pub blackbox: Option<BlackBox>,
+    /// Who measured each section.
+    #[serde(default)]
+    pub measured: BTreeMap<Section, Provenance>,
 }
 
 impl Results {
@@ -113,95 +227,143 @@ pub(crate) fn median(mut xs: Vec<f64>) -> f64 {
     }
 }
 
-/// Run the suite and write `RESULTS.md`, `results.json` and the plots into `opts.out`.
+/// Run the suite's sections (`opts.sections`, or all) and write `RESULTS.md`, `results.json` and
+/// the plots into `opts.out`. When only some sections run, the others keep what the existing
+/// `results.json` holds.
 ///
 /// # Errors
-/// When a run, a probe or a write fails.
+/// When a run, a probe or a write fails, or a section needs another that was not measured.
 pub fn suite(opts: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<Results> {
     let plan = &opts.plan;
     std::fs::create_dir_all(&opts.out)
         .with_context(|| format!("cannot create {}", opts.out.display()))?;
+    let json = opts.out.join("results.json");
+    let all = opts.sections.is_empty();
+    let mut results = if all {
+        Results::default()
+    } else {
+        match std::fs::read(&json) {
+            Ok(bytes) => serde_json::from_slice(&bytes).with_context(|| {
+                format!(
+                    "{} cannot be read as the suite's results (move it away to start afresh)",
+                    json.display()
+                )
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Results::default(),
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", json.display())),
+        }
+    };
     let runner = Runner {
         plan,
         work: opts.work.clone(),
         data_dir: opts.data_dir.clone(),
     };
-    let mut accuracy = Accuracy::new();
-    let mut masked = BTreeMap::new();
-    for &(task, budget) in &plan.tasks {
-        log(&format!("accuracy: {MASKED_MODEL} / {}", task.name()));
-        let cells = runner.accuracy(task, MASKED_MODEL, budget, &plan.grids, true, None)?;
-        masked.insert(task.name().to_string(), cells);
-    }
-    accuracy.insert(MASKED_MODEL.to_string(), masked);
-    if let Some(c) = &plan.causal {
-        log(&format!("accuracy: {} / sst2", c.model));
-        let cells = runner.accuracy(Task::Sst2, c.model, c.budget, &c.grids, false, c.test_size)?;
-        accuracy.insert(
-            c.model.to_string(),
-            BTreeMap::from([(Task::Sst2.name().to_string(), cells)]),
-        );
-    }
-
-    log("memory and time probes");
-    let mut probes = Vec::new();
-    let half_scenarios = [
-        Scenario::Inference,
-        Scenario::Optimizer(Algorithm::Mezo),
-        Scenario::Optimizer(Algorithm::Bszo),
-    ];
-    for &model in &plan.probe_models {
-        let data_dir = opts.data_dir.as_deref();
-        for scenario in Scenario::all() {
-            probes.push(probe::spawn(
-                &opts.exe,
-                model,
-                zo_models::Precision::F32,
-                scenario,
-                plan.reps,
-                data_dir,
-            )?);
+    let provenance = render::provenance(&opts.command, plan.mode);
+    for section in Section::ALL {
+        if !all && !opts.sections.contains(&section) {
+            continue;
         }
-        for &precision in &plan.half_probes {
-            for scenario in half_scenarios {
-                probes.push(probe::spawn(
-                    &opts.exe, model, precision, scenario, plan.reps, data_dir,
-                )?);
-            }
-        }
+        log(&format!("section {section}"));
+        run_section(section, opts, &runner, &mut results, log)?;
+        results.measured.insert(section, provenance.clone());
+        // Each finished section is on disk before the next starts.
+        write_atomic(&json, &serde_json::to_vec_pretty(&results)?)?;
     }
-
-    log("k ablation");
-    let bszo_lr = cell(&accuracy, MASKED_MODEL, Task::Sst2, Algorithm::Bszo)?
-        .best()?
-        .lr;
-    let ablation = runner.ablation(bszo_lr)?;
-
-    log("HiZOO α sensitivity");
-    let hizoo_lr = cell(&accuracy, MASKED_MODEL, Task::Sst2, Algorithm::Hizoo)?
-        .best()?
-        .lr;
-    let hizoo = runner.hizoo(hizoo_lr)?;
-
-    log("sampler throughput");
-    let (normals, sweep) = plan.sampler_elems;
-    let sampler = zo_sampler::throughput::measure(plan.reps, normals, sweep)?;
-
-    let results = Results {
-        accuracy,
-        probes,
-        ablation,
-        hizoo,
-        sampler,
-    };
-    write_atomic(
-        &opts.out.join("results.json"),
-        &serde_json::to_vec_pretty(&results)?,
-    )?;
     let plots = render::plot_curves(opts, &results)?;
+    let bb_plots = render::plot_blackbox(opts, &results)?;
     let path = opts.out.join("RESULTS.md");
-    let mut md = render::render(opts, &results, &plots)?;
+    let mut md = render::render(opts, &results, &plots, &bb_plots)?;
     md.push_str(&render::kept_sections(&path));
     write_atomic(&path, md.as_bytes())?;
     Ok(results)
+}
+
+fn run_section(
+    section: Section,
+    opts: &BenchOptions,
+    runner: &Runner<'_>,
+    results: &mut Results,
+    log: &mut dyn FnMut(&str),
+) -> Result<()> {
+    let plan = &opts.plan;
+    let sst2_lr = |results: &Results, algorithm: Algorithm| -> Result<f64> {
+        Ok(results
+            .cell(MASKED_MODEL, Task::Sst2, algorithm)
+            .context("run the accuracy section first (--section accuracy)")?
+            .best()?
+            .lr)
+    };
+    match section {
+        Section::Accuracy => {
+            let mut masked = BTreeMap::new();
+            for &(task, budget) in &plan.tasks {
+                log(&format!("accuracy: {MASKED_MODEL} / {}", task.name()));
+                let cells = runner.accuracy(task, MASKED_MODEL, budget, &plan.grids, true, None)?;
+                masked.insert(task.name().to_string(), cells);
+            }
+            results.accuracy.insert(MASKED_MODEL.to_string(), masked);
+        }
+        Section::Causal => {
+            let c = plan
+                .causal
+                .as_ref()
+                .ok_or_else(|| anyhow!("the plan has no causal-LM section"))?;
+            log(&format!("accuracy: {} / sst2", c.model));
+            let cells =
+                runner.accuracy(Task::Sst2, c.model, c.budget, &c.grids, false, c.test_size)?;
+            results.accuracy.insert(
+                c.model.to_string(),
+                BTreeMap::from([(Task::Sst2.name().to_string(), cells)]),
+            );
+        }
+        Section::Probes => {
+            let mut probes = Vec::new();
+            let half_scenarios = [
+                Scenario::Inference,
+                Scenario::Optimizer(Algorithm::Mezo),
+                Scenario::Optimizer(Algorithm::Bszo),
+            ];
+            let data_dir = opts.data_dir.as_deref();
+            for &model in &plan.probe_models {
+                for scenario in Scenario::all() {
+                    probes.push(probe::spawn(
+                        &opts.exe,
+                        model,
+                        zo_models::Precision::F32,
+                        scenario,
+                        plan.reps,
+                        data_dir,
+                    )?);
+                }
+                for &precision in &plan.half_probes {
+                    for scenario in half_scenarios {
+                        probes.push(probe::spawn(
+                            &opts.exe, model, precision, scenario, plan.reps, data_dir,
+                        )?);
+                    }
+                }
+            }
+            results.probes = probes;
+        }
+        Section::Ablation => {
+            let lr = sst2_lr(results, Algorithm::Bszo)?;
+            results.ablation = runner.ablation(lr)?;
+        }
+        Section::Hizoo => {
+            let lr = sst2_lr(results, Algorithm::Hizoo)?;
+            results.hizoo = runner.hizoo(lr)?;
+        }
+        Section::Sampler => {
+            let (normals, sweep) = plan.sampler_elems;
+            results.sampler = Some(zo_sampler::throughput::measure(plan.reps, normals, sweep)?);
+        }
+        Section::Blackbox => {
+            let data_dir = match &opts.data_dir {
+                Some(d) => d.clone(),
+                None => zo_data::resolve_data_dir(None)?,
+            };
+            results.blackbox = Some(blackbox::run(&plan.blackbox, &opts.work, &data_dir, log)?);
+        }
+    }
+    Ok(())
 }

@@ -8,11 +8,12 @@ use std::process::ExitCode;
 use anyhow::Result;
 use bszo_bench::plan::{Plan, ProbeModel, Scenario};
 use bszo_bench::probe::{PROBE_LINE, probe};
-use bszo_bench::{BenchOptions, suite};
+use bszo_bench::{BenchOptions, Section, suite};
 use clap::{Args, Parser, Subcommand};
 
 /// The benchmark suite of bszo: every optimizer at equal forward budgets on real weights, memory,
-/// time per step, the k ablation, HiZOO's α and sampler throughput → RESULTS.md with plots.
+/// time per step, the k ablation, HiZOO's α, sampler throughput and black-box problems →
+/// RESULTS.md with plots.
 #[derive(Debug, Parser)]
 #[command(name = "bszo-bench", version, about, long_about = None)]
 struct Cli {
@@ -34,6 +35,11 @@ struct RunArgs {
     /// Every section at a tiny budget (minutes): checks the harness, not the methods.
     #[arg(long)]
     quick: bool,
+    /// Run only this section (repeatable): accuracy, causal, probes, ablation, hizoo, sampler,
+    /// blackbox. The other sections keep what results.json in --out holds; finished runs are
+    /// reused, so a long suite can be completed over several invocations.
+    #[arg(long, value_name = "NAME")]
+    section: Vec<Section>,
     /// Where RESULTS.md, results.json and the plots go.
     #[arg(long, value_name = "DIR", default_value = "docs")]
     out: PathBuf,
@@ -88,6 +94,7 @@ fn run(cli: Cli) -> Result<()> {
             };
             let opts = BenchOptions {
                 plan,
+                sections: a.section,
                 out: a.out,
                 work: a.work,
                 data_dir: a.data_dir,

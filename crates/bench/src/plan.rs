@@ -9,6 +9,8 @@ use zo_data::{Protocol, Task};
 use zo_models::Precision;
 use zo_optim::Algorithm;
 
+use crate::blackbox::{BlackBoxPlan, Noise, ProblemKind, ProblemSpec};
+
 /// The optimizers compared, in the order they run.
 pub const OPTIMIZERS: [Algorithm; 6] = [
     Algorithm::Mezo,
@@ -76,6 +78,8 @@ pub struct Plan {
     pub reps: usize,
     /// Elements of the sampler measurements (normals, sweep).
     pub sampler_elems: (usize, usize),
+    /// The black-box section.
+    pub blackbox: BlackBoxPlan,
 }
 
 /// The causal-LM part of the accuracy section.
@@ -126,6 +130,7 @@ impl Plan {
             half_probes: vec![Precision::BF16, Precision::F16],
             reps: 7,
             sampler_elems: (1 << 24, 64 << 20),
+            blackbox: blackbox_full(),
         }
     }
 
@@ -153,6 +158,7 @@ impl Plan {
             half_probes: vec![Precision::BF16],
             reps: 2,
             sampler_elems: (1 << 16, 1 << 20),
+            blackbox: blackbox_quick(),
         }
     }
 
@@ -174,6 +180,91 @@ impl Plan {
             train: self.sizes.0,
             validation: self.sizes.1,
         }
+    }
+}
+
+/// A quadratic problem of the black-box section.
+fn quadratic(name: &str, shape: (usize, usize), noise: Noise, budget: u64) -> ProblemSpec {
+    ProblemSpec {
+        name: name.into(),
+        kind: ProblemKind::Quadratic {
+            condition: 1e3,
+            noise,
+        },
+        shape,
+        eps: 1e-3,
+        budget,
+    }
+}
+
+/// The black-box section of the full suite: quadratics at d = 10⁴ without noise, with Gaussian
+/// and with heavy-tailed noise, one at d = 10⁶; Rosenbrock at d = 10³; logistic regression on
+/// SST-2 at d = 2¹⁴. Every optimizer, 30 evaluation seeds.
+fn blackbox_full() -> BlackBoxPlan {
+    let gauss = Noise::Gaussian { level: 1.0 };
+    BlackBoxPlan {
+        problems: vec![
+            quadratic("quadratic", (100, 100), Noise::None, 10_000),
+            quadratic("quadratic-gaussian", (100, 100), gauss, 10_000),
+            quadratic(
+                "quadratic-student-t",
+                (100, 100),
+                Noise::StudentT { dof: 3, level: 1.0 },
+                10_000,
+            ),
+            quadratic("quadratic-1m", (1000, 1000), gauss, 1_000),
+            ProblemSpec {
+                name: "rosenbrock".into(),
+                kind: ProblemKind::Rosenbrock { noise: Noise::None },
+                shape: (25, 40),
+                eps: 1e-4,
+                budget: 10_000,
+            },
+            ProblemSpec {
+                name: "logistic-sst2".into(),
+                kind: ProblemKind::Logistic {
+                    batch: 32,
+                    l2: 1e-4,
+                },
+                shape: (128, 128),
+                eps: 1e-3,
+                budget: 10_000,
+            },
+        ],
+        optimizers: Algorithm::ALL.to_vec(),
+        seeds: 30,
+        tuning_seeds: vec![1000, 1001],
+        decades: (-6, 2),
+        points: 25,
+    }
+}
+
+/// The black-box section at a tiny size: checks the harness, not the methods.
+fn blackbox_quick() -> BlackBoxPlan {
+    BlackBoxPlan {
+        problems: vec![
+            quadratic(
+                "quadratic-gaussian",
+                (10, 10),
+                Noise::Gaussian { level: 1.0 },
+                120,
+            ),
+            ProblemSpec {
+                name: "logistic-sst2".into(),
+                kind: ProblemKind::Logistic {
+                    batch: 16,
+                    l2: 1e-4,
+                },
+                shape: (32, 32),
+                eps: 1e-3,
+                budget: 120,
+            },
+        ],
+        optimizers: Algorithm::ALL.to_vec(),
+        seeds: 6,
+        tuning_seeds: vec![1000],
+        decades: (-2, 0),
+        points: 4,
     }
 }
 

@@ -10,7 +10,8 @@ use zo_optim::Algorithm;
 use zo_train::{LinePlot, Series};
 
 use crate::plan::Scenario;
-use crate::{BenchOptions, Results, mean_std, median};
+use crate::stats::{holm, signed_rank};
+use crate::{BenchOptions, Provenance, Results, Section, mean_std, median};
 
 fn pct(x: f64) -> String {
     format!("{:.2}", 100.0 * x)
@@ -56,6 +57,42 @@ fn today() -> String {
         .ok()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_else(|| "unknown".into())
+}
+
+/// Who is measuring now: `command` on this machine, today, at the current commit, in `mode`.
+pub fn provenance(command: &str, mode: &str) -> Provenance {
+    Provenance {
+        command: command.into(),
+        machine: machine(),
+        date: today(),
+        commit: commit(),
+        mode: mode.into(),
+        note: None,
+    }
+}
+
+/// The line saying who measured `section`, or that it was not measured yet (and how to).
+fn measured(s: &mut String, r: &Results, section: Section, command: &str) -> bool {
+    match r.measured.get(&section) {
+        Some(p) => {
+            let _ = writeln!(
+                s,
+                "*Measured by `{}` · machine: {} · date: {} · commit: `{}` · mode: {}*\n",
+                p.command, p.machine, p.date, p.commit, p.mode
+            );
+            if let Some(note) = &p.note {
+                let _ = writeln!(s, "Note: {note}\n");
+            }
+            true
+        }
+        None => {
+            let _ = writeln!(
+                s,
+                "*Not measured yet: `{command} --section {section}` measures it.*\n"
+            );
+            false
+        }
+    }
 }
 
 /// The line from which `RESULTS.md` holds sections measured by other commands (each says its
@@ -129,29 +166,49 @@ fn verdict(bszo: (f64, f64), other: (f64, f64)) -> &'static str {
 ///
 /// # Errors
 /// When the plan has no seed or a cell of the results holds no run.
-pub fn render(opts: &BenchOptions, r: &Results, plots: &[String]) -> Result<String> {
-    let plan = &opts.plan;
-    let (first_seed, other_seeds) = plan.split_seeds()?;
+pub fn render(
+    opts: &BenchOptions,
+    r: &Results,
+    plots: &[String],
+    blackbox_plots: &[String],
+) -> Result<String> {
     let mut s = String::new();
-    let header = format!(
-        "Command: `{}` · machine: {} · date: {} · commit: `{}` · mode: {}",
-        opts.command,
-        machine(),
-        today(),
-        commit(),
-        plan.mode
-    );
     let _ = writeln!(s, "# Results\n");
     let _ = writeln!(
         s,
-        "Every figure below was measured by `{}` ({} mode) and is rewritten by it; the raw numbers are in \
-         `results.json`, the runs' folders under the work folder. Ratios are measured side by side in one run.\n",
-        opts.command, plan.mode
+        "Every figure below was measured by `{}` and is rewritten by it; the raw numbers are in \
+         `results.json`, the runs' folders under the work folder. Ratios are measured side by side in one run. \
+         Each section says which command, machine, commit and mode measured it: `--section NAME` \
+         reruns one section and keeps the others.\n",
+        opts.command
     );
-    let _ = writeln!(s, "{header}\n");
+    section_accuracy(&mut s, opts, r, plots)?;
+    section_memory(&mut s, opts, r)?;
+    section_time(&mut s, opts, r)?;
+    section_ablation(&mut s, opts, r)?;
+    section_hizoo(&mut s, opts, r)?;
+    section_sampler(&mut s, opts, r)?;
+    render_blackbox(&mut s, opts, r, blackbox_plots);
+    Ok(s)
+}
 
-    // 1. Accuracy.
+/// Section 1 of `RESULTS.md` (accuracy), when measured.
+fn section_accuracy(
+    s: &mut String,
+    opts: &BenchOptions,
+    r: &Results,
+    plots: &[String],
+) -> Result<()> {
+    let plan = &opts.plan;
+    let (first_seed, other_seeds) = plan.split_seeds()?;
     let _ = writeln!(s, "## 1. Accuracy at equal forward-pass budgets\n");
+    let accuracy = measured(s, r, Section::Accuracy, &opts.command);
+    if r.measured.contains_key(&Section::Causal) {
+        measured(s, r, Section::Causal, &opts.command);
+    }
+    if r.accuracy.is_empty() && !accuracy {
+        return Ok(());
+    }
     let _ = writeln!(
         s,
         "SPLADE-tiny (4.4M-parameter BERT masked LM, the prompts and label words of crates/zo-data/README.md), sampled \
@@ -261,8 +318,16 @@ pub fn render(opts: &BenchOptions, r: &Results, plots: &[String]) -> Result<Stri
         let _ = writeln!(s, "![{p}]({p}.svg)\n");
     }
 
-    // 2. Memory.
+    Ok(())
+}
+
+/// Section 2 of `RESULTS.md` (memory), when measured.
+fn section_memory(s: &mut String, opts: &BenchOptions, r: &Results) -> Result<()> {
+    let plan = &opts.plan;
     let _ = writeln!(s, "## 2. Memory\n");
+    if !measured(s, r, Section::Probes, &opts.command) {
+        return Ok(());
+    }
     let _ = writeln!(
         s,
         "Peak resident set size of a fresh process (`bszo-bench probe`, `MALLOC_MMAP_THRESHOLD_=65536`) \
@@ -307,8 +372,16 @@ pub fn render(opts: &BenchOptions, r: &Results, plots: &[String]) -> Result<Stri
     }
     let _ = writeln!(s);
 
-    // 3. Time.
+    Ok(())
+}
+
+/// Section 3 of `RESULTS.md` (time), when measured.
+fn section_time(s: &mut String, opts: &BenchOptions, r: &Results) -> Result<()> {
+    let plan = &opts.plan;
     let _ = writeln!(s, "## 3. Time per step\n");
+    if !measured(s, r, Section::Probes, &opts.command) {
+        return Ok(());
+    }
     let _ = writeln!(
         s,
         "Median over {} steps of each optimizer on the same batch (same probes as above): the step's \
@@ -353,8 +426,16 @@ pub fn render(opts: &BenchOptions, r: &Results, plots: &[String]) -> Result<Stri
     }
     let _ = writeln!(s);
 
-    // 4. Ablation.
+    Ok(())
+}
+
+/// Section 4 of `RESULTS.md` (ablation), when measured.
+fn section_ablation(s: &mut String, opts: &BenchOptions, r: &Results) -> Result<()> {
+    let plan = &opts.plan;
     let _ = writeln!(s, "## 4. BSZO's subspace dimension k (m = k + 1)\n");
+    if !measured(s, r, Section::Ablation, &opts.command) {
+        return Ok(());
+    }
     let _ = writeln!(
         s,
         "SST-2, SPLADE-tiny, same protocol and {} training forwards per run as section 1 (a step costs \
@@ -386,8 +467,17 @@ pub fn render(opts: &BenchOptions, r: &Results, plots: &[String]) -> Result<Stri
     }
     let _ = writeln!(s);
 
-    // 5. HiZOO.
+    Ok(())
+}
+
+/// Section 5 of `RESULTS.md` (hizoo), when measured.
+fn section_hizoo(s: &mut String, opts: &BenchOptions, r: &Results) -> Result<()> {
+    let plan = &opts.plan;
+    let (first_seed, _) = plan.split_seeds()?;
     let _ = writeln!(s, "## 5. HiZOO's curvature smoothing α\n");
+    if !measured(s, r, Section::Hizoo, &opts.command) {
+        return Ok(());
+    }
     let _ = writeln!(
         s,
         "SST-2, SPLADE-tiny, seed {}, HiZOO at its picked learning rate from section 1, {} training forwards; \
@@ -407,33 +497,237 @@ pub fn render(opts: &BenchOptions, r: &Results, plots: &[String]) -> Result<Stri
     }
     let _ = writeln!(s);
 
-    // 6. Sampler.
-    let sm = &r.sampler;
+    Ok(())
+}
+
+/// Section 6 of `RESULTS.md` (sampler), when measured.
+fn section_sampler(s: &mut String, opts: &BenchOptions, r: &Results) -> Result<()> {
+    let plan = &opts.plan;
     let _ = writeln!(s, "## 6. Sampler throughput and sweep bandwidth\n");
-    let _ = writeln!(
-        s,
-        "Medians of {} repetitions, measured in the same process ({} instruction set): {} normals filled \
+    if !measured(s, r, Section::Sampler, &opts.command) {
+        return Ok(());
+    }
+    if let Some(sm) = &r.sampler {
+        let _ = writeln!(
+            s,
+            "Medians of {} repetitions, measured in the same process ({} instruction set): {} normals filled \
          by zo-sampler vs `rand_pcg::Pcg64` + `rand_distr::StandardNormal` one by one; the fused sweep \
          θ += s·z over {} f32 (all threads) vs a memcpy of the same buffer (both read and write 8 bytes \
          per element). The criterion benchmarks (`cargo bench -p zo-sampler`) measure the same at more \
          sizes.\n",
-        plan.reps, sm.isa, plan.sampler_elems.0, plan.sampler_elems.1
-    );
-    let _ = writeln!(s, "| measure | value | baseline | ratio |");
-    let _ = writeln!(s, "|---|---|---|---|");
+            plan.reps, sm.isa, plan.sampler_elems.0, plan.sampler_elems.1
+        );
+        let _ = writeln!(s, "| measure | value | baseline | ratio |");
+        let _ = writeln!(s, "|---|---|---|---|");
+        let _ = writeln!(
+            s,
+            "| normals (M/s) | {:.0} | {:.0} (Pcg64) | {:.2}× |",
+            sm.normals_m_per_s,
+            sm.baseline_m_per_s,
+            sm.normals_m_per_s / sm.baseline_m_per_s
+        );
+        let _ = writeln!(
+            s,
+            "| sweep (GB/s) | {:.1} | {:.1} (memcpy) | {:.0}% |",
+            sm.sweep_gb_s,
+            sm.memcpy_gb_s,
+            100.0 * sm.sweep_gb_s / sm.memcpy_gb_s
+        );
+    }
+
+    Ok(())
+}
+
+/// The significance level of the black-box verdicts (family-wise, per problem).
+pub const ALPHA: f64 = 0.05;
+
+/// BSZO against each peer on one black-box problem: (peer, Holm-adjusted p, verdict), in the
+/// cells' order. `win`: BSZO's median final objective is lower and the adjusted p-value is below
+/// [`ALPHA`]; `loss`: higher and below; `tie` otherwise.
+pub fn blackbox_verdicts(
+    cells: &std::collections::BTreeMap<String, crate::blackbox::Cell>,
+) -> Vec<(String, f64, &'static str)> {
+    let bszo = Algorithm::Bszo.name();
+    let Some(b) = cells.get(bszo) else {
+        return Vec::new();
+    };
+    let finals = b.finals();
+    let peers: Vec<(&String, &crate::blackbox::Cell)> =
+        cells.iter().filter(|(k, _)| *k != bszo).collect();
+    let raw: Vec<f64> = peers
+        .iter()
+        .map(|(_, c)| signed_rank(&finals, &c.finals()).p)
+        .collect();
+    let adjusted = holm(&raw);
+    peers
+        .iter()
+        .zip(adjusted)
+        .map(|((name, c), p)| {
+            let (mb, mo) = (b.summary().0, c.summary().0);
+            let v = if p < ALPHA && mb < mo {
+                "win"
+            } else if p < ALPHA && mb > mo {
+                "loss"
+            } else {
+                "tie"
+            };
+            ((*name).clone(), p, v)
+        })
+        .collect()
+}
+
+fn sci(x: f64) -> String {
+    if x.is_infinite() {
+        "diverged".into()
+    } else {
+        format!("{x:.3e}")
+    }
+}
+
+fn render_blackbox(s: &mut String, opts: &BenchOptions, r: &Results, plots: &[String]) {
+    let _ = writeln!(s, "## 7. Black-box problems\n");
+    if !measured(s, r, Section::Blackbox, &opts.command) {
+        return;
+    }
+    let Some(bb) = &r.blackbox else { return };
+    let plan = &bb.plan;
     let _ = writeln!(
         s,
-        "| normals (M/s) | {:.0} | {:.0} (Pcg64) | {:.2}× |",
-        sm.normals_m_per_s,
-        sm.baseline_m_per_s,
-        sm.normals_m_per_s / sm.baseline_m_per_s
+        "Every optimizer through zo-optim's closure API (no model), at its default \
+         hyper-parameters and the problem's ε, at equal forward budgets (steps = budget / forwards \
+         per step). Parameters are a matrix (so LOZO's low-rank directions apply). The learning \
+         rate is tuned per optimizer and problem on tuning seeds {:?} (disjoint from the \
+         evaluation seeds): decades 1e{}…1e{}, then the half decades around the best decade, \
+         scored by the median final objective; a rate marked † is at an end of that sweep. Then \
+         {} evaluation seeds at the picked rate; seed s fixes the start (quadratics: a random ±1 \
+         point), the observation noise and the minibatches, so runs pair by seed. The final \
+         objective is the noise-free value (logistic regression: mean loss on the whole training \
+         set); a run whose objective leaves the finite range or exceeds 10⁶× its start is \
+         diverged and ranks worst. Noise levels are relative to ε‖∇f(x₀)‖, the size of a finite \
+         difference's signal at the start.\n",
+        plan.tuning_seeds, plan.decades.0, plan.decades.1, plan.seeds
     );
     let _ = writeln!(
         s,
-        "| sweep (GB/s) | {:.1} | {:.1} (memcpy) | {:.0}% |",
-        sm.sweep_gb_s,
-        sm.memcpy_gb_s,
-        100.0 * sm.sweep_gb_s / sm.memcpy_gb_s
+        "**Verdicts**: BSZO against each peer by the two-sided Wilcoxon signed-rank test on the \
+         {} final objectives paired by seed (exact null distribution without ties, normal \
+         approximation with tie and continuity corrections otherwise), p-values adjusted by Holm's \
+         method over the peers of a problem; **win** when BSZO's median is lower and the \
+         adjusted p < {ALPHA}, **loss** when higher and p < {ALPHA}, **tie** otherwise.\n",
+        plan.seeds
     );
-    Ok(s)
+    for (i, p) in bb.problems.iter().enumerate() {
+        let spec = &p.spec;
+        let _ = writeln!(s, "### {}\n", spec.name);
+        let _ = writeln!(
+            s,
+            "{}; ε = {:e}; {} forwards per run.\n",
+            spec.describe(),
+            spec.eps,
+            spec.budget
+        );
+        let verdicts = blackbox_verdicts(&p.cells);
+        let logistic = matches!(spec.kind, crate::blackbox::ProblemKind::Logistic { .. });
+        let _ = writeln!(
+            s,
+            "| optimizer | forwards/step | steps | picked lr | median final | IQR | diverged | {}BSZO vs it: adjusted p | verdict |",
+            if logistic {
+                "median dev accuracy % | "
+            } else {
+                ""
+            }
+        );
+        let _ = writeln!(
+            s,
+            "|---|---|---|---|---|---|---|{}---|---|",
+            if logistic { "---|" } else { "" }
+        );
+        for (name, c) in &p.cells {
+            let (med, q1, q3) = c.summary();
+            let v = verdicts.iter().find(|v| &v.0 == name);
+            let acc = if logistic {
+                let a: Vec<f64> = c.runs.iter().filter_map(|t| t.accuracy).collect();
+                format!("{} | ", pct(crate::stats::quantile(&a, 0.5)))
+            } else {
+                String::new()
+            };
+            let _ = writeln!(
+                s,
+                "| {name} | {} | {} | {:.1e}{} | {} | {} – {} | {} | {acc}{} | {} |",
+                c.per_step,
+                c.steps,
+                c.lr,
+                if c.at_edge { " †" } else { "" },
+                sci(med),
+                sci(q1),
+                sci(q3),
+                c.diverged(),
+                v.map_or("—".into(), |v| format!("{:.2e}", v.1)),
+                v.map_or("—", |v| v.2),
+            );
+        }
+        let _ = writeln!(s);
+        let group = |which: &str| -> String {
+            let names: Vec<&str> = verdicts
+                .iter()
+                .filter(|v| v.2 == which)
+                .map(|v| v.0.as_str())
+                .collect();
+            if names.is_empty() {
+                "none".into()
+            } else {
+                names.join(", ")
+            }
+        };
+        if !verdicts.is_empty() {
+            let _ = writeln!(
+                s,
+                "**Verdict ({})**: BSZO wins against {}; ties with {}; loses to {}.\n",
+                spec.name,
+                group("win"),
+                group("tie"),
+                group("loss")
+            );
+        }
+        if let Some(plot) = plots.get(i) {
+            let _ = writeln!(s, "![{plot}]({plot}.svg)\n");
+        }
+    }
+}
+
+/// The black-box convergence plots: per problem, the median over seeds of log₁₀ of the
+/// objective against forward passes, one series per optimizer.
+pub fn plot_blackbox(opts: &BenchOptions, r: &Results) -> Result<Vec<String>> {
+    let Some(bb) = &r.blackbox else {
+        return Ok(Vec::new());
+    };
+    let mut names = Vec::new();
+    for p in &bb.problems {
+        let mut plot = LinePlot::new(
+            format!("{}: median objective at equal forward budgets", p.spec.name),
+            "forward passes",
+            "log10 objective (median over seeds)",
+        );
+        for (name, c) in &p.cells {
+            let n = c.runs.iter().map(|t| t.curve.len()).max().unwrap_or(0);
+            let points = (0..n)
+                .filter_map(|i| {
+                    let x = c.runs.iter().find_map(|t| t.curve.get(i))?.0;
+                    // A diverged run counts as +∞ from where it stopped.
+                    let ys: Vec<f64> = c
+                        .runs
+                        .iter()
+                        .map(|t| t.curve.get(i).map_or(f64::INFINITY, |p| p.1))
+                        .collect();
+                    let m = crate::stats::quantile(&ys, 0.5);
+                    (m.is_finite() && m > 0.0).then(|| (x as f64, m.log10()))
+                })
+                .collect();
+            plot = plot.with_series(Series::new(name.clone(), points));
+        }
+        let stem = format!("blackbox-{}", p.spec.name);
+        plot.write(&opts.out.join(&stem))?;
+        names.push(stem);
+    }
+    Ok(names)
 }

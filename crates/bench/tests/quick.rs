@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use bszo_bench::plan::{OPTIMIZERS, Plan, Scenario};
 use bszo_bench::render::{KEPT_MARKER, kept_sections};
-use bszo_bench::{BenchOptions, suite};
+use bszo_bench::{BenchOptions, Section, suite};
 use zo_data::Task;
 use zo_optim::Algorithm;
 
@@ -34,6 +34,7 @@ fn the_quick_suite_measures_every_section_and_writes_the_report() {
     let dir = scratch("quick");
     let opts = BenchOptions {
         plan: Plan::quick(),
+        sections: Vec::new(),
         out: dir.join("docs"),
         work: dir.join("work"),
         data_dir: Some(data_dir),
@@ -98,7 +99,31 @@ fn the_quick_suite_measures_every_section_and_writes_the_report() {
     // Sections 4, 5 and 6.
     assert_eq!(r.ablation.len(), 2);
     assert_eq!(r.hizoo.len(), 4);
-    assert!(r.sampler.normals_m_per_s > 0.0 && r.sampler.sweep_gb_s > 0.0);
+    let sampler = r.sampler.as_ref().unwrap();
+    assert!(sampler.normals_m_per_s > 0.0 && sampler.sweep_gb_s > 0.0);
+    // Section 7: every optimizer on every black-box problem, a run per evaluation seed, each
+    // within the budget, and BSZO compared with each peer.
+    let bb = r.blackbox.as_ref().unwrap();
+    let plan = &Plan::quick().blackbox;
+    assert_eq!(bb.problems.len(), plan.problems.len());
+    for p in &bb.problems {
+        assert_eq!(p.cells.len(), plan.optimizers.len());
+        for (name, c) in &p.cells {
+            assert_eq!(c.runs.len() as u64, plan.seeds, "{name}");
+            assert!(c.steps * c.per_step as u64 <= p.spec.budget, "{name}");
+            assert!(
+                c.sweep.iter().any(|s| s.0 == c.lr),
+                "{name}: picked from the sweep"
+            );
+            for t in &c.runs {
+                assert!(t.diverged() || t.curve.last().unwrap().0 <= p.spec.budget);
+            }
+        }
+        let verdicts = bszo_bench::render::blackbox_verdicts(&p.cells);
+        assert_eq!(verdicts.len(), plan.optimizers.len() - 1);
+        assert!(verdicts.iter().all(|v| (0.0..=1.0).contains(&v.1)));
+    }
+    assert_eq!(r.measured.len(), Section::ALL.len());
 
     let md = std::fs::read_to_string(dir.join("docs/RESULTS.md")).unwrap();
     for heading in [
@@ -111,6 +136,9 @@ fn the_quick_suite_measures_every_section_and_writes_the_report() {
         "cargo xtask bench --quick",
         "zero-shot",
         "Where BSZO wins",
+        "## 7. Black-box problems",
+        "**Verdict (quadratic-gaussian)**",
+        "Wilcoxon signed-rank",
     ] {
         assert!(md.contains(heading), "RESULTS.md lacks {heading:?}");
     }
@@ -118,6 +146,7 @@ fn the_quick_suite_measures_every_section_and_writes_the_report() {
         "bench-splade-tiny-sst2.svg",
         "bench-splade-tiny-rte.png",
         "bench-stories260k-sst2.svg",
+        "blackbox-logistic-sst2.svg",
     ] {
         assert!(dir.join("docs").join(plot).is_file(), "{plot}");
     }
@@ -139,7 +168,36 @@ fn the_quick_suite_measures_every_section_and_writes_the_report() {
         rerun < whole,
         "the cached rerun ({rerun:?}) is faster than the first ({whole:?})"
     );
-    assert!(log.iter().any(|m| m.contains("k ablation")), "{log:?}");
+    assert!(
+        log.iter().any(|m| m.contains("section ablation")),
+        "{log:?}"
+    );
+
+    // One section alone: the others keep what results.json holds (and their provenance).
+    let json = dir.join("docs/results.json");
+    let before: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let one = BenchOptions {
+        sections: vec![Section::Sampler],
+        ..opts.clone()
+    };
+    let mut log = Vec::new();
+    let merged = suite(&one, &mut |m| log.push(m.to_string())).unwrap();
+    assert_eq!(log, vec!["section sampler".to_string()]);
+    let after: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    for key in ["accuracy", "probes", "ablation", "hizoo", "blackbox"] {
+        assert_eq!(before[key], after[key], "{key} kept");
+    }
+    assert_eq!(merged.measured.len(), Section::ALL.len());
+    // A section that needs another reports which.
+    let empty = scratch("quick-needs");
+    let needs = BenchOptions {
+        sections: vec![Section::Ablation],
+        out: empty.join("docs"),
+        ..opts.clone()
+    };
+    let e = suite(&needs, &mut |_| {}).unwrap_err();
+    assert!(format!("{e:#}").contains("--section accuracy"), "{e:#}");
+    std::fs::remove_dir_all(&empty).unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -150,13 +208,9 @@ fn a_missing_cell_is_an_error_naming_it() {
         probes: Vec::new(),
         ablation: Default::default(),
         hizoo: Vec::new(),
-        sampler: zo_sampler::throughput::Summary {
-            isa: "portable".into(),
-            normals_m_per_s: 1.0,
-            baseline_m_per_s: 1.0,
-            sweep_gb_s: 1.0,
-            memcpy_gb_s: 1.0,
-        },
+        sampler: None,
+        blackbox: None,
+        measured: Default::default(),
     };
     let e = r
         .cell("splade-tiny", Task::Sst2, Algorithm::Bszo)
