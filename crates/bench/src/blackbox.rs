@@ -153,7 +153,8 @@ pub struct Trace {
     /// The seed.
     pub seed: u64,
     /// The objective (noise-free; for logistic regression the full training loss) at the end;
-    /// +∞ when the run diverged.
+    /// +∞ when the run diverged (written as `null`: JSON has no infinity).
+    #[serde(with = "infinite_as_null")]
     pub last: f64,
     /// (forward passes, objective) along the run, from the start.
     pub curve: Vec<(u64, f64)>,
@@ -168,6 +169,49 @@ impl Trace {
     }
 }
 
+/// One learning rate of a sweep, written as the pair `[lr, median]` (`null` for +∞).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SweepPoint {
+    /// The learning rate.
+    pub lr: f64,
+    /// The median final objective over the tuning seeds (+∞ when most diverged).
+    pub median: f64,
+}
+
+impl Serialize for SweepPoint {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        (self.lr, self.median.is_finite().then_some(self.median)).serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for SweepPoint {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let (lr, median) = <(f64, Option<f64>)>::deserialize(d)?;
+        Ok(Self {
+            lr,
+            median: median.unwrap_or(f64::INFINITY),
+        })
+    }
+}
+
+/// Serde for an `f64` that may be infinite: non-finite values are written as `null`, and `null`
+/// is read back as +∞ (a diverged run's objective).
+mod infinite_as_null {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(x: &f64, s: S) -> Result<S::Ok, S::Error> {
+        if x.is_finite() {
+            s.serialize_f64(*x)
+        } else {
+            s.serialize_none()
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::INFINITY))
+    }
+}
+
 /// One optimizer on one problem.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Cell {
@@ -177,8 +221,8 @@ pub struct Cell {
     pub per_step: usize,
     /// Steps per run (`budget / per_step`).
     pub steps: u64,
-    /// The sweep: learning rate → median final objective over the tuning seeds.
-    pub sweep: Vec<(f64, f64)>,
+    /// The sweep: each learning rate tried and the median final objective over the tuning seeds.
+    pub sweep: Vec<SweepPoint>,
     /// The picked learning rate.
     pub lr: f64,
     /// Whether the picked rate is at an end of the sweep (the best rate may lie beyond).
@@ -614,24 +658,30 @@ fn cell(
     let mut sweep = Vec::new();
     for e in lo..=hi {
         let lr = 10f64.powi(e);
-        sweep.push((lr, score(lr)?));
+        sweep.push(SweepPoint {
+            lr,
+            median: score(lr)?,
+        });
     }
-    let best = |sweep: &[(f64, f64)]| {
+    let best = |sweep: &[SweepPoint]| {
         sweep
             .iter()
-            .copied()
-            .min_by(|a, b| a.1.total_cmp(&b.1))
+            .min_by(|a, b| a.median.total_cmp(&b.median))
+            .map(|p| p.lr)
             .ok_or_else(|| anyhow!("empty learning-rate sweep"))
     };
-    let (decade, _) = best(&sweep)?;
+    let decade = best(&sweep)?;
     for f in [10f64.powf(-0.5), 10f64.powf(0.5)] {
         let lr = decade * f;
-        sweep.push((lr, score(lr)?));
+        sweep.push(SweepPoint {
+            lr,
+            median: score(lr)?,
+        });
     }
-    sweep.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let (lr, _) = best(&sweep)?;
+    sweep.sort_by(|a, b| a.lr.total_cmp(&b.lr));
+    let lr = best(&sweep)?;
     let at_edge =
-        sweep.first().is_some_and(|s| s.0 == lr) || sweep.last().is_some_and(|s| s.0 == lr);
+        sweep.first().is_some_and(|s| s.lr == lr) || sweep.last().is_some_and(|s| s.lr == lr);
     let seeds: Vec<u64> = (0..plan.seeds).collect();
     let runs = run_seeds(spec, instance, algorithm, lr, &seeds, plan.points)?;
     let per_step = algorithm.config(spec.eps).forwards_per_step();
@@ -727,6 +777,28 @@ mod tests {
         let inst = Instance::new(&spec, Path::new("/nonexistent")).unwrap();
         let t = run_one(&spec, &inst, Algorithm::Mezo, 1e9, 0, 5).unwrap();
         assert!(t.diverged());
+    }
+
+    #[test]
+    fn a_diverged_run_survives_json() {
+        let t = Trace {
+            seed: 3,
+            last: f64::INFINITY,
+            curve: vec![(0, 1.0)],
+            accuracy: None,
+        };
+        let json = serde_json::to_string(&t).unwrap();
+        assert!(json.contains("null"), "{json}");
+        let back: Trace = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, t);
+        assert!(back.diverged());
+        let p = SweepPoint {
+            lr: 0.1,
+            median: f64::INFINITY,
+        };
+        let json = serde_json::to_string(&p).unwrap();
+        assert_eq!(json, "[0.1,null]");
+        assert_eq!(serde_json::from_str::<SweepPoint>(&json).unwrap(), p);
     }
 
     #[test]

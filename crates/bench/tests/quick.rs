@@ -112,7 +112,7 @@ fn the_quick_suite_measures_every_section_and_writes_the_report() {
             assert_eq!(c.runs.len() as u64, plan.seeds, "{name}");
             assert!(c.steps * c.per_step as u64 <= p.spec.budget, "{name}");
             assert!(
-                c.sweep.iter().any(|s| s.0 == c.lr),
+                c.sweep.iter().any(|s| s.lr == c.lr),
                 "{name}: picked from the sweep"
             );
             for t in &c.runs {
