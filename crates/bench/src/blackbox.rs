@@ -103,6 +103,10 @@ pub struct ProblemSpec {
     pub eps: f64,
     /// Forward passes per run.
     pub budget: u64,
+    /// The learning-rate sweep's decades for this problem, instead of the plan's (e.g. a narrower
+    /// range where each run is expensive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decades: Option<(i32, i32)>,
 }
 
 impl ProblemSpec {
@@ -651,7 +655,7 @@ fn cell(
             0.5,
         ))
     };
-    let (lo, hi) = plan.decades;
+    let (lo, hi) = spec.decades.unwrap_or(plan.decades);
     if lo > hi {
         bail!("the black-box plan's decades are empty ({lo} > {hi})");
     }
@@ -751,6 +755,7 @@ mod tests {
             shape: (4, 5),
             eps: 1e-3,
             budget: 60,
+            decades: None,
         }
     }
 

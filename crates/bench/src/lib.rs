@@ -52,6 +52,9 @@ pub enum Section {
     Accuracy,
     /// Every optimizer on the causal-LM task.
     Causal,
+    /// MeZO and BSZO with weights stored in bf16 and f16 (needs the accuracy and causal
+    /// sections' picked learning rates).
+    Precision,
     /// Memory and time of each scenario (fresh processes).
     Probes,
     /// BSZO's subspace dimension k (needs the accuracy section's SST-2 cells).
@@ -66,9 +69,10 @@ pub enum Section {
 
 impl Section {
     /// Every section, in the order the suite runs them.
-    pub const ALL: [Section; 7] = [
+    pub const ALL: [Section; 8] = [
         Self::Accuracy,
         Self::Causal,
+        Self::Precision,
         Self::Probes,
         Self::Ablation,
         Self::Hizoo,
@@ -81,6 +85,7 @@ impl Section {
         match self {
             Self::Accuracy => "accuracy",
             Self::Causal => "causal",
+            Self::Precision => "precision",
             Self::Probes => "probes",
             Self::Ablation => "ablation",
             Self::Hizoo => "hizoo",
@@ -158,6 +163,9 @@ pub struct Results {
     /// Accuracy cells: model → task → optimizer (the accuracy and causal sections).
     #[serde(default)]
     pub accuracy: Accuracy,
+    /// Half-precision weights: model → optimizer → precision → runs (one per seed).
+    #[serde(default)]
+    pub precision: BTreeMap<String, BTreeMap<String, BTreeMap<String, Vec<RunResult>>>>,
     /// Memory and time probes.
     #[serde(default)]
     pub probes: Vec<Probe>,
@@ -315,6 +323,47 @@ fn run_section(
                 c.model.to_string(),
                 BTreeMap::from([(Task::Sst2.name().to_string(), cells)]),
             );
+        }
+        Section::Precision => {
+            let mut settings = vec![(
+                MASKED_MODEL,
+                Task::Sst2,
+                plan.tasks
+                    .iter()
+                    .find(|t| t.0 == Task::Sst2)
+                    .map_or(plan.budget, |t| t.1),
+                true,
+                None,
+            )];
+            if let Some(c) = &plan.causal {
+                settings.push((c.model, Task::Sst2, c.budget, false, c.test_size));
+            }
+            for (model, task, budget, sampled, test_size) in settings {
+                let section = if sampled { "accuracy" } else { "causal" };
+                let mut by_optimizer = BTreeMap::new();
+                for algorithm in plan::PRECISION_OPTIMIZERS {
+                    let lr = results
+                        .cell(model, task, algorithm)
+                        .with_context(|| {
+                            format!("run the {section} section first (--section {section})")
+                        })?
+                        .best()?
+                        .lr;
+                    let mut by_precision = BTreeMap::new();
+                    for &precision in &plan.half_runs {
+                        log(&format!(
+                            "precision: {model} / {algorithm} / {}",
+                            probe::precision_name(precision)
+                        ));
+                        let runs = runner.precision(
+                            task, model, budget, sampled, test_size, algorithm, lr, precision,
+                        )?;
+                        by_precision.insert(probe::precision_name(precision).to_string(), runs);
+                    }
+                    by_optimizer.insert(algorithm.name().to_string(), by_precision);
+                }
+                results.precision.insert(model.to_string(), by_optimizer);
+            }
         }
         Section::Probes => {
             let mut probes = Vec::new();

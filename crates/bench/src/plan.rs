@@ -21,6 +21,9 @@ pub const OPTIMIZERS: [Algorithm; 6] = [
     Algorithm::BszoB,
 ];
 
+/// The optimizers rerun with half-precision weights (the precision section).
+pub const PRECISION_OPTIMIZERS: [Algorithm; 2] = [Algorithm::Mezo, Algorithm::Bszo];
+
 /// The masked LM of the accuracy, ablation and HiZOO sections.
 pub const MASKED_MODEL: &str = "splade-tiny";
 
@@ -74,6 +77,8 @@ pub struct Plan {
     pub probe_models: Vec<ProbeModel>,
     /// Half precisions probed besides f32 (inference, MeZO and BSZO only).
     pub half_probes: Vec<Precision>,
+    /// Half precisions of the precision section's runs (MeZO and BSZO on SST-2, both models).
+    pub half_runs: Vec<Precision>,
     /// Repetitions of each timed measurement (medians are reported).
     pub reps: usize,
     /// Elements of the sampler measurements (normals, sweep).
@@ -128,6 +133,7 @@ impl Plan {
             hizoo_ratios: vec![1e-4, 1e-2, 1.0],
             probe_models: vec![ProbeModel::SpladeTiny, ProbeModel::Bert67m],
             half_probes: vec![Precision::BF16, Precision::F16],
+            half_runs: vec![Precision::BF16, Precision::F16],
             reps: 7,
             sampler_elems: (1 << 24, 64 << 20),
             blackbox: blackbox_full(),
@@ -156,6 +162,7 @@ impl Plan {
             hizoo_ratios: vec![1e-2, 1.0],
             probe_models: vec![ProbeModel::SpladeTiny],
             half_probes: vec![Precision::BF16],
+            half_runs: vec![Precision::BF16],
             reps: 2,
             sampler_elems: (1 << 16, 1 << 20),
             blackbox: blackbox_quick(),
@@ -194,12 +201,13 @@ fn quadratic(name: &str, shape: (usize, usize), noise: Noise, budget: u64) -> Pr
         shape,
         eps: 1e-3,
         budget,
+        decades: None,
     }
 }
 
 /// The black-box section of the full suite: quadratics at d = 10⁴ without noise, with Gaussian
-/// and with heavy-tailed noise, one at d = 10⁶; Rosenbrock at d = 10³; logistic regression on
-/// SST-2 at d = 2¹⁴. Every optimizer, 30 evaluation seeds.
+/// and with heavy-tailed noise; Rosenbrock at d = 10³; logistic regression on SST-2 at d = 2¹⁴;
+/// a noisy quadratic at d = 10⁶. Every optimizer, 30 evaluation seeds.
 fn blackbox_full() -> BlackBoxPlan {
     let gauss = Noise::Gaussian { level: 1.0 };
     BlackBoxPlan {
@@ -212,13 +220,13 @@ fn blackbox_full() -> BlackBoxPlan {
                 Noise::StudentT { dof: 3, level: 1.0 },
                 10_000,
             ),
-            quadratic("quadratic-1m", (1000, 1000), gauss, 1_000),
             ProblemSpec {
                 name: "rosenbrock".into(),
                 kind: ProblemKind::Rosenbrock { noise: Noise::None },
                 shape: (25, 40),
                 eps: 1e-4,
                 budget: 10_000,
+                decades: None,
             },
             ProblemSpec {
                 name: "logistic-sst2".into(),
@@ -229,6 +237,13 @@ fn blackbox_full() -> BlackBoxPlan {
                 shape: (128, 128),
                 eps: 1e-3,
                 budget: 10_000,
+                decades: None,
+            },
+            // d = 10⁶: each run costs ~100× a d = 10⁴ run, so a smaller budget and a narrower
+            // sweep (the d = 10⁴ quadratic's best rates, scaled down for the larger d, lie inside).
+            ProblemSpec {
+                decades: Some((-4, 0)),
+                ..quadratic("quadratic-1m", (1000, 1000), gauss, 500)
             },
         ],
         optimizers: Algorithm::ALL.to_vec(),
@@ -258,6 +273,7 @@ fn blackbox_quick() -> BlackBoxPlan {
                 shape: (32, 32),
                 eps: 1e-3,
                 budget: 120,
+                decades: None,
             },
         ],
         optimizers: Algorithm::ALL.to_vec(),

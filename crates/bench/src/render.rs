@@ -189,6 +189,7 @@ pub fn render(
     section_hizoo(&mut s, opts, r)?;
     section_sampler(&mut s, opts, r)?;
     render_blackbox(&mut s, opts, r, blackbox_plots);
+    section_precision(&mut s, opts, r)?;
     Ok(s)
 }
 
@@ -621,10 +622,13 @@ fn render_blackbox(s: &mut String, opts: &BenchOptions, r: &Results, plots: &[St
         let _ = writeln!(s, "### {}\n", spec.name);
         let _ = writeln!(
             s,
-            "{}; ε = {:e}; {} forwards per run.\n",
+            "{}; ε = {:e}; {} forwards per run{}.\n",
             spec.describe(),
             spec.eps,
-            spec.budget
+            spec.budget,
+            spec.decades
+                .map(|(lo, hi)| format!("; learning rates swept over decades 1e{lo}…1e{hi} only"))
+                .unwrap_or_default()
         );
         let verdicts = blackbox_verdicts(&p.cells);
         let logistic = matches!(spec.kind, crate::blackbox::ProblemKind::Logistic { .. });
@@ -730,4 +734,88 @@ pub fn plot_blackbox(opts: &BenchOptions, r: &Results) -> Result<Vec<String>> {
         names.push(stem);
     }
     Ok(names)
+}
+
+/// Section 8 of `RESULTS.md`: MeZO and BSZO with half-precision weights against their f32 cells.
+fn section_precision(s: &mut String, opts: &BenchOptions, r: &Results) -> Result<()> {
+    let _ = writeln!(s, "## 8. Accuracy with half-precision weights\n");
+    if !measured(s, r, Section::Precision, &opts.command) {
+        return Ok(());
+    }
+    let plan = &opts.plan;
+    let _ = writeln!(
+        s,
+        "MeZO and BSZO on SST-2 with the weights stored in bf16 or f16 (every forward computes in \
+         f32 from the stored values through the perturbation view; updates written with stochastic \
+         rounding), at the learning rate and with the protocol, budget and seeds ({:?}) of their f32 \
+         cells in section 1, so the f32 row is the comparison at equal forward budgets. Δ is the \
+         difference of mean test accuracy to f32; a drop larger than the larger of the two standard \
+         deviations counts as a degradation.\n",
+        plan.seeds
+    );
+    let _ = writeln!(
+        s,
+        "| model | optimizer | weights | test accuracy % | Δ to f32 (points) | best validation % |"
+    );
+    let _ = writeln!(s, "|---|---|---|---|---|---|");
+    let mut lines = Vec::new();
+    for (model, by_opt) in &r.precision {
+        let mut degraded: Vec<String> = Vec::new();
+        let mut held: Vec<String> = Vec::new();
+        for (opt, by_prec) in by_opt {
+            let algorithm: Algorithm = opt.parse()?;
+            let task = zo_data::Task::Sst2;
+            let base = r.cell(model, task, algorithm)?;
+            let f32s = mean_std(&base.tests());
+            let _ = writeln!(
+                s,
+                "| {model} | {opt} | f32 | {} ± {} | — | {} |",
+                pct(f32s.0),
+                pct(f32s.1),
+                pct(mean_std(&base.validations()).0)
+            );
+            for (prec, runs) in by_prec {
+                let tests: Vec<f64> = runs.iter().map(|x| x.test).collect();
+                let vals: Vec<f64> = runs.iter().map(|x| x.best_validation).collect();
+                let m = mean_std(&tests);
+                let delta = m.0 - f32s.0;
+                let _ = writeln!(
+                    s,
+                    "| {model} | {opt} | {prec} | {} ± {} | {:+.2} | {} |",
+                    pct(m.0),
+                    pct(m.1),
+                    100.0 * delta,
+                    pct(mean_std(&vals).0)
+                );
+                let name = format!("{opt} in {prec} ({:+.2} points)", 100.0 * delta);
+                if -delta > m.1.max(f32s.1) {
+                    degraded.push(name);
+                } else {
+                    held.push(name);
+                }
+            }
+        }
+        let list = |v: &[String]| {
+            if v.is_empty() {
+                "none".to_string()
+            } else {
+                v.join(", ")
+            }
+        };
+        lines.push(format!(
+            "- {model}: degrades: {}; holds: {}.",
+            list(&degraded),
+            list(&held)
+        ));
+    }
+    let _ = writeln!(s);
+    let _ = writeln!(
+        s,
+        "**Does MeZO degrade in half precision where BSZO does not?** Per model (rule above):\n"
+    );
+    for l in lines {
+        let _ = writeln!(s, "{l}");
+    }
+    let _ = writeln!(s);
+    Ok(())
 }

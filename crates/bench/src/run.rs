@@ -195,15 +195,7 @@ impl Runner<'_> {
         };
         let mut out = BTreeMap::new();
         for algorithm in OPTIMIZERS {
-            let base = |lr: f64, seed: u64| {
-                let protocol = if sampled {
-                    plan.sampled_protocol(seed)
-                } else {
-                    Protocol::few_shot([42, 13, 21, 87, 100][seed as usize % 5])
-                };
-                let optimizer = OptimizerSection::named(algorithm, 1e-4, lr);
-                self.config(at, protocol, optimizer, seed)
-            };
+            let base = |lr: f64, seed: u64| self.cell_config(at, sampled, algorithm, lr, seed);
             let dir = self
                 .work
                 .join("accuracy")
@@ -214,6 +206,64 @@ impl Runner<'_> {
             out.insert(algorithm.name().to_string(), cell);
         }
         Ok(out)
+    }
+
+    /// The configuration of one accuracy run: the sampled protocol at the plan's sizes when
+    /// `sampled`, else LM-BFF 16-shot splits (data seeds 42, 13, 21, 87, 100 by seed).
+    fn cell_config(
+        &self,
+        at: Setting<'_>,
+        sampled: bool,
+        algorithm: Algorithm,
+        lr: f64,
+        seed: u64,
+    ) -> Result<RunConfig> {
+        let protocol = if sampled {
+            self.plan.sampled_protocol(seed)
+        } else {
+            Protocol::few_shot([42, 13, 21, 87, 100][seed as usize % 5])
+        };
+        let optimizer = OptimizerSection::named(algorithm, 1e-4, lr);
+        self.config(at, protocol, optimizer, seed)
+    }
+
+    /// The runs of an accuracy cell again with the weights stored in `precision`: `algorithm` at
+    /// `lr` on `task` with `model`, every seed of the plan, the same protocol and budget as the
+    /// accuracy section (so the f32 cell is the comparison at equal forward budgets).
+    #[allow(clippy::too_many_arguments)]
+    pub fn precision(
+        &self,
+        task: Task,
+        model: &str,
+        budget: u64,
+        sampled: bool,
+        test_size: Option<usize>,
+        algorithm: Algorithm,
+        lr: f64,
+        precision: zo_models::Precision,
+    ) -> Result<Vec<RunResult>> {
+        let at = Setting {
+            model,
+            task,
+            test_size: test_size.or(self.plan.sizes.2),
+            budget,
+        };
+        let name = crate::probe::precision_name(precision);
+        let mut runs = Vec::new();
+        for &seed in &self.plan.seeds {
+            let mut config = self.cell_config(at, sampled, algorithm, lr, seed)?;
+            config.model.precision = precision;
+            let dir = self
+                .work
+                .join("precision")
+                .join(model)
+                .join(task.name())
+                .join(algorithm.name())
+                .join(name)
+                .join(format!("lr{lr:e}-seed{seed}"));
+            runs.push(run(&dir, config)?);
+        }
+        Ok(runs)
     }
 
     /// SST-2 with the masked model at the ablations' budget and test cap.

@@ -124,6 +124,26 @@ fn the_quick_suite_measures_every_section_and_writes_the_report() {
         assert!(verdicts.iter().all(|v| (0.0..=1.0).contains(&v.1)));
     }
     assert_eq!(r.measured.len(), Section::ALL.len());
+    // Section 8: MeZO and BSZO with bf16 weights on both models, a run per seed at the f32
+    // cell's learning rate.
+    assert_eq!(r.precision.len(), 2);
+    for (model, by_opt) in &r.precision {
+        assert_eq!(by_opt.len(), 2, "{model}");
+        for (opt, by_prec) in by_opt {
+            let runs = &by_prec["bf16"];
+            assert_eq!(runs.len(), 2, "{model} {opt}");
+            let f32_lr = r
+                .cell(model, Task::Sst2, opt.parse().unwrap())
+                .unwrap()
+                .best()
+                .unwrap()
+                .lr;
+            assert!(
+                runs.iter()
+                    .all(|x| x.lr == f32_lr && (0.0..=1.0).contains(&x.test))
+            );
+        }
+    }
 
     let md = std::fs::read_to_string(dir.join("docs/RESULTS.md")).unwrap();
     for heading in [
@@ -139,6 +159,8 @@ fn the_quick_suite_measures_every_section_and_writes_the_report() {
         "## 7. Black-box problems",
         "**Verdict (quadratic-gaussian)**",
         "Wilcoxon signed-rank",
+        "## 8. Accuracy with half-precision weights",
+        "Does MeZO degrade in half precision",
     ] {
         assert!(md.contains(heading), "RESULTS.md lacks {heading:?}");
     }
@@ -184,7 +206,14 @@ fn the_quick_suite_measures_every_section_and_writes_the_report() {
     let merged = suite(&one, &mut |m| log.push(m.to_string())).unwrap();
     assert_eq!(log, vec!["section sampler".to_string()]);
     let after: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
-    for key in ["accuracy", "probes", "ablation", "hizoo", "blackbox"] {
+    for key in [
+        "accuracy",
+        "precision",
+        "probes",
+        "ablation",
+        "hizoo",
+        "blackbox",
+    ] {
         assert_eq!(before[key], after[key], "{key} kept");
     }
     assert_eq!(merged.measured.len(), Section::ALL.len());
@@ -203,15 +232,7 @@ fn the_quick_suite_measures_every_section_and_writes_the_report() {
 
 #[test]
 fn a_missing_cell_is_an_error_naming_it() {
-    let r = bszo_bench::Results {
-        accuracy: Default::default(),
-        probes: Vec::new(),
-        ablation: Default::default(),
-        hizoo: Vec::new(),
-        sampler: None,
-        blackbox: None,
-        measured: Default::default(),
-    };
+    let r = bszo_bench::Results::default();
     let e = r
         .cell("splade-tiny", Task::Sst2, Algorithm::Bszo)
         .unwrap_err();
