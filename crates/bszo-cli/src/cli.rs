@@ -181,8 +181,8 @@ pub struct FinetuneArgs {
     #[command(flatten)]
     pub data: ModelAndTask,
     /// The optimizer (`optimizer.name`): mezo, nspsa, mezo_adam, zo_sgd_mmt, zo_sgd_sign,
-    /// zo_sgd_cons, hizoo, lozo, bszo, bszo_b. Switching away from the preset's algorithm drops
-    /// the preset's estimator and rule settings (its `eps` is kept).
+    /// zo_sgd_cons, hizoo, lozo, bszo, bszo_b, fzoo. Switching away from the preset's algorithm
+    /// drops the preset's estimator and rule settings (its `eps` is kept).
     #[arg(long, help_heading = "Common settings")]
     pub optimizer: Option<String>,
     /// The learning rate (`optimizer.schedule.lr`).

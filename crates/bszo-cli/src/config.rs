@@ -98,7 +98,8 @@ pub struct TaskSection {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OptimizerSection {
-    /// mezo, nspsa, mezo_adam, zo_sgd_mmt, zo_sgd_sign, zo_sgd_cons, hizoo, lozo, bszo, bszo_b.
+    /// mezo, nspsa, mezo_adam, zo_sgd_mmt, zo_sgd_sign, zo_sgd_cons, hizoo, lozo, bszo, bszo_b,
+    /// fzoo.
     pub name: Algorithm,
     /// The learning-rate schedule (`kind` constant, linear or cosine; a decaying one runs over
     /// `train.steps` unless `total_steps` says otherwise).

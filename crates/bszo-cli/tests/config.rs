@@ -73,6 +73,24 @@ fn flags_override_the_preset_and_switching_optimizer_drops_its_settings() {
     assert!(
         matches!(c.optimizer.estimator, Estimator::KalmanSubspace(ks) if ks.eps == 1e-4 && ks.extra == ExtraSample::Fresh)
     );
+    // FZOO's settings are keys of its own; σ needs at least two perturbed losses.
+    let c = with_sets(&["optimizer.name=fzoo", "optimizer.estimator.samples=4"]).unwrap();
+    assert_eq!(
+        c.optimizer.estimator,
+        Estimator::Fzoo {
+            eps: 1e-4,
+            samples: 4,
+            std_floor: 1e-8,
+        }
+    );
+    assert_eq!(c.optimizer.rule, UpdateRule::Sgd { weight_decay: 0.0 });
+    assert_eq!(c.resolve().unwrap().optimizer.forwards_per_step(), 5);
+    let e = with_sets(&["optimizer.name=fzoo", "optimizer.estimator.samples=1"])
+        .unwrap()
+        .resolve()
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("`samples` must be at least 2"), "{e}");
 
     let r = with_sets(&["optimizer.estimator.k=4", "optimizer.estimator.m=5"])
         .unwrap()
@@ -361,6 +379,8 @@ fn help_explains_every_group_of_flags() {
         "rule.beta1 = 0.9",
         "lozo:",
         "hizoo:",
+        "fzoo:",
+        "estimator.std_floor",
     ] {
         assert!(help.contains(needle), "--help lacks {needle}:\n{help}");
     }

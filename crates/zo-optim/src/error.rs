@@ -149,11 +149,16 @@ pub(crate) fn unit_interval(field: &'static str, v: f64) -> Result<(), ConfigErr
 
 /// A count of at least one, or [`ConfigError::TooSmall`].
 pub(crate) fn at_least_one(field: &'static str, v: u64) -> Result<(), ConfigError> {
-    if v == 0 {
+    at_least(field, 1, v)
+}
+
+/// A count of at least `min`, or [`ConfigError::TooSmall`].
+pub(crate) fn at_least(field: &'static str, min: u64, v: u64) -> Result<(), ConfigError> {
+    if v < min {
         Err(ConfigError::TooSmall {
             field,
-            min: 1,
-            value: 0,
+            min,
+            value: v,
         })
     } else {
         Ok(())

@@ -49,11 +49,14 @@ pub enum Algorithm {
     Bszo,
     /// BSZO-B: Kalman subspace with fresh extra samples + SGD (1 + m forwards).
     BszoB,
+    /// FZOO: one-sided Rademacher SPSA over N directions divided by the standard deviation of the
+    /// N perturbed losses + SGD, a normalised SGD (1 + N forwards, N = 8 by default).
+    Fzoo,
 }
 
 impl Algorithm {
     /// Every algorithm, in a fixed order.
-    pub const ALL: [Algorithm; 10] = [
+    pub const ALL: [Algorithm; 11] = [
         Self::Mezo,
         Self::Nspsa,
         Self::MezoAdam,
@@ -64,6 +67,7 @@ impl Algorithm {
         Self::Lozo,
         Self::Bszo,
         Self::BszoB,
+        Self::Fzoo,
     ];
 
     /// The algorithm's name (`mezo`, `nspsa`, `mezo_adam`, …).
@@ -79,6 +83,7 @@ impl Algorithm {
             Self::Lozo => "lozo",
             Self::Bszo => "bszo",
             Self::BszoB => "bszo_b",
+            Self::Fzoo => "fzoo",
         }
     }
 
@@ -159,6 +164,15 @@ impl Algorithm {
                 }),
                 sgd,
             ),
+            // N = 8 directions and σ's floor 1e-8 are this crate's defaults.
+            Self::Fzoo => (
+                Estimator::Fzoo {
+                    eps,
+                    samples: 8,
+                    std_floor: 1e-8,
+                },
+                sgd,
+            ),
         };
         OptimizerConfig { estimator, rule }
     }
@@ -173,7 +187,7 @@ impl fmt::Display for Algorithm {
 /// An unknown algorithm name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "unknown optimizer `{0}` (expected one of: mezo, nspsa, mezo_adam, zo_sgd_mmt, zo_sgd_sign, zo_sgd_cons, hizoo, lozo, bszo, bszo_b)"
+    "unknown optimizer `{0}` (expected one of: mezo, nspsa, mezo_adam, zo_sgd_mmt, zo_sgd_sign, zo_sgd_cons, hizoo, lozo, bszo, bszo_b, fzoo)"
 )]
 pub struct UnknownAlgorithm(pub String);
 
@@ -258,13 +272,14 @@ pub struct StepReport {
     pub step: u64,
     /// The learning rate used.
     pub lr: f64,
-    /// The training loss to log (MeZO: ℓ₊; one-sided estimators, HiZOO and BSZO: L(θ); the
+    /// The training loss to log (MeZO: ℓ₊; one-sided estimators, FZOO, HiZOO and BSZO: L(θ); the
     /// conservative rule: the kept candidate's loss; HiZOO with the logging forward: the loss after
     /// the update).
     pub loss: f64,
     /// Every loss evaluated in the step, in order.
     pub losses: Vec<f64>,
-    /// The projected gradients (SPSA, LOZO, HiZOO) or the posterior mean (BSZO).
+    /// The projected gradients (SPSA, FZOO, LOZO, HiZOO: the finite difference along each
+    /// direction, FZOO's before its division by σ) or the posterior mean (BSZO).
     pub projected: Vec<f64>,
     /// Forward passes used.
     pub forwards: usize,
@@ -272,6 +287,11 @@ pub struct StepReport {
     pub kalman: Option<KalmanReport>,
     /// The conservative rule's choice: -1 (θ − ηĝ), 0 (θ), +1 (θ + ηĝ).
     pub chosen: Option<i8>,
+    /// FZOO's σ: the sample standard deviation of the step's perturbed losses, as computed (the
+    /// step divides by `max(σ, std_floor)`); `None` for the other estimators, and then not
+    /// written when serialised (a report without it reads back as `None`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_std: Option<f64>,
 }
 
 impl Optimizer {
@@ -361,6 +381,7 @@ impl Optimizer {
         let mut loss = applied.loss.unwrap_or(est.loss);
         let projected = est.projected.clone();
         let kalman = est.kalman.clone();
+        let loss_std = est.loss_std;
         drop(est);
         state.step = step + 1;
         // The estimator's hook runs after the update (HiZOO's optional logging forward): a failure
@@ -377,6 +398,7 @@ impl Optimizer {
             forwards: ev.forwards,
             kalman,
             chosen: applied.chosen,
+            loss_std,
         })
     }
 }

@@ -33,6 +33,7 @@ fn forwards_per_step_are_as_specified_and_counted() {
         (Algorithm::Lozo, 2),
         (Algorithm::Bszo, 3),  // 1 + k, k = 2
         (Algorithm::BszoB, 4), // 1 + m, m = 3
+        (Algorithm::Fzoo, 9),  // 1 + N, N = 8
     ];
     let (q, theta0) = quad_start(8);
     for (alg, fw) in expected {
@@ -49,8 +50,8 @@ fn forwards_per_step_are_as_specified_and_counted() {
         assert_eq!(obj.forwards(), 7 * fw as u64, "{alg} counted");
         assert_eq!(state.step, 7);
     }
-    // One-sided n-SPSA: 1 + n; the HiZOO logging forward: 4; BSZO with other k, m, extra samples
-    // and differences.
+    // One-sided n-SPSA: 1 + n; FZOO with N = 3: 1 + N; the HiZOO logging forward: 4; BSZO with
+    // other k, m, extra samples and differences.
     let c = |estimator| OptimizerConfig {
         estimator,
         rule: UpdateRule::Sgd { weight_decay: 0.0 },
@@ -62,6 +63,12 @@ fn forwards_per_step_are_as_specified_and_counted() {
         distribution: Default::default(),
     });
     assert_eq!(one_sided.forwards_per_step(), 4);
+    let fzoo = c(Estimator::Fzoo {
+        eps: 1e-3,
+        samples: 3,
+        std_floor: 1e-8,
+    });
+    assert_eq!(fzoo.forwards_per_step(), 4);
     let hizoo_log = c(Estimator::Hessian {
         eps: 1e-3,
         alpha: 1e-8,
@@ -86,6 +93,7 @@ fn forwards_per_step_are_as_specified_and_counted() {
     assert_eq!(bszo(ExtraSample::Requery, central).forwards_per_step(), 13);
     for cfg in [
         one_sided,
+        fzoo,
         hizoo_log,
         bszo(ExtraSample::Cached, one),
         bszo(ExtraSample::Fresh, one),
@@ -787,6 +795,48 @@ fn invalid_configurations_are_typed_errors() {
     for (e, want) in cases {
         assert_eq!(mk(e).unwrap_err(), want);
     }
+    // FZOO: σ needs two perturbed losses, ε and σ's floor are finite and positive; each error
+    // names its field.
+    let fzoo = |eps, samples, std_floor| Estimator::Fzoo {
+        eps,
+        samples,
+        std_floor,
+    };
+    assert!(mk(fzoo(1e-3, 2, 1e-8)).is_ok());
+    for samples in [0, 1] {
+        assert_eq!(
+            mk(fzoo(1e-3, samples, 1e-8)).unwrap_err(),
+            ConfigError::TooSmall {
+                field: "samples",
+                min: 2,
+                value: samples as u64,
+            }
+        );
+    }
+    let fzoo_cases = [
+        (fzoo(0.0, 8, 1e-8), "eps"),
+        (fzoo(-1e-3, 8, 1e-8), "eps"),
+        (fzoo(f64::NAN, 8, 1e-8), "eps"),
+        (fzoo(1e-3, 8, 0.0), "std_floor"),
+        (fzoo(1e-3, 8, -1e-8), "std_floor"),
+        (fzoo(1e-3, 8, f64::NAN), "std_floor"),
+        (fzoo(1e-3, 8, f64::INFINITY), "std_floor"),
+    ];
+    for (e, name) in fzoo_cases {
+        let err = mk(e).unwrap_err();
+        assert!(
+            matches!(err, ConfigError::NotPositive { field, .. } if field == name),
+            "{e:?}: {err:?}"
+        );
+        assert!(err.to_string().contains(&format!("`{name}`")), "{err}");
+    }
+    assert!(
+        mk(fzoo(1e-3, 1, 1e-8))
+            .unwrap_err()
+            .to_string()
+            .contains("`samples` must be at least 2")
+    );
+    assert_eq!("fzoo".parse::<Algorithm>().unwrap(), Algorithm::Fzoo);
     let bad_rule = OptimizerConfig {
         estimator: Algorithm::Mezo.config(1e-3).estimator,
         rule: UpdateRule::Adam {

@@ -7,7 +7,8 @@
 //! zo-sampler's stream for its key `(seed, step, j)` and the tensor's name. The formulas are those
 //! of the papers and their authors' code: MeZO (Malladi et al. 2023, princeton-nlp/MeZO), ZO-Bench
 //! (Zhang et al. 2024), HiZOO (Zhao et al. 2024, Yanjun-Zhao/HiZOO), BSZO and BSZO-B (Feng & Huang
-//! 2026, arXiv 2601.01452, AeonianQuill/BSZO), Adam (Kingma & Ba 2015, `torch.optim.Adam`).
+//! 2026, arXiv 2601.01452, AeonianQuill/BSZO), FZOO (Dang et al. 2025, arXiv 2506.09034), Adam
+//! (Kingma & Ba 2015, `torch.optim.Adam`).
 //!
 //! Each test's doc comment names the one-line mutation of the source it was checked against: the
 //! mutation was applied, the test failed, and the mutation was reverted.
@@ -649,6 +650,192 @@ fn hizoo_curvature_ema_and_preconditioned_step() {
         let scale: Vec<f64> = (0..n).map(|i| 1.0 + (lr * g * u[i]).abs()).collect();
         assert_close_f32(&format!("step {t} θ"), &theta, &want, &scale);
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// FZOO
+// ---------------------------------------------------------------------------------------------
+
+/// Direction `j` of step `step` under run seed `seed` on the single tensor of a `Vec<f32>` of `n`
+/// elements, drawn as Rademacher signs (FZOO's distribution).
+fn rademacher(seed: u64, step: u64, j: u32, n: usize) -> Vec<f64> {
+    let mut u = vec![0.0f32; n];
+    Stream::new(
+        DirectionKey::new(seed, step, j),
+        TensorId::from_name("params"),
+        Distribution::Rademacher,
+    )
+    .fill(0, &mut u);
+    assert!(u.iter().all(|v| v.abs() == 1.0), "not ±1: {u:?}");
+    u.iter().map(|v| f64::from(*v)).collect()
+}
+
+/// `½ Σₖ (1 + k)(θₖ − (k/4 − 1))²`, in f64 from the f32 values.
+fn fzoo_quadratic(theta: &[f32]) -> f64 {
+    theta
+        .iter()
+        .enumerate()
+        .map(|(k, t)| {
+            let (d, c) = (1.0 + k as f64, 0.25 * k as f64 - 1.0);
+            0.5 * d * (f64::from(*t) - c).powi(2)
+        })
+        .sum()
+}
+
+/// The sample standard deviation (denominator N − 1), written out.
+fn sample_std(xs: &[f64]) -> f64 {
+    let n = xs.len() as f64;
+    let mean = xs.iter().sum::<f64>() / n;
+    (xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
+}
+
+/// FZOO over two steps of a real quadratic (N = 4, ε = 2⁻⁵, η = 1e-2): forwards at θ and at
+/// θ + εuᵢ for Rademacher uᵢ keyed `(seed, step, i)`; then g = (1/(εN)) Σᵢ (lᵢ − l₀) uᵢ, σ the
+/// sample standard deviation of l₁ … l_N (denominator N − 1) and θ ← θ − η g/σ. The parameters
+/// sit on a grid of 2⁻⁶ before each step, so every probe point θ ± εuᵢ is exact in f32 and the
+/// losses the optimizer saw equal the ones computed here bit for bit.
+///
+/// Mutations tried, each failing this test: `sigma.max(std_floor)` → `1.0` in `fzoo::estimate`
+/// (no normalisation: SPSA's average); `(n - 1) as f64` → `n as f64` in `fzoo::sample_std` (the
+/// population deviation); `Distribution::Rademacher` → `Distribution::Normal` for FZOO's
+/// directions in `Estimator::estimate`.
+#[test]
+fn fzoo_normalises_the_one_sided_rademacher_estimate() {
+    let n = 10;
+    let (eps, samples, lr, seed) = (2f64.powi(-5), 4usize, 1e-2, 21u64);
+    let cfg = OptimizerConfig {
+        estimator: Estimator::Fzoo {
+            eps,
+            samples,
+            std_floor: 1e-8,
+        },
+        rule: UpdateRule::Sgd { weight_decay: 0.0 },
+    };
+    let opt = Optimizer::new(cfg, Schedule::constant(lr)).unwrap();
+    assert_eq!(opt.forwards_per_step(), samples + 1);
+    let grid = |x: f32| (x * 64.0).round() / 64.0;
+    let mut theta: Vec<f32> = (0..n).map(|k| grid(0.3 * k as f32 - 1.1)).collect();
+    let mut state = opt.init(&theta, seed);
+    for step in 0..2u64 {
+        if step > 0 {
+            theta.iter_mut().for_each(|x| *x = grid(*x));
+        }
+        let before = theta.clone();
+        let us: Vec<Vec<f64>> = (0..samples)
+            .map(|i| rademacher(seed, step, i as u32, n))
+            .collect();
+        let l0 = fzoo_quadratic(&before);
+        let ls: Vec<f64> = us
+            .iter()
+            .map(|u| {
+                let point: Vec<f32> = (0..n)
+                    .map(|k| (f64::from(before[k]) + eps * u[k]) as f32)
+                    .collect();
+                fzoo_quadratic(&point)
+            })
+            .collect();
+        let mut seen = Vec::new();
+        let r = opt
+            .step(&mut state, &mut theta, &mut |p: &Vec<f32>| {
+                seen.push(p.clone());
+                fzoo_quadratic(p)
+            })
+            .unwrap();
+        assert_eq!(r.forwards, samples + 1);
+        assert_eq!(seen[0], before, "step {step}: the first forward is at θ");
+        let mut want_losses = vec![l0];
+        want_losses.extend(&ls);
+        assert_eq!(r.losses, want_losses, "step {step}: losses");
+        assert_eq!(r.loss, l0, "step {step}: the logged loss is L(θ)");
+        for i in 0..samples {
+            assert_rel(
+                &format!("step {step}: projected {i}"),
+                r.projected[i],
+                (ls[i] - l0) / eps,
+                1e-12,
+            );
+        }
+        let sigma = sample_std(&ls);
+        assert!(sigma > 1e-2, "step {step}: σ = {sigma} is not the floor");
+        assert_rel("σ", r.loss_std.unwrap(), sigma, 1e-12);
+        let g: Vec<f64> = (0..n)
+            .map(|k| {
+                (0..samples).map(|i| (ls[i] - l0) * us[i][k]).sum::<f64>() / (eps * samples as f64)
+            })
+            .collect();
+        let want: Vec<f64> = (0..n)
+            .map(|k| f64::from(before[k]) - lr * g[k] / sigma)
+            .collect();
+        let scale: Vec<f64> = (0..n)
+            .map(|k| f64::from(before[k]).abs() + eps + lr * (g[k] / sigma).abs())
+            .collect();
+        assert_close_f32(&format!("step {step} θ"), &theta, &want, &scale);
+        assert!(
+            theta.iter().zip(&before).any(|(a, b)| a != b),
+            "step {step}: θ did not move"
+        );
+    }
+}
+
+/// σ's floor. A constant objective gives σ = 0 and zero differences: the step is zero (θ unchanged
+/// bit for bit, σ reported as 0, no NaN). Equal perturbed losses that differ from L(θ) give σ = 0
+/// with non-zero differences: the step divides by `std_floor` (here 0.25, N = 3, ε = 1e-2, so
+/// ĝ = (1/(εN · 0.25)) Σᵢ (lᵢ − l₀) uᵢ).
+///
+/// Mutation tried, failing this test: `sigma.max(std_floor)` → `sigma` in `fzoo::estimate` (a NaN
+/// step for the constant objective, an infinite one for the second).
+#[test]
+fn fzoo_divides_by_the_floor_when_the_perturbed_losses_are_equal() {
+    let n = 8;
+    let seed = 6u64;
+    let theta0: Vec<f32> = (0..n).map(|k| (k as f32 - 3.0) / 16.0).collect();
+
+    // ε = 2⁻¹⁰ on a grid of 2⁻⁴: every probe point and the restore are exact in f32.
+    let opt = Optimizer::named(Algorithm::Fzoo, 2f64.powi(-10), 1e-2).unwrap();
+    let mut theta = theta0.clone();
+    let mut state = opt.init(&theta, seed);
+    for _ in 0..3 {
+        let r = opt
+            .step(&mut state, &mut theta, &mut |_: &Vec<f32>| 1.5)
+            .unwrap();
+        assert_eq!(r.loss_std, Some(0.0));
+        assert!(r.projected.iter().all(|g| *g == 0.0), "{:?}", r.projected);
+        assert_eq!(r.forwards, 9);
+    }
+    assert_eq!(theta, theta0, "a constant objective moved the parameters");
+
+    let (eps, floor, lr, samples) = (1e-2, 0.25, 1e-3, 3usize);
+    let opt = Optimizer::new(
+        OptimizerConfig {
+            estimator: Estimator::Fzoo {
+                eps,
+                samples,
+                std_floor: floor,
+            },
+            rule: UpdateRule::Sgd { weight_decay: 0.0 },
+        },
+        Schedule::constant(lr),
+    )
+    .unwrap();
+    let mut theta = theta0.clone();
+    let mut state = opt.init(&theta, seed);
+    let (l0, l) = (1.0, 1.5);
+    let r = opt
+        .step(&mut state, &mut theta, &mut Script::new(vec![l0, l, l, l]))
+        .unwrap();
+    assert_eq!(r.loss_std, Some(0.0));
+    let us: Vec<Vec<f64>> = (0..samples)
+        .map(|i| rademacher(seed, 0, i as u32, n))
+        .collect();
+    let want: Vec<f64> = (0..n)
+        .map(|k| {
+            let g: f64 = us.iter().map(|u| (l - l0) * u[k]).sum::<f64>() / (eps * samples as f64);
+            f64::from(theta0[k]) - lr * g / floor
+        })
+        .collect();
+    let scale: Vec<f64> = want.iter().map(|w| w.abs() + 1.0).collect();
+    assert!(theta.iter().all(|x| x.is_finite()));
+    assert_close_f32("θ", &theta, &want, &scale);
 }
 
 // ---------------------------------------------------------------------------------------------

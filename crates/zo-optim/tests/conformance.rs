@@ -79,6 +79,7 @@ const TABLE: &[(Algorithm, Problem, f64, usize, f64)] = &[
     (Algorithm::Lozo, Problem::Quadratic, 4e-4, 6000, 10.0),
     (Algorithm::Bszo, Problem::Quadratic, 3e-4, 6000, 10.0),
     (Algorithm::BszoB, Problem::Quadratic, 3e-4, 6000, 10.0),
+    (Algorithm::Fzoo, Problem::Quadratic, 1e-4, 6000, 10.0),
     // Rosenbrock in 2-D from (-1.2, 1)
     (Algorithm::Mezo, Problem::Rosenbrock, 5e-4, 6000, 5.0),
     (Algorithm::Nspsa, Problem::Rosenbrock, 5e-4, 6000, 5.0),
@@ -90,6 +91,7 @@ const TABLE: &[(Algorithm, Problem, f64, usize, f64)] = &[
     (Algorithm::Lozo, Problem::Rosenbrock, 2e-4, 6000, 5.0),
     (Algorithm::Bszo, Problem::Rosenbrock, 3e-4, 6000, 5.0),
     (Algorithm::BszoB, Problem::Rosenbrock, 3e-4, 6000, 5.0),
+    (Algorithm::Fzoo, Problem::Rosenbrock, 1e-4, 6000, 5.0),
     // noisy linear regression (200 × 10, label noise 0.1), start 0
     (Algorithm::Mezo, Problem::LinearRegression, 2e-2, 4000, 20.0),
     (
@@ -143,6 +145,7 @@ const TABLE: &[(Algorithm, Problem, f64, usize, f64)] = &[
         4000,
         20.0,
     ),
+    (Algorithm::Fzoo, Problem::LinearRegression, 1e-4, 4000, 20.0),
     // logistic regression (400 × 10), start 0 (loss ln 2)
     (
         Algorithm::Mezo,
@@ -211,6 +214,13 @@ const TABLE: &[(Algorithm, Problem, f64, usize, f64)] = &[
         Algorithm::BszoB,
         Problem::LogisticRegression,
         5e-2,
+        4000,
+        1.5,
+    ),
+    (
+        Algorithm::Fzoo,
+        Problem::LogisticRegression,
+        1e-4,
         4000,
         1.5,
     ),

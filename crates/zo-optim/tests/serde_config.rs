@@ -49,6 +49,11 @@ fn every_variant_round_trips() {
             alpha: 1e-8,
             log_loss_after_update: true,
         },
+        Estimator::Fzoo {
+            eps: 2e-3,
+            samples: 5,
+            std_floor: 1e-6,
+        },
     ];
     for estimator in estimators {
         assert_eq!(round_trip(&estimator), estimator);
@@ -138,6 +143,20 @@ fn unknown_fields_are_errors() {
     let err = serde_json::from_value::<Estimator>(typo).unwrap_err();
     assert!(err.to_string().contains("typo"), "{err}");
 
+    let fzoo = json!({"kind": "fzoo", "eps": 1e-3, "samples": 8, "std_floor": 1e-8});
+    assert_eq!(
+        serde_json::from_value::<Estimator>(fzoo.clone()).unwrap(),
+        Algorithm::Fzoo.config(1e-3).estimator
+    );
+    assert_eq!(
+        serde_json::to_value(Algorithm::Fzoo.config(1e-3).estimator).unwrap(),
+        fzoo
+    );
+    let mut typo = fzoo;
+    typo["std_flor"] = json!(1e-8);
+    let err = serde_json::from_value::<Estimator>(typo).unwrap_err();
+    assert!(err.to_string().contains("std_flor"), "{err}");
+
     let ks = serde_json::to_value(KalmanSubspace::default()).unwrap();
     assert_eq!(
         serde_json::from_value::<KalmanSubspace>(ks.clone()).unwrap(),
@@ -188,7 +207,7 @@ fn optimizer_deserialises_through_validation() {
         serde_json::to_value(Optimizer::named(Algorithm::Bszo, 1e-3, 1e-2).unwrap()).unwrap();
     assert!(serde_json::from_value::<Optimizer>(valid.clone()).is_ok());
     type Edit = fn(&mut Value);
-    let edits: [(&str, Edit); 5] = [
+    let edits: [(&str, Edit); 8] = [
         ("k = 0", |v| v["config"]["estimator"]["k"] = json!(0)),
         ("m < k", |v| v["config"]["estimator"]["m"] = json!(1)),
         ("lr < 0", |v| v["schedule"]["lr"] = json!(-1e-2)),
@@ -197,6 +216,18 @@ fn optimizer_deserialises_through_validation() {
             v["config"]["estimator"] = json!({"kind": "hessian", "eps": 1e-3, "alpha": 1e-8,
                 "log_loss_after_update": false});
             v["config"]["rule"] = json!({"kind": "conservative"});
+        }),
+        ("fzoo samples = 1", |v| {
+            v["config"]["estimator"] = json!({"kind": "fzoo", "eps": 1e-3, "samples": 1,
+                "std_floor": 1e-8});
+        }),
+        ("fzoo std_floor = 0", |v| {
+            v["config"]["estimator"] = json!({"kind": "fzoo", "eps": 1e-3, "samples": 8,
+                "std_floor": 0.0});
+        }),
+        ("fzoo eps < 0", |v| {
+            v["config"]["estimator"] = json!({"kind": "fzoo", "eps": -1e-3, "samples": 8,
+                "std_floor": 1e-8});
         }),
     ];
     for (what, edit) in edits {

@@ -230,7 +230,12 @@ fn stochastic_rounding_moves_half_precision_weights_that_nearest_rounding_freeze
 #[test]
 fn replays_through_a_view_are_bitwise_identical() {
     let x0 = start(3 * 1024);
-    for alg in [Algorithm::Bszo, Algorithm::Hizoo, Algorithm::MezoAdam] {
+    for alg in [
+        Algorithm::Bszo,
+        Algorithm::Hizoo,
+        Algorithm::MezoAdam,
+        Algorithm::Fzoo,
+    ] {
         let opt = Optimizer::named(alg, 1e-3, 1e-3).unwrap();
         let run = || {
             let mut viewed = Viewed::<bf16>::new(&x0, Rounding::Stochastic);

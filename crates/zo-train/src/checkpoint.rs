@@ -108,7 +108,8 @@ pub struct Checkpoint {
 pub struct SeedLogEntry {
     /// The run seed (directions of step `t` are keyed by `(seed, t, j)`).
     pub seed: u64,
-    /// The step's report (step, lr, losses, projected gradients / posterior mean, forwards).
+    /// The step's report (step, lr, losses, projected gradients / posterior mean, forwards; FZOO's
+    /// σ of the perturbed losses).
     #[serde(flatten)]
     pub report: StepReport,
 }

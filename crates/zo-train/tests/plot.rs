@@ -28,6 +28,7 @@ fn step(step: u64, loss: f64) -> Event {
             forwards: 2,
             kalman: None,
             chosen: None,
+            loss_std: None,
         },
         train_forwards: 2 * (step + 1),
     }

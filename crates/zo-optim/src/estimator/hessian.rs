@@ -152,5 +152,6 @@ fn finish(h: &StateVec, dir: Direction, l0: f64, lp: f64, lm: f64, eps: f64) -> 
         loss: l0,
         projected: vec![g],
         kalman: None,
+        loss_std: None,
     }
 }

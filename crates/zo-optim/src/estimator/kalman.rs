@@ -280,5 +280,6 @@ where
         loss: f0,
         projected: mean,
         kalman: Some(report),
+        loss_std: None,
     })
 }

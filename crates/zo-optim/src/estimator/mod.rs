@@ -1,12 +1,14 @@
 //! Ways to *estimate* a descent direction from forward passes.
 //!
-//! One file per estimator: `spsa.rs` (MeZO, n-SPSA), `low_rank.rs` (LOZO), `hessian.rs` (HiZOO)
-//! and `kalman.rs` (BSZO, BSZO-B). The additive estimators move the parameters between probe
+//! One file per estimator: `spsa.rs` (MeZO, n-SPSA), `fzoo.rs` (FZOO, SPSA's probes with its
+//! coefficients divided by the spread of the perturbed losses), `low_rank.rs` (LOZO), `hessian.rs`
+//! (HiZOO) and `kalman.rs` (BSZO, BSZO-B). The additive estimators move the parameters between probe
 //! points through the probe helper of `probe.rs`, which also puts them back when a loss fails. An
 //! estimate is a sum of direction terms, the displacement still applied to the parameters and an
 //! optional per-element preconditioner: the update rules see nothing else of the estimator that
 //! produced it.
 
+mod fzoo;
 mod hessian;
 mod kalman;
 mod low_rank;
@@ -41,6 +43,20 @@ pub enum Estimator {
         /// Distribution of the directions.
         distribution: Distribution,
     },
+    /// FZOO: one-sided SPSA over `samples` Rademacher directions `uᵢ ∈ {±1}ᵈ`, normalised by the
+    /// spread of the perturbed losses (1 + samples forwards). With `lᵢ = L(θ+εuᵢ)`,
+    /// `g = (1/(εN)) Σᵢ (lᵢ − L(θ)) uᵢ` and σ the sample standard deviation of `l₁ … l_N`
+    /// (denominator N − 1), the estimate is `ĝ = g / max(σ, std_floor)`: with SGD, the normalised
+    /// step `θ ← θ − η g / σ`. σ is reported in [`StepReport::loss_std`](crate::StepReport).
+    Fzoo {
+        /// Perturbation scale ε.
+        eps: f64,
+        /// Number of directions `N` (at least 2, since σ needs two losses; default 8).
+        samples: usize,
+        /// The floor under σ (default 1e-8): the step divides by `max(σ, std_floor)`, so equal
+        /// perturbed losses (σ = 0) give a finite step. Finite and `> 0`.
+        std_floor: f64,
+    },
     /// LOZO: the two-point estimate along a low-rank direction `U Vᵀ` per matrix.
     LowRank {
         /// Perturbation scale ε.
@@ -68,6 +84,11 @@ impl Estimator {
     pub fn validate(&self) -> Result<(), ConfigError> {
         match *self {
             Self::Spsa { eps, samples, .. } => spsa::validate(eps, samples),
+            Self::Fzoo {
+                eps,
+                samples,
+                std_floor,
+            } => fzoo::validate(eps, samples, std_floor),
             Self::LowRank {
                 eps,
                 rank,
@@ -84,6 +105,7 @@ impl Estimator {
             Self::Spsa {
                 samples, one_sided, ..
             } => spsa::forwards(samples, one_sided),
+            Self::Fzoo { samples, .. } => fzoo::forwards(samples),
             Self::LowRank { .. } => 2,
             Self::Hessian {
                 log_loss_after_update,
@@ -139,6 +161,14 @@ impl Estimator {
             } => {
                 let dirs = spsa::directions(key, samples, distribution);
                 spsa::estimate(Probe::new(params, ev), &dirs, eps, one_sided)
+            }
+            Self::Fzoo {
+                eps,
+                samples,
+                std_floor,
+            } => {
+                let dirs = spsa::directions(key, samples, Distribution::Rademacher);
+                fzoo::estimate(Probe::new(params, ev), &dirs, eps, std_floor)
             }
             Self::LowRank {
                 eps,
@@ -283,6 +313,8 @@ pub(crate) struct Estimate<'s> {
     pub projected: Vec<f64>,
     /// BSZO's posterior.
     pub kalman: Option<KalmanReport>,
+    /// FZOO's σ, the sample standard deviation of the perturbed losses (before its floor).
+    pub loss_std: Option<f64>,
 }
 
 impl<'s> Estimate<'s> {

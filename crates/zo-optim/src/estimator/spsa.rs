@@ -46,9 +46,35 @@ where
     P: ParamSet + ?Sized,
     O: Objective<P>,
 {
+    let diffs = differences(&mut probe, dirs, eps, one_sided)?;
+    assemble(probe, dirs, diffs, dirs.len() as f64, None)
+}
+
+/// What the probes of one SPSA step saw.
+pub(super) struct Differences {
+    /// The finite differences `gⱼ`, one per direction.
+    pub projected: Vec<f64>,
+    /// The losses at the `+εzⱼ` points, one per direction.
+    pub perturbed: Vec<f64>,
+    /// The loss to log: `L(θ)` one-sided, the first `L(θ+εz₀)` two-point.
+    pub loss: f64,
+}
+
+/// Evaluate the probe points of every direction and form the finite differences `gⱼ`: one-sided
+/// `(L(θ+εzⱼ) − L(θ))/ε` after one forward at `θ`, or two-point `(L(θ+εzⱼ) − L(θ−εzⱼ))/2ε`.
+pub(super) fn differences<P, O>(
+    probe: &mut Probe<'_, '_, P, O>,
+    dirs: &[Direction],
+    eps: f64,
+    one_sided: bool,
+) -> Result<Differences, OptimError>
+where
+    P: ParamSet + ?Sized,
+    O: Objective<P>,
+{
     let e = eps as f32;
-    let n = dirs.len() as f64;
     let mut projected = Vec::with_capacity(dirs.len());
+    let mut perturbed = Vec::with_capacity(dirs.len());
     let mut loss = f64::NAN;
     let f0 = if one_sided {
         let f0 = probe.loss()?;
@@ -59,6 +85,7 @@ where
     };
     for (j, dir) in dirs.iter().enumerate() {
         let lp = probe.loss_at(vec![Term::new(e, *dir)])?;
+        perturbed.push(lp);
         let g = match f0 {
             Some(f0) => (lp - f0) / eps,
             None => {
@@ -72,10 +99,33 @@ where
         };
         projected.push(g);
     }
+    Ok(Differences {
+        projected,
+        perturbed,
+        loss,
+    })
+}
+
+/// The estimate `Σⱼ (gⱼ / divisor) zⱼ` (SPSA's average: `divisor = n`), with the probe's remaining
+/// displacement and the differences as the projected gradients; `loss_std` is reported as is.
+pub(super) fn assemble<'s, P, O>(
+    probe: Probe<'_, '_, P, O>,
+    dirs: &[Direction],
+    diffs: Differences,
+    divisor: f64,
+    loss_std: Option<f64>,
+) -> Result<Estimate<'s>, OptimError>
+where
+    P: ParamSet + ?Sized,
+    O: Objective<P>,
+{
+    let Differences {
+        projected, loss, ..
+    } = diffs;
     let terms = dirs
         .iter()
         .zip(&projected)
-        .map(|(d, g)| Term::new((g / n) as f32, *d))
+        .map(|(d, g)| Term::new((g / divisor) as f32, *d))
         .collect();
     Ok(Estimate {
         terms,
@@ -84,5 +134,6 @@ where
         loss,
         projected,
         kalman: None,
+        loss_std,
     })
 }
