@@ -12,13 +12,14 @@ use zo_optim::Algorithm;
 use crate::blackbox::{BlackBoxPlan, Noise, ProblemKind, ProblemSpec};
 
 /// The optimizers compared, in the order they run.
-pub const OPTIMIZERS: [Algorithm; 6] = [
+pub const OPTIMIZERS: [Algorithm; 7] = [
     Algorithm::Mezo,
     Algorithm::MezoAdam,
     Algorithm::Hizoo,
     Algorithm::Lozo,
     Algorithm::Bszo,
     Algorithm::BszoB,
+    Algorithm::Fzoo,
 ];
 
 /// The optimizers rerun with half-precision weights (the precision section).
@@ -42,7 +43,7 @@ pub fn grid(grids: &Grids, algorithm: Algorithm) -> Result<&[f64]> {
         .ok_or_else(|| anyhow!("the plan has no learning-rate grid for {algorithm}"))
 }
 
-fn grids(values: [&[f64]; 6]) -> Grids {
+fn grids(values: [&[f64]; 7]) -> Grids {
     OPTIMIZERS
         .into_iter()
         .zip(values)
@@ -108,13 +109,17 @@ impl Plan {
         let bszo: &[f64] = &[1e-4, 3e-4, 1e-3];
         let sgd: &[f64] = &[1e-5, 3e-5, 1e-4];
         let causal_sgd: &[f64] = &[1e-3, 3e-3, 1e-2];
+        // FZOO's step is η·g/σ with σ ≈ ε‖∇L‖: about η/(ε√N) per coordinate, so at ε = 1e-4 and
+        // N = 8 its η sits near 3·10⁻⁴ times an element-wise step (Adam's rate).
+        let fzoo: &[f64] = &[1e-9, 1e-8, 1e-7];
+        let causal_fzoo: &[f64] = &[1e-8, 1e-7, 1e-6];
         Self {
             mode: "full",
             tasks: vec![(Task::Sst2, 1800), (Task::Rte, 900), (Task::Trec, 900)],
             budget: 1800,
             evaluations: 10,
             seeds: vec![0, 1, 2],
-            grids: grids([sgd, &[1e-5, 1e-4], sgd, sgd, bszo, bszo]),
+            grids: grids([sgd, &[1e-5, 1e-4], sgd, sgd, bszo, bszo, fzoo]),
             sizes: (1000, 500, None),
             causal: Some(CausalPlan {
                 model: "stories260k",
@@ -127,6 +132,7 @@ impl Plan {
                     causal_sgd,
                     &[3e-3, 1e-2],
                     &[3e-3, 1e-2],
+                    causal_fzoo,
                 ]),
             }),
             ks: vec![1, 2, 4, 8],
@@ -150,13 +156,21 @@ impl Plan {
             budget: 24,
             evaluations: 2,
             seeds: vec![0, 1],
-            grids: grids([&[1e-4, 3e-4], &[1e-5], one, one, &[1e-4, 3e-4], one]),
+            grids: grids([
+                &[1e-4, 3e-4],
+                &[1e-5],
+                one,
+                one,
+                &[1e-4, 3e-4],
+                one,
+                &[1e-8],
+            ]),
             sizes: (64, 32, Some(32)),
             causal: Some(CausalPlan {
                 model: "stories260k",
                 budget: 24,
                 test_size: Some(32),
-                grids: grids([causal, &[1e-4], causal, causal, causal, causal]),
+                grids: grids([causal, &[1e-4], causal, causal, causal, causal, &[1e-7]]),
             }),
             ks: vec![1, 2],
             hizoo_ratios: vec![1e-2, 1.0],
