@@ -2,11 +2,11 @@
 //!
 //! One file per estimator: `spsa.rs` (MeZO, n-SPSA), `fzoo.rs` (FZOO, SPSA's probes with its
 //! coefficients divided by the spread of the perturbed losses), `low_rank.rs` (LOZO), `hessian.rs`
-//! (HiZOO) and `kalman.rs` (BSZO, BSZO-B). The additive estimators move the parameters between probe
-//! points through the probe helper of `probe.rs`, which also puts them back when a loss fails. An
-//! estimate is a sum of direction terms, the displacement still applied to the parameters and an
-//! optional per-element preconditioner: the update rules see nothing else of the estimator that
-//! produced it.
+//! (HiZOO) and `kalman.rs` (BSZO, BSZO-B). The additive estimators move the parameters between
+//! probe points through the probe helper of `probe.rs`, which also puts them back when a loss
+//! fails. An estimate is a sum of direction terms, the displacement still applied to the parameters
+//! and an optional per-element preconditioner: the update rules see nothing else of the estimator
+//! that produced it.
 
 mod fzoo;
 mod hessian;
@@ -47,7 +47,7 @@ pub enum Estimator {
     /// spread of the perturbed losses (1 + samples forwards). With `lᵢ = L(θ+εuᵢ)`,
     /// `g = (1/(εN)) Σᵢ (lᵢ − L(θ)) uᵢ` and σ the sample standard deviation of `l₁ … l_N`
     /// (denominator N − 1), the estimate is `ĝ = g / max(σ, std_floor)`: with SGD, the normalised
-    /// step `θ ← θ − η g / σ`. σ is reported in [`StepReport::loss_std`](crate::StepReport).
+    /// step `θ ← θ − η g / σ`. σ is reported in [`StepReport::loss_std`](crate::StepReport::loss_std).
     Fzoo {
         /// Perturbation scale ε.
         eps: f64,
