@@ -21,12 +21,12 @@ commands:
                      every flag.
   bench [--quick] [--section NAME]...
                      the benchmark suite (release build of `bszo-bench run`): every optimizer
-                     at equal forward budgets on real weights, memory, time per step, the k
-                     ablation, HiZOO's alpha, sampler throughput, black-box problems ->
-                     docs/RESULTS.md and plots (hours; --quick: minutes, written to
-                     target/bench-quick/). --section (accuracy, causal, probes, ablation, hizoo,
-                     sampler, blackbox) runs only that section and keeps the others; finished
-                     runs are reused
+                     at equal forward budgets on real weights, half-precision weights, memory,
+                     time per step, the k ablation, HiZOO's alpha, sampler throughput,
+                     black-box problems -> docs/RESULTS.md and plots (hours; --quick: minutes,
+                     written to target/bench-quick/). --section (accuracy, causal, precision,
+                     probes, ablation, hizoo, sampler, blackbox) runs only that section and
+                     keeps the others; finished runs are reused
   help               this message";
 
 fn main() -> ExitCode {

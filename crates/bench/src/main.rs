@@ -35,8 +35,8 @@ struct RunArgs {
     /// Every section at a tiny budget (minutes): checks the harness, not the methods.
     #[arg(long)]
     quick: bool,
-    /// Run only this section (repeatable): accuracy, causal, probes, ablation, hizoo, sampler,
-    /// blackbox. The other sections keep what results.json in --out holds; finished runs are
+    /// Run only this section (repeatable): accuracy, causal, precision, probes, ablation, hizoo,
+    /// sampler, blackbox. The other sections keep what results.json in --out holds; finished runs are
     /// reused, so a long suite can be completed over several invocations.
     #[arg(long, value_name = "NAME")]
     section: Vec<Section>,
