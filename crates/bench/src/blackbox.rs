@@ -617,6 +617,20 @@ fn run_seeds(
         .collect()
 }
 
+/// The decades of `algorithm`'s learning-rate sweep on `spec`: the problem's own, else the plan's;
+/// shifted by `round(log₁₀ ε)` for FZOO, whose normalised step moves each coordinate by about
+/// `η/(ε√N)` (its rates sit a factor ε below the others').
+pub fn sweep_decades(plan: &BlackBoxPlan, spec: &ProblemSpec, algorithm: Algorithm) -> (i32, i32) {
+    let (lo, hi) = spec.decades.unwrap_or(plan.decades);
+    match algorithm {
+        Algorithm::Fzoo => {
+            let shift = spec.eps.log10().round() as i32;
+            (lo + shift, hi + shift)
+        }
+        _ => (lo, hi),
+    }
+}
+
 /// The cache key of a cell: everything its runs depend on.
 fn cell_key(plan: &BlackBoxPlan, spec: &ProblemSpec, algorithm: Algorithm) -> Result<String> {
     // Bump when a run's arithmetic changes, so that old cells are rerun.
@@ -627,7 +641,7 @@ fn cell_key(plan: &BlackBoxPlan, spec: &ProblemSpec, algorithm: Algorithm) -> Re
         algorithm.config(spec.eps),
         plan.seeds,
         &plan.tuning_seeds,
-        plan.decades,
+        sweep_decades(plan, spec, algorithm),
         plan.points,
     ))?)
 }
@@ -655,7 +669,7 @@ fn cell(
             0.5,
         ))
     };
-    let (lo, hi) = spec.decades.unwrap_or(plan.decades);
+    let (lo, hi) = sweep_decades(plan, spec, algorithm);
     if lo > hi {
         bail!("the black-box plan's decades are empty ({lo} > {hi})");
     }

@@ -598,7 +598,8 @@ fn render_blackbox(s: &mut String, opts: &BenchOptions, r: &Results, plots: &[St
          hyper-parameters and the problem's ε, at equal forward budgets (steps = budget / forwards \
          per step). Parameters are a matrix (so LOZO's low-rank directions apply). The learning \
          rate is tuned per optimizer and problem on tuning seeds {:?} (disjoint from the \
-         evaluation seeds): decades 1e{}…1e{}, then the half decades around the best decade, \
+         evaluation seeds): decades 1e{}…1e{} (FZOO's shifted by log₁₀ ε: its normalised step \
+         moves each coordinate by about η/(ε√N)), then the half decades around the best decade, \
          scored by the median final objective; a rate marked † is at an end of that sweep. Then \
          {} evaluation seeds at the picked rate; seed s fixes the start (quadratics: a random ±1 \
          point), the observation noise and the minibatches, so runs pair by seed. The final \
