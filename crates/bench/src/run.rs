@@ -9,6 +9,7 @@ use anyhow::{Context, Result, anyhow};
 use bszo_cli::RunConfig;
 use bszo_cli::config::OptimizerSection;
 use bszo_cli::finetune::{METRICS_FILE, Options, REPORT_FILE, Report, finetune, read_metrics};
+use bszo_cli::report::calibrated_accuracy;
 use serde::{Deserialize, Serialize};
 use zo_data::{Protocol, Task};
 use zo_optim::{Algorithm, Estimator};
@@ -37,6 +38,12 @@ pub struct RunResult {
     pub curve: Vec<(f64, f64)>,
     /// Wall time in seconds.
     pub wall_time_s: f64,
+    /// Calibrated test accuracy on the best-validation weights (runs with `task.calibrate`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibrated_test: Option<f64>,
+    /// Calibrated zero-shot test accuracy (runs with `task.calibrate`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibrated_zero_shot: Option<f64>,
 }
 
 /// The runs of one optimizer on one task: the grid on the first seed, then the other seeds at the
@@ -357,5 +364,7 @@ pub fn run(dir: &Path, mut config: RunConfig) -> Result<RunResult> {
         zero_shot: report.zero_shot.test.score,
         curve,
         wall_time_s: report.wall_time_s,
+        calibrated_test: report.test.as_ref().and_then(calibrated_accuracy),
+        calibrated_zero_shot: calibrated_accuracy(&report.zero_shot.test),
     })
 }

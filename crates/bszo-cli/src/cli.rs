@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use zo_data::{Protocol, Task};
 use zo_optim::{Algorithm, Schedule};
 
-use crate::config::{DEFAULT_TOML, RunConfig};
+use crate::config::{Calibration, DEFAULT_TOML, RunConfig};
 use crate::settings::{self, Override};
 
 /// Fine-tune language models with zeroth-order optimizers (forward passes only).
@@ -112,6 +112,11 @@ pub struct ModelAndTask {
     /// widened to f32 as they are read, probed exactly and updated with stochastic rounding.
     #[arg(long, help_heading = "Common settings")]
     pub precision: Option<String>,
+    /// Also report calibrated accuracy and macro-F1 at every evaluation (`task.calibrate =
+    /// content_free`): surface form competition for a causal LM, content-free calibration for a
+    /// masked LM. The uncalibrated metrics and training are unchanged.
+    #[arg(long, help_heading = "Common settings")]
+    pub calibrate: bool,
 }
 
 impl ModelAndTask {
@@ -128,6 +133,12 @@ impl ModelAndTask {
         }
         if let Some(v) = &self.precision {
             out.push(Override::new("model.precision", v.as_str()));
+        }
+        if self.calibrate {
+            out.push(Override::new(
+                "task.calibrate",
+                Calibration::ContentFree.name(),
+            ));
         }
         out
     }
@@ -351,8 +362,13 @@ pub fn settings_help() -> String {
         out.push_str(&format!("  {key} = {}\n", show(value)));
     }
     out.push_str(
-        "  model.tokenizer, task.test_size, task.data_dir, output.dir: unset unless given\n\n",
+        "  model.tokenizer, task.test_size, task.data_dir, output.dir: unset unless given\n",
     );
+    out.push_str(&format!(
+        "  task.calibrate = \"{}\" (or \"{}\": also report calibrated accuracy and macro-F1; --calibrate)\n\n",
+        Calibration::None,
+        Calibration::ContentFree
+    ));
     let eps = 1e-3;
     out.push_str(&format!(
         "optimizer.estimator.* and optimizer.rule.* per optimizer.name (defaults at eps = {}; a preset lists only what it changes):\n",

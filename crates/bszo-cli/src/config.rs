@@ -90,6 +90,55 @@ pub struct TaskSection {
     /// (its `train_as_classification = false`). Evaluation always scores the candidates.
     #[serde(default = "yes")]
     pub train_as_classification: bool,
+    /// Evaluation also reports calibrated scores (`Metrics.extra`: `calibrated_accuracy`,
+    /// `calibrated_macro_f1`) beside the uncalibrated ones: `none` (the default) or
+    /// `content_free` (surface form competition for causal LMs, content-free calibration for
+    /// masked LMs; see [`Calibration`]). Training is unchanged.
+    #[serde(default, skip_serializing_if = "Calibration::is_none")]
+    pub calibrate: Calibration,
+}
+
+/// `task.calibrate`: which calibrated scores evaluation reports beside the uncalibrated ones.
+///
+/// Serialises as `none` or `content_free`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Calibration {
+    /// No calibration: evaluation reports the uncalibrated metrics only.
+    #[default]
+    None,
+    /// Each class's score measured against the prompt without the example's input: for a causal
+    /// LM, surface form competition (Holtzman et al. 2021; MeZO's `--sfc`), the candidate's summed
+    /// log-likelihood after the prompt minus that after the SFC prompt
+    /// (`zo_data::Task::causal_sfc_prompt`); for a masked LM, content-free calibration (Zhao et
+    /// al. 2021, "Calibrate Before Use"), the label word's log-probability at the mask minus that
+    /// for the template with empty text slots. The argmax of the calibrated scores gives
+    /// `calibrated_accuracy` and `calibrated_macro_f1`.
+    ContentFree,
+}
+
+impl Calibration {
+    /// Both values.
+    pub const ALL: [Calibration; 2] = [Calibration::None, Calibration::ContentFree];
+
+    /// The name (`none`, `content_free`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Calibration::None => "none",
+            Calibration::ContentFree => "content_free",
+        }
+    }
+
+    /// Whether this is [`Calibration::None`].
+    pub fn is_none(&self) -> bool {
+        *self == Calibration::None
+    }
+}
+
+impl fmt::Display for Calibration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// `[optimizer]`: a named algorithm and its settings. In a preset, `estimator` and `rule` list
@@ -245,6 +294,8 @@ pub struct Resolved {
     pub nli_template: NliTemplate,
     /// Train a causal LM on the candidate cross-entropy (`true`) or the language-model loss.
     pub train_as_classification: bool,
+    /// The calibrated scores evaluation also reports.
+    pub calibrate: Calibration,
     /// The weights' precision.
     pub precision: Precision,
     /// The optimizer.
@@ -352,6 +403,7 @@ impl RunConfig {
             kind,
             nli_template: self.task.nli_template,
             train_as_classification: self.task.train_as_classification,
+            calibrate: self.task.calibrate,
             precision: self.model.precision,
             optimizer,
             train,

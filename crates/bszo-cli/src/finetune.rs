@@ -256,8 +256,13 @@ pub fn finetune(options: Options) -> Result<Outcome> {
         Some(recorded)
     };
 
-    let task = PromptTask::new(loaded.head, splits, config.task.eval_batch_size)?
-        .with_train_as_classification(resolved.train_as_classification)?;
+    let task = PromptTask::with_calibration(
+        loaded.head,
+        splits,
+        config.task.eval_batch_size,
+        resolved.calibrate,
+    )?
+    .with_train_as_classification(resolved.train_as_classification)?;
     let zero_path = run.file(ZERO_SHOT_FILE);
     let zero_shot = if resuming && zero_path.exists() {
         let text = fs::read_to_string(&zero_path)

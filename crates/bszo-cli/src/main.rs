@@ -10,6 +10,7 @@ use anyhow::Result;
 use bszo_cli::cli::{Cli, Command};
 use bszo_cli::export::{StepChoice, export};
 use bszo_cli::finetune::{Options, finetune};
+use bszo_cli::report::calibrated_note;
 use bszo_cli::resources::parse_size;
 use bszo_cli::zero_shot::zero_shot;
 
@@ -108,9 +109,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 }
             );
             if let Some(v) = &r.validation {
-                println!("zero-shot validation accuracy: {}", percent(v.score));
+                println!(
+                    "zero-shot validation accuracy: {}{}",
+                    percent(v.score),
+                    calibrated_note(v)
+                );
             }
-            println!("zero-shot test accuracy:  {}", percent(r.test.score));
+            println!(
+                "zero-shot test accuracy:  {}{}",
+                percent(r.test.score),
+                calibrated_note(&r.test)
+            );
             if let Some(path) = &a.json {
                 std::fs::write(path, serde_json::to_vec_pretty(&r)?)
                     .map_err(|e| anyhow::anyhow!("--json: cannot write {}: {e}", path.display()))?;
@@ -175,8 +184,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 r.sizes[2]
             );
             println!(
-                "zero-shot test accuracy:  {}",
-                percent(r.zero_shot.test.score)
+                "zero-shot test accuracy:  {}{}",
+                percent(r.zero_shot.test.score),
+                calibrated_note(&r.zero_shot.test)
             );
             match &r.test {
                 Some(test) => {
@@ -187,11 +197,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
                         })
                         .unwrap_or_default();
                     println!(
-                        "fine-tuned test accuracy: {} ({:+.2} points; {} steps, {} training forwards{best})",
+                        "fine-tuned test accuracy: {} ({:+.2} points; {} steps, {} training forwards{best}){}",
                         percent(test.score),
                         100.0 * (test.score - r.zero_shot.test.score),
                         r.steps,
-                        r.forwards.train
+                        r.forwards.train,
+                        calibrated_note(test)
                     );
                     if r.best_is_start {
                         println!(

@@ -10,6 +10,33 @@ use zo_train::{Best, Metrics, StopReason, TestWeights};
 
 use crate::config::{ModelKind, RunConfig};
 
+/// The key of the calibrated accuracy in [`Metrics::extra`] (with `task.calibrate` on).
+pub const CALIBRATED_ACCURACY: &str = "calibrated_accuracy";
+
+/// The key of the calibrated macro-F1 in [`Metrics::extra`] (with `task.calibrate` on).
+pub const CALIBRATED_MACRO_F1: &str = "calibrated_macro_f1";
+
+/// The calibrated accuracy of an evaluation, when it was computed.
+pub fn calibrated_accuracy(metrics: &Metrics) -> Option<f64> {
+    metrics.extra.get(CALIBRATED_ACCURACY).copied()
+}
+
+/// `" (calibrated: 61.00%, macro-F1 58.20%)"` beside an accuracy, or nothing for an evaluation
+/// without calibration.
+pub fn calibrated_note(metrics: &Metrics) -> String {
+    match calibrated_accuracy(metrics) {
+        None => String::new(),
+        Some(acc) => {
+            let f1 = metrics
+                .extra
+                .get(CALIBRATED_MACRO_F1)
+                .map(|f| format!(", macro-F1 {:.2}%", 100.0 * f))
+                .unwrap_or_default();
+            format!(" (calibrated: {:.2}%{f1})", 100.0 * acc)
+        }
+    }
+}
+
 /// The zero-shot metrics of the base weights.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ZeroShot {

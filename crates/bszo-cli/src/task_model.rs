@@ -1,13 +1,21 @@
 //! The task models: a zo-models prompt head joined with zo-data splits, as a zo-train
 //! [`TaskModel`] over the model's [`Weights`].
 
+use std::collections::HashMap;
+
 use anyhow::{Context, Result, anyhow, bail};
 use zo_data::{Example, Splits, Task, accuracy, macro_f1};
-use zo_models::causal::{CandidateExample, candidate_lm_loss, candidate_loss_and_predictions};
+use zo_models::calibration::{content_free_scores, sfc_scores};
+use zo_models::causal::{
+    CandidateExample, argmax, candidate_lm_loss, candidate_logprob_sums,
+    candidate_loss_and_predictions, candidate_mean_and_sum_scores, loss_and_predictions_of_scores,
+};
 use zo_models::masked::{MaskedLmClassifier, PromptBatch};
 use zo_models::{CausalLm, Llama2cTokenizer, Tokenizer, Weights};
 use zo_optim::ObjectiveError;
 use zo_train::{Metrics, Split, TaskModel};
+
+use crate::config::Calibration;
 
 /// How a prompt becomes a prediction.
 // One value per run: the size difference between the variants costs nothing.
@@ -82,10 +90,71 @@ pub fn causal_example(
     })
 }
 
+/// The causal-LM SFC prompt of `example` for `task` (`Task::causal_sfc_prompt`), tokenised as
+/// [`causal_example`] tokenises the prompt. An empty SFC context needs a prefix (BOS) to be scored
+/// after.
+pub fn causal_sfc_example(
+    task: Task,
+    example: &Example,
+    tokenizer: &CausalTokenizer,
+    prefix: &[u32],
+    max_length: Option<usize>,
+) -> Result<CandidateExample> {
+    let p = task.causal_sfc_prompt(example)?;
+    let enc = p
+        .encode(
+            |t: &str| tokenizer.encode(t).map_err(|e| format!("{e:#}")),
+            prefix,
+            max_length,
+        )
+        .with_context(|| {
+            format!(
+                "task.calibrate: the SFC prompt of {} ({:?})",
+                task.display_name(),
+                p.context
+            )
+        })?;
+    Ok(CandidateExample {
+        context: enc.context,
+        candidates: enc.candidates,
+        label: enc.label,
+    })
+}
+
 /// One encoded minibatch.
 enum Batch {
     Masked(PromptBatch, Vec<usize>),
     Causal(Vec<CandidateExample>),
+}
+
+/// What a split's calibrated scores are measured against.
+enum Reference {
+    /// The masked LM's content-free prompt (one row; the same for every example).
+    Masked(PromptBatch),
+    /// The causal LM's distinct SFC prompts, in chunks of the evaluation batch size, and for each
+    /// example of the split (in order) the index of its SFC prompt among them.
+    Causal {
+        chunks: Vec<Vec<CandidateExample>>,
+        index: Vec<usize>,
+    },
+}
+
+impl Reference {
+    /// The forwards one evaluation spends on it.
+    fn forwards(&self) -> usize {
+        match self {
+            Reference::Masked(_) => 1,
+            Reference::Causal { chunks, .. } => chunks.len(),
+        }
+    }
+}
+
+/// Scores of one evaluated batch: the uncalibrated loss and predictions and what calibration
+/// compares (the label words' logits of a masked LM, the candidates' summed log-likelihoods of a
+/// causal LM).
+enum Raw {
+    Masked(Vec<Vec<f32>>),
+    Causal(Vec<Vec<f64>>),
 }
 
 /// A prompt-based classifier on one task's splits.
@@ -99,11 +168,29 @@ pub struct PromptTask {
     test_labels: Vec<usize>,
     cache: Option<(Vec<usize>, Batch)>,
     train_as_classification: bool,
+    calibration: Calibration,
+    /// The calibration references of the validation and test splits (with calibration on).
+    references: Option<[Reference; 2]>,
 }
 
 impl PromptTask {
     /// Encode the validation and test splits in chunks of `eval_batch` examples.
     pub fn new(head: Head, splits: Splits, eval_batch: usize) -> Result<Self> {
+        Self::with_calibration(head, splits, eval_batch, Calibration::None)
+    }
+
+    /// [`PromptTask::new`] whose evaluations also report calibrated metrics (`calibration` other
+    /// than [`Calibration::None`]): `calibrated_accuracy` and `calibrated_macro_f1` in
+    /// [`Metrics::extra`], the uncalibrated metrics unchanged, the calibration forwards counted
+    /// in [`Metrics::forwards`]. A causal LM's distinct SFC prompts (`Task::causal_sfc_prompt`)
+    /// run in chunks of `eval_batch`; a masked LM's content-free prompt is one forward. Training
+    /// is unchanged.
+    pub fn with_calibration(
+        head: Head,
+        splits: Splits,
+        eval_batch: usize,
+        calibration: Calibration,
+    ) -> Result<Self> {
         let task = splits.task;
         if splits.train.is_empty() {
             bail!("{}: the training split is empty", task.display_name());
@@ -118,7 +205,18 @@ impl PromptTask {
             test_labels: splits.test.iter().map(|e| e.label).collect(),
             cache: None,
             train_as_classification: true,
+            calibration,
+            references: None,
         };
+        if calibration != Calibration::None {
+            let validation = me
+                .reference(&splits.validation, eval_batch)
+                .context("encoding the validation split's calibration prompts")?;
+            let test = me
+                .reference(&splits.test, eval_batch)
+                .context("encoding the test split's calibration prompts")?;
+            me.references = Some([validation, test]);
+        }
         me.validation = splits
             .validation
             .chunks(eval_batch)
@@ -163,6 +261,71 @@ impl PromptTask {
         &self.head
     }
 
+    /// The calibration evaluation reports.
+    pub fn calibration(&self) -> Calibration {
+        self.calibration
+    }
+
+    /// The calibration reference of `examples`.
+    fn reference(&self, examples: &[Example], eval_batch: usize) -> Result<Reference> {
+        match &self.head {
+            Head::Masked(clf) => Ok(Reference::Masked(clf.content_free_batch()?)),
+            Head::Causal {
+                tokenizer,
+                prefix,
+                max_length,
+                ..
+            } => {
+                let mut distinct: Vec<CandidateExample> = Vec::new();
+                let mut seen: HashMap<(Vec<u32>, Vec<Vec<u32>>), usize> = HashMap::new();
+                let mut index = Vec::with_capacity(examples.len());
+                for e in examples {
+                    let mut row =
+                        causal_sfc_example(self.task, e, tokenizer, prefix, Some(*max_length))?;
+                    // The label plays no part in the reference.
+                    row.label = 0;
+                    let key = (row.context.clone(), row.candidates.clone());
+                    let at = *seen.entry(key).or_insert_with(|| {
+                        distinct.push(row);
+                        distinct.len() - 1
+                    });
+                    index.push(at);
+                }
+                let chunks = distinct.chunks(eval_batch).map(<[_]>::to_vec).collect();
+                Ok(Reference::Causal { chunks, index })
+            }
+        }
+    }
+
+    /// The reference scores of each example of a split, in order, from fresh forwards.
+    fn reference_scores(&self, reference: &Reference) -> Result<ReferenceScores> {
+        Ok(match (&self.head, reference) {
+            (Head::Masked(clf), Reference::Masked(batch)) => {
+                let row = clf
+                    .scores(batch)?
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| anyhow!("the content-free prompt gave no scores"))?;
+                ReferenceScores::Masked(row)
+            }
+            (Head::Causal { model, .. }, Reference::Causal { chunks, index }) => {
+                let mut distinct = Vec::new();
+                for chunk in chunks {
+                    distinct.extend(candidate_logprob_sums(model.as_ref(), chunk)?);
+                }
+                ReferenceScores::Causal {
+                    distinct,
+                    index: index.clone(),
+                }
+            }
+            _ => {
+                return Err(anyhow!(
+                    "a calibration reference was encoded for another head"
+                ));
+            }
+        })
+    }
+
     fn encode(&self, examples: &[Example]) -> Result<Batch> {
         match &self.head {
             Head::Masked(clf) => {
@@ -198,6 +361,22 @@ impl PromptTask {
         })
     }
 
+    /// [`run`](Self::run), also returning what calibration compares, from the same forward.
+    fn run_raw(&self, batch: &Batch) -> Result<(f64, Vec<usize>, Raw)> {
+        Ok(match (&self.head, batch) {
+            (Head::Masked(clf), Batch::Masked(b, labels)) => {
+                let (loss, predictions, scores) = clf.loss_predictions_and_scores(b, labels)?;
+                (loss, predictions, Raw::Masked(scores))
+            }
+            (Head::Causal { model, .. }, Batch::Causal(rows)) => {
+                let (means, sums) = candidate_mean_and_sum_scores(model.as_ref(), rows)?;
+                let (loss, predictions) = loss_and_predictions_of_scores(&means, rows)?;
+                (loss, predictions, Raw::Causal(sums))
+            }
+            _ => return Err(anyhow!("a batch was encoded for another head")),
+        })
+    }
+
     fn rows(batch: &Batch) -> usize {
         match batch {
             Batch::Masked(_, labels) => labels.len(),
@@ -214,12 +393,31 @@ impl PromptTask {
         if labels.is_empty() {
             bail!("the {split} split is empty");
         }
+        let reference = self.references.as_ref().map(|r| match split {
+            Split::Validation => &r[0],
+            Split::Test => &r[1],
+        });
         let mut predictions = Vec::with_capacity(labels.len());
+        let mut calibrated = Vec::new();
         let mut loss = 0.0;
-        for b in batches {
-            let (l, p) = self.run(b)?;
-            loss += l * Self::rows(b) as f64;
-            predictions.extend(p);
+        match reference {
+            None => {
+                for b in batches {
+                    let (l, p) = self.run(b)?;
+                    loss += l * Self::rows(b) as f64;
+                    predictions.extend(p);
+                }
+            }
+            Some(reference) => {
+                let scores = self.reference_scores(reference)?;
+                calibrated.reserve(labels.len());
+                for b in batches {
+                    let (l, p, raw) = self.run_raw(b)?;
+                    loss += l * Self::rows(b) as f64;
+                    predictions.extend(p);
+                    calibrated.extend(scores.predictions(&raw, calibrated.len())?);
+                }
+            }
         }
         let num_classes = match self.task {
             // COPA's classes are its two choices.
@@ -231,10 +429,22 @@ impl PromptTask {
             "macro_f1".to_string(),
             macro_f1(&predictions, labels, num_classes)?,
         );
+        let mut forwards = batches.len() as u64;
+        if let Some(reference) = reference {
+            extra.insert(
+                "calibrated_accuracy".to_string(),
+                accuracy(&calibrated, labels)?,
+            );
+            extra.insert(
+                "calibrated_macro_f1".to_string(),
+                macro_f1(&calibrated, labels, num_classes)?,
+            );
+            forwards += reference.forwards() as u64;
+        }
         Ok(Metrics {
             score: accuracy(&predictions, labels)?,
             loss: Some(loss / labels.len() as f64),
-            forwards: batches.len() as u64,
+            forwards,
             extra,
         })
     }
@@ -273,6 +483,42 @@ impl TaskModel<Weights> for PromptTask {
 
     fn evaluate(&mut self, _params: &Weights, split: Split) -> Result<Metrics, ObjectiveError> {
         self.evaluate_split(split).map_err(into_objective)
+    }
+}
+
+/// A split's reference scores, from one evaluation's forwards.
+enum ReferenceScores {
+    /// The label words' logits for the content-free prompt.
+    Masked(Vec<f32>),
+    /// The candidates' summed log-likelihoods after each distinct SFC prompt, and each example's
+    /// SFC prompt.
+    Causal {
+        distinct: Vec<Vec<f64>>,
+        index: Vec<usize>,
+    },
+}
+
+impl ReferenceScores {
+    /// The calibrated predictions of a batch whose first example is example `start` of the split.
+    fn predictions(&self, raw: &Raw, start: usize) -> Result<Vec<usize>> {
+        let calibrated: Vec<Vec<f64>> = match (self, raw) {
+            (ReferenceScores::Masked(reference), Raw::Masked(rows)) => rows
+                .iter()
+                .map(|row| content_free_scores(row, reference))
+                .collect::<zo_models::Result<_>>()?,
+            (ReferenceScores::Causal { distinct, index }, Raw::Causal(rows)) => rows
+                .iter()
+                .enumerate()
+                .map(|(i, row)| {
+                    let at = *index
+                        .get(start + i)
+                        .ok_or_else(|| anyhow!("example {} has no SFC prompt", start + i))?;
+                    Ok(sfc_scores(row, &distinct[at])?)
+                })
+                .collect::<Result<_>>()?,
+            _ => bail!("calibration scores of another head"),
+        };
+        Ok(calibrated.iter().map(|s| argmax(s)).collect())
     }
 }
 

@@ -47,7 +47,12 @@ pub fn zero_shot(config: &RunConfig, validation: bool) -> Result<ZeroShotReport>
     let (_, splits, loaded) = load::data_and_model(config, &resolved)?;
     let test_size = splits.test.len();
     let (model_path, kind) = (loaded.source.path.clone(), loaded.source.kind);
-    let task = PromptTask::new(loaded.head, splits, config.task.eval_batch_size)?;
+    let task = PromptTask::with_calibration(
+        loaded.head,
+        splits,
+        config.task.eval_batch_size,
+        resolved.calibrate,
+    )?;
     let test = task.evaluate_split(Split::Test)?;
     let validation = if validation {
         Some(task.evaluate_split(Split::Validation)?)

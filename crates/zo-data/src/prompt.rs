@@ -459,6 +459,49 @@ impl Task {
     }
 }
 
+impl Task {
+    /// The surface-form-competition (SFC) prompt of an example: the context that a candidate's
+    /// log-likelihood is measured against when calibrating a causal LM's scores (Holtzman et al.
+    /// 2021, "Surface Form Competition: Why the Highest Probability Answer Isn't Always Right";
+    /// MeZO's `--sfc`, princeton-nlp/MeZO `large_models/run.py`). The candidates and label are
+    /// those of [`Task::causal_prompt`]; the context is the template's `encode_sfc(...)` with
+    /// spaces at either end removed (MeZO's `large_models/utils.py` `encode_prompt`):
+    ///
+    /// | task | SFC context | source |
+    /// |---|---|---|
+    /// | SST-2, SST-5 | `It was` | MeZO `SST2Template.encode_sfc` (`" It was"`) |
+    /// | COPA | `so` (effect) / `because` (cause) | MeZO `CopaTemplate.encode_sfc` (the conjunction, stripped) |
+    /// | BoolQ, RTE, CB, WSC, WiC | empty (the candidate alone) | MeZO `BoolQTemplateV3`, `RTETemplate`, `CBTemplate`, `WSCTemplate`, `WICTemplate` |
+    /// | TREC | `Question: \nType:` | none in MeZO: the context with the example's texts empty |
+    /// | SNLI, MNLI | `\nQuestion:  True, False, or Neither?\n` | none in MeZO: the context with the example's texts empty |
+    ///
+    /// The same for every example of a task except COPA (whose candidates are the example's
+    /// choices). An empty context is scored after the tokenizer's prefix (e.g. BOS) alone. The
+    /// errors are those of [`Task::causal_prompt`].
+    pub fn causal_sfc_prompt(self, example: &Example) -> Result<CausalPrompt> {
+        let full = self.causal_prompt(example)?;
+        let context = match self {
+            Task::Sst2 | Task::Sst5 => "It was".to_string(),
+            // `causal_prompt` has checked the question.
+            Task::Copa if example.text(3) == "cause" => "because".to_string(),
+            Task::Copa => "so".to_string(),
+            Task::BoolQ | Task::Rte | Task::Cb | Task::Wsc | Task::Wic => String::new(),
+            Task::Trec | Task::Snli | Task::Mnli => {
+                let mut empty = example.clone();
+                for text in empty.texts.iter_mut().take(self.fields().len()) {
+                    text.clear();
+                }
+                self.causal_prompt(&empty)?.context
+            }
+        };
+        Ok(CausalPrompt {
+            context,
+            candidates: full.candidates,
+            label: full.label,
+        })
+    }
+}
+
 fn words(w: &[&str]) -> Vec<String> {
     w.iter().map(|s| s.to_string()).collect()
 }

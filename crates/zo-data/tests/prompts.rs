@@ -310,3 +310,95 @@ fn serde_forms() {
     let back: Example = serde_json::from_str(&serde_json::to_string(&ex).unwrap()).unwrap();
     assert_eq!(back, ex);
 }
+
+/// The SFC prompts are MeZO's `encode_sfc` / `verbalize_sfc` (princeton-nlp/MeZO
+/// `large_models/templates.py`) after `encode_prompt`'s stripping of spaces: SST-2's `" It was"`
+/// with `" It was terrible"` | `" It was great"`, COPA's conjunction stripped with the choice
+/// capitalised as in `verbalize`, the candidate alone for BoolQ and the PromptSource tasks.
+#[test]
+fn causal_sfc_prompts_follow_mezo() {
+    let sst = Example::new(["  a gorgeous film . "], 1);
+    let p = Task::Sst2.causal_sfc_prompt(&sst).unwrap();
+    assert_eq!(p.context, "It was");
+    assert_eq!(p.candidates, [" terrible", " great"]);
+    assert_eq!(p.label, 1);
+    // verbalize_sfc(" It was great").strip(' ') is the context plus the candidate.
+    assert_eq!(format!("{}{}", p.context, p.candidates[1]), "It was great");
+    // The same for every sentence.
+    let other = Example::new(["dull ."], 0);
+    assert_eq!(
+        Task::Sst2.causal_sfc_prompt(&other).unwrap().context,
+        p.context
+    );
+    let p = Task::Sst5.causal_sfc_prompt(&other).unwrap();
+    assert_eq!(p.context, "It was");
+    assert_eq!(p.candidates.len(), 5);
+
+    let copa = |question: &str| {
+        Task::Copa.causal_sfc_prompt(&Example::new(
+            [
+                "The man slid the razor across his chin.",
+                "His stubble grew.",
+                "I cut myself.",
+                question,
+            ],
+            0,
+        ))
+    };
+    let p = copa("effect").unwrap();
+    assert_eq!(p.context, "so");
+    assert_eq!(p.candidates, [" his stubble grew.", " I cut myself."]);
+    assert_eq!(
+        format!("{}{}", p.context, p.candidates[0]),
+        "so his stubble grew."
+    );
+    let p = copa("cause").unwrap();
+    assert_eq!(p.context, "because");
+    assert_eq!(p.candidates, [" his stubble grew.", " I cut myself."]);
+    assert!(matches!(copa("why"), Err(DataError::Invalid { .. })));
+
+    let pair = Example::new(["A man sleeps.", "A person rests."], 0);
+    for (task, ex, words) in [
+        (
+            Task::BoolQ,
+            Example::new(["Some passage.", "is it true"], 1),
+            &["Yes", "No"][..],
+        ),
+        (Task::Rte, pair.clone(), &["Yes", "No"][..]),
+        (Task::Cb, pair.clone(), &["Yes", "No", "Maybe"][..]),
+        (
+            Task::Wsc,
+            Example::new(["Mark told Pete.", "Pete", "He"], 0),
+            &["Yes", "No"][..],
+        ),
+        (
+            Task::Wic,
+            Example::new(["bank", "a river bank", "a bank loan"], 0),
+            &["Yes", "No"][..],
+        ),
+    ] {
+        let p = task.causal_sfc_prompt(&ex).unwrap();
+        assert_eq!(p.context, "", "{task:?}");
+        assert_eq!(p.candidates, words, "{task:?}");
+        assert_eq!(p.candidates, task.causal_prompt(&ex).unwrap().candidates);
+    }
+
+    // No SFC form in MeZO: the project's context with the example's texts empty.
+    let p = Task::Trec
+        .causal_sfc_prompt(&Example::new(["What is an atom ?"], 2))
+        .unwrap();
+    assert_eq!(p.context, "Question: \nType:");
+    assert_eq!(p.candidates[2], " Abbreviation");
+    assert_eq!(p.label, 2);
+    for task in [Task::Snli, Task::Mnli] {
+        let p = task.causal_sfc_prompt(&pair).unwrap();
+        assert_eq!(p.context, "\nQuestion:  True, False, or Neither?\n");
+        assert_eq!(p.candidates, ["Yes", "Maybe", "No"]);
+    }
+
+    // The example is checked as for the full prompt.
+    assert!(matches!(
+        Task::Rte.causal_sfc_prompt(&Example::new(["only one"], 0)),
+        Err(DataError::Invalid { .. })
+    ));
+}

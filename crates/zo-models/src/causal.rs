@@ -165,12 +165,12 @@ fn continuation_logprobs<M: CausalLm + ?Sized>(
         .collect())
 }
 
-/// The mean per-token log-likelihood of every candidate of every example (f64), computed with one
-/// right-padded forward over all (context + candidate) sequences.
-pub fn candidate_scores<M: CausalLm + ?Sized>(
+/// The log-probability (f32) of each token of every candidate of every example, computed with
+/// one right-padded forward over all (context + candidate) sequences.
+fn candidate_token_logprobs<M: CausalLm + ?Sized>(
     model: &M,
     examples: &[CandidateExample],
-) -> Result<Vec<Vec<f64>>> {
+) -> Result<Vec<Vec<Vec<f32>>>> {
     let mut pairs: Vec<(&[u32], &[u32])> = Vec::new();
     for (e, ex) in examples.iter().enumerate() {
         check_example(e, ex)?;
@@ -178,18 +178,67 @@ pub fn candidate_scores<M: CausalLm + ?Sized>(
             pairs.push((&ex.context, cand));
         }
     }
-    let logprobs = continuation_logprobs(model, &pairs)?;
-    let mut rows = logprobs.iter();
+    let mut rows = continuation_logprobs(model, &pairs)?.into_iter();
     Ok(examples
         .iter()
-        .map(|ex| {
-            ex.candidates
-                .iter()
-                .zip(rows.by_ref())
-                .map(|(_, row)| row.iter().map(|&v| f64::from(v)).sum::<f64>() / row.len() as f64)
-                .collect()
-        })
+        .map(|ex| rows.by_ref().take(ex.candidates.len()).collect())
         .collect())
+}
+
+/// A candidate's mean token log-likelihood (f64).
+fn mean_logprob(row: &[f32]) -> f64 {
+    row.iter().map(|&v| f64::from(v)).sum::<f64>() / row.len() as f64
+}
+
+/// A candidate's summed token log-likelihood (f64).
+fn sum_logprob(row: &[f32]) -> f64 {
+    row.iter().map(|&v| f64::from(v)).sum::<f64>()
+}
+
+/// The mean per-token log-likelihood of every candidate of every example (f64), computed with one
+/// right-padded forward over all (context + candidate) sequences.
+pub fn candidate_scores<M: CausalLm + ?Sized>(
+    model: &M,
+    examples: &[CandidateExample],
+) -> Result<Vec<Vec<f64>>> {
+    Ok(candidate_token_logprobs(model, examples)?
+        .iter()
+        .map(|ex| ex.iter().map(|row| mean_logprob(row)).collect())
+        .collect())
+}
+
+/// The summed token log-likelihood `Σ log p(candidate's tokens | context)` of every candidate of
+/// every example (f64), from one forward: what surface-form-competition calibration compares
+/// ([`crate::calibration::sfc_scores`]).
+pub fn candidate_logprob_sums<M: CausalLm + ?Sized>(
+    model: &M,
+    examples: &[CandidateExample],
+) -> Result<Vec<Vec<f64>>> {
+    Ok(candidate_token_logprobs(model, examples)?
+        .iter()
+        .map(|ex| ex.iter().map(|row| sum_logprob(row)).collect())
+        .collect())
+}
+
+/// Scores by example, then by candidate.
+pub type ScoreRows = Vec<Vec<f64>>;
+
+/// Both [`candidate_scores`] (the means) and [`candidate_logprob_sums`] (the sums), from one
+/// forward.
+pub fn candidate_mean_and_sum_scores<M: CausalLm + ?Sized>(
+    model: &M,
+    examples: &[CandidateExample],
+) -> Result<(ScoreRows, ScoreRows)> {
+    let logprobs = candidate_token_logprobs(model, examples)?;
+    let means = logprobs
+        .iter()
+        .map(|ex| ex.iter().map(|row| mean_logprob(row)).collect())
+        .collect();
+    let sums = logprobs
+        .iter()
+        .map(|ex| ex.iter().map(|row| sum_logprob(row)).collect())
+        .collect();
+    Ok((means, sums))
 }
 
 /// The language-model loss on the correct candidates: the negative log-likelihood of each correct
@@ -255,6 +304,26 @@ pub fn candidate_loss_and_predictions<M: CausalLm + ?Sized>(
         });
     }
     let scores = candidate_scores(model, examples)?;
+    loss_and_predictions_of_scores(&scores, examples)
+}
+
+/// The mean cross-entropy loss of the examples' labels under `scores` (one row per example, e.g.
+/// from [`candidate_scores`]) and the argmax of each row: what
+/// [`candidate_loss_and_predictions`] computes after its forward.
+pub fn loss_and_predictions_of_scores(
+    scores: &[Vec<f64>],
+    examples: &[CandidateExample],
+) -> Result<(f64, Vec<usize>)> {
+    if examples.is_empty() || scores.len() != examples.len() {
+        return Err(ModelError::Config {
+            field: "examples".into(),
+            message: format!(
+                "{} score rows for {} examples",
+                scores.len(),
+                examples.len()
+            ),
+        });
+    }
     let mut total = 0.0;
     for (s, ex) in scores.iter().zip(examples) {
         total += cross_entropy(s, ex.label)?;

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod bert;
+pub mod calibration;
 pub mod causal;
 pub mod error;
 pub mod gguf;

@@ -281,6 +281,50 @@ impl MaskedLmClassifier {
             .iter()
             .map(|e| self.encode(e.as_ref()))
             .collect::<Result<Vec<_>>>()?;
+        self.pad(&encoded)
+    }
+
+    /// The content-free prompt (Zhao et al. 2021, "Calibrate Before Use"): the template with
+    /// every text slot empty — its literal pieces and the mask between the tokenizer's special
+    /// tokens, a slot contributing no token (not even the space before it) — as its token ids
+    /// and mask position. The same for every example.
+    pub fn encode_content_free(&self) -> Result<(Vec<u32>, usize)> {
+        let mut ids = Vec::new();
+        ids.extend_from_slice(self.tokenizer.prefix());
+        let mut mask_at = 0;
+        for (piece, fixed_ids) in self.template.pieces().iter().zip(&self.piece_ids) {
+            match piece {
+                Piece::Text(_) => ids.extend_from_slice(fixed_ids),
+                Piece::Slot { .. } => {}
+                Piece::Mask { .. } => {
+                    mask_at = ids.len();
+                    ids.push(self.mask_id);
+                }
+            }
+        }
+        ids.extend_from_slice(self.tokenizer.suffix());
+        if ids.len() > self.max_length {
+            return Err(ModelError::Config {
+                field: "max_length".into(),
+                message: format!(
+                    "the template alone takes {} tokens, more than the maximum length {}",
+                    ids.len(),
+                    self.max_length
+                ),
+            });
+        }
+        Ok((ids, mask_at))
+    }
+
+    /// [`encode_content_free`](Self::encode_content_free) as a batch of one row; its
+    /// [`scores`](Self::scores) are the reference of
+    /// [`crate::calibration::content_free_scores`].
+    pub fn content_free_batch(&self) -> Result<PromptBatch> {
+        self.pad(&[self.encode_content_free()?])
+    }
+
+    /// Right-pad encoded rows into a batch.
+    fn pad(&self, encoded: &[(Vec<u32>, usize)]) -> Result<PromptBatch> {
         let seq = encoded.iter().map(|(ids, _)| ids.len()).max().unwrap_or(0);
         let b = encoded.len();
         let pad = self.model.pad_id();
@@ -345,11 +389,21 @@ impl MaskedLmClassifier {
         batch: &PromptBatch,
         labels: &[usize],
     ) -> Result<(f64, Vec<usize>)> {
+        let (loss, predictions, _) = self.loss_predictions_and_scores(batch, labels)?;
+        Ok((loss, predictions))
+    }
+
+    /// The loss, the predictions and the label words' logits (the rows of
+    /// [`scores`](Self::scores)) from one forward pass.
+    pub fn loss_predictions_and_scores(
+        &self,
+        batch: &PromptBatch,
+        labels: &[usize],
+    ) -> Result<(f64, Vec<usize>, Vec<Vec<f32>>)> {
         let scores = self.scores(batch)?;
-        Ok((
-            self.mean_loss(&scores, labels)?,
-            scores.iter().map(|row| argmax(row)).collect(),
-        ))
+        let loss = self.mean_loss(&scores, labels)?;
+        let predictions = scores.iter().map(|row| argmax(row)).collect();
+        Ok((loss, predictions, scores))
     }
 
     /// The loss on a fixed batch as a zeroth-order objective (the weights are read through the
