@@ -46,8 +46,9 @@ pub const FONT_PATHS: &[&str] = &[
     "C:\\Windows\\Fonts\\arial.ttf",
 ];
 
-/// Line colours, one per series in turn (the "tab10" palette).
-const COLORS: [RGBColor; 10] = [
+/// Line colours, one per series in turn: the "tab10" palette, then black and a dark gold, so that
+/// up to 12 series (every optimizer of the family with room to spare) stay distinct.
+const COLORS: [RGBColor; 12] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
     RGBColor(44, 160, 44),
@@ -58,6 +59,8 @@ const COLORS: [RGBColor; 10] = [
     RGBColor(127, 127, 127),
     RGBColor(188, 189, 34),
     RGBColor(23, 190, 207),
+    RGBColor(0, 0, 0),
+    RGBColor(153, 121, 0),
 ];
 
 const FONT: &str = "sans-serif";
