@@ -78,16 +78,7 @@ pub fn causal_example(
     max_length: Option<usize>,
 ) -> Result<CandidateExample> {
     let p = task.causal_prompt(example)?;
-    let enc = p.encode(
-        |t: &str| tokenizer.encode(t).map_err(|e| format!("{e:#}")),
-        prefix,
-        max_length,
-    )?;
-    Ok(CandidateExample {
-        context: enc.context,
-        candidates: enc.candidates,
-        label: enc.label,
-    })
+    tokenize_prompt(&p, tokenizer, prefix, max_length)
 }
 
 /// The causal-LM SFC prompt of `example` for `task` (`Task::causal_sfc_prompt`), tokenised as
@@ -101,19 +92,28 @@ pub fn causal_sfc_example(
     max_length: Option<usize>,
 ) -> Result<CandidateExample> {
     let p = task.causal_sfc_prompt(example)?;
-    let enc = p
-        .encode(
-            |t: &str| tokenizer.encode(t).map_err(|e| format!("{e:#}")),
-            prefix,
-            max_length,
+    tokenize_prompt(&p, tokenizer, prefix, max_length).with_context(|| {
+        format!(
+            "task.calibrate: the SFC prompt of {} ({:?})",
+            task.display_name(),
+            p.context
         )
-        .with_context(|| {
-            format!(
-                "task.calibrate: the SFC prompt of {} ({:?})",
-                task.display_name(),
-                p.context
-            )
-        })?;
+    })
+}
+
+/// `p` tokenised: `prefix` then the context (cut at its start to fit `max_length` with the
+/// longest candidate), and each candidate.
+fn tokenize_prompt(
+    p: &zo_data::CausalPrompt,
+    tokenizer: &CausalTokenizer,
+    prefix: &[u32],
+    max_length: Option<usize>,
+) -> Result<CandidateExample> {
+    let enc = p.encode(
+        |t: &str| tokenizer.encode(t).map_err(|e| format!("{e:#}")),
+        prefix,
+        max_length,
+    )?;
     Ok(CandidateExample {
         context: enc.context,
         candidates: enc.candidates,

@@ -167,15 +167,10 @@ fn a_calibrated_fine_tune_trains_the_same_and_reports_both() {
             "--no-progress",
             "--no-export",
             "--set",
-            "task.protocol.kind=few_shot",
-            "--set",
-            "task.protocol.seed=42",
-            "--set",
-            "task.test_size=16",
-            "--set",
             "train.eval_every=2",
-            "--out",
         ];
+        args.extend(common::FEW_SHOT_QUICK);
+        args.push("--out");
         let out_str = out_dir.display().to_string();
         args.push(&out_str);
         if calibrate {

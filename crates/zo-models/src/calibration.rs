@@ -39,17 +39,21 @@ pub fn content_free_scores(logits: &[f32], reference: &[f32]) -> Result<Vec<f64>
 
 /// `log softmax(row)` in f64.
 pub fn log_softmax(row: &[f32]) -> Vec<f64> {
+    let lse = log_sum_exp(row);
+    row.iter().map(|&v| f64::from(v) - lse).collect()
+}
+
+/// `log Σ exp(row)` in f64, shifted by the maximum for stability.
+pub(crate) fn log_sum_exp(row: &[f32]) -> f64 {
     let max = row
         .iter()
         .map(|&v| f64::from(v))
         .fold(f64::NEG_INFINITY, f64::max);
-    let lse = max
-        + row
-            .iter()
-            .map(|&v| (f64::from(v) - max).exp())
-            .sum::<f64>()
-            .ln();
-    row.iter().map(|&v| f64::from(v) - lse).collect()
+    max + row
+        .iter()
+        .map(|&v| (f64::from(v) - max).exp())
+        .sum::<f64>()
+        .ln()
 }
 
 fn same_length(scores: usize, reference: usize) -> Result<()> {

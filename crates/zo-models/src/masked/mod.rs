@@ -455,17 +455,7 @@ impl<P: ?Sized> Objective<P> for PromptObjective<'_> {
 
 /// `−log softmax(row)[y]` in f64.
 fn cross_entropy(row: &[f32], y: usize) -> f64 {
-    let max = row
-        .iter()
-        .map(|&v| f64::from(v))
-        .fold(f64::NEG_INFINITY, f64::max);
-    let lse = max
-        + row
-            .iter()
-            .map(|&v| (f64::from(v) - max).exp())
-            .sum::<f64>()
-            .ln();
-    lse - f64::from(row[y])
+    crate::calibration::log_sum_exp(row) - f64::from(row[y])
 }
 
 fn argmax(row: &[f32]) -> usize {
