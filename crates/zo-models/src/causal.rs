@@ -5,8 +5,9 @@
 //! single- and multi-token candidates compare on the same scale). The training loss is the
 //! cross-entropy of the label under the softmax of the candidates' scores (in f64), averaged over
 //! the examples; the prediction is the highest-scoring candidate. All (context + candidate)
-//! sequences of a batch run as one right-padded forward, and the LM head is applied only at the
-//! positions that predict candidate tokens.
+//! sequences of a batch run as one right-padded forward (candidates whose inputs are a prefix of
+//! another's sequence, such as one-token candidates, share its run), and the LM head is applied
+//! only at the positions that predict candidate tokens.
 
 use candle_core::{D, DType, Device, Tensor};
 use zo_optim::{Objective, ObjectiveError};
@@ -107,7 +108,13 @@ fn check_example(e: usize, ex: &CandidateExample) -> Result<()> {
 }
 
 /// The log-probability (f32) of each continuation token of each (context, continuation) pair,
-/// computed with one right-padded forward over all the concatenated sequences.
+/// computed with one right-padded forward.
+///
+/// A pair needs the hidden states of its context followed by all but the last continuation
+/// token (the last token is only a target). Under causal attention those states depend on that
+/// prefix alone, so a pair whose needed prefix starts another pair's sequence is read from that
+/// sequence: SST-2's two one-token candidates share one run of their context, which halves the
+/// forward's cost. Sequences are chosen longest first; each pair's rows keep the pairs' order.
 fn continuation_logprobs<M: CausalLm + ?Sized>(
     model: &M,
     pairs: &[(&[u32], &[u32])],
@@ -115,29 +122,52 @@ fn continuation_logprobs<M: CausalLm + ?Sized>(
     if pairs.is_empty() {
         return Ok(Vec::new());
     }
-    let seqs: Vec<Vec<u32>> = pairs
-        .iter()
-        .map(|(ctx, cont)| ctx.iter().chain(cont.iter()).copied().collect())
-        .collect();
     let vocab = model.vocab_size();
-    if let Some(&bad) = seqs.iter().flatten().find(|&&t| t as usize >= vocab) {
+    if let Some(&bad) = pairs
+        .iter()
+        .flat_map(|(ctx, cont)| ctx.iter().chain(cont.iter()))
+        .find(|&&t| t as usize >= vocab)
+    {
         return Err(ModelError::Config {
             field: "examples".into(),
             message: format!("token id {bad} >= vocab size {vocab}"),
         });
     }
-    let len = seqs.iter().map(Vec::len).max().unwrap_or(0);
-    let r = seqs.len();
+    let needed: Vec<Vec<u32>> = pairs
+        .iter()
+        .map(|(ctx, cont)| {
+            let inputs = &cont[..cont.len().saturating_sub(1)];
+            ctx.iter().chain(inputs).copied().collect()
+        })
+        .collect();
+    let mut order: Vec<usize> = (0..pairs.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(needed[i].len()));
+    let mut runs: Vec<usize> = Vec::new(); // the pair whose needed prefix each sequence is
+    let mut host = vec![0usize; pairs.len()];
+    for &i in &order {
+        host[i] = match runs.iter().position(|&s| needed[s].starts_with(&needed[i])) {
+            Some(k) => k,
+            None => {
+                runs.push(i);
+                runs.len() - 1
+            }
+        };
+    }
+    let len = runs.iter().map(|&s| needed[s].len()).max().unwrap_or(0);
+    let r = runs.len();
     let mut ids = vec![0u32; r * len];
     let mut mask = vec![0u32; r * len];
+    for (k, &s) in runs.iter().enumerate() {
+        let seq = &needed[s];
+        ids[k * len..k * len + seq.len()].copy_from_slice(seq);
+        mask[k * len..k * len + seq.len()].fill(1);
+    }
     let mut gather = Vec::new(); // flat position whose hidden state predicts a continuation token
     let mut targets = Vec::new();
-    for (i, (seq, (ctx, cont))) in seqs.iter().zip(pairs).enumerate() {
-        ids[i * len..i * len + seq.len()].copy_from_slice(seq);
-        mask[i * len..i * len + seq.len()].fill(1);
-        for j in 0..cont.len() {
-            gather.push((i * len + ctx.len() - 1 + j) as u32);
-            targets.push(seq[ctx.len() + j]);
+    for (i, (ctx, cont)) in pairs.iter().enumerate() {
+        for (j, &token) in cont.iter().enumerate() {
+            gather.push((host[i] * len + ctx.len() - 1 + j) as u32);
+            targets.push(token);
         }
     }
     let dev = Device::Cpu;

@@ -48,6 +48,13 @@ fn examples() -> Vec<CandidateExample> {
             candidates: vec![vec![12], vec![13, 14]],
             label: 1,
         },
+        // The second example's context again, with a candidate that is a prefix of another
+        // (both read from one run of the longer one).
+        CandidateExample {
+            context: vec![1, 13],
+            candidates: vec![vec![76], vec![76, 66, 2]],
+            label: 0,
+        },
     ]
 }
 
@@ -80,7 +87,7 @@ fn scores_match_unpadded_forwards_for_single_and_multi_token_candidates() {
             .zip(&ex)
             .map(|(s, e)| cross_entropy(s, e.label).unwrap())
             .sum::<f64>()
-            / 3.0;
+            / ex.len() as f64;
         assert!((loss - want).abs() < 1e-12);
         assert_eq!(preds, predict(model, &ex).unwrap());
         for (p, s) in preds.iter().zip(&scores) {
@@ -126,6 +133,48 @@ fn lm_loss_is_the_token_mean_nll_of_the_correct_candidates() {
         label: 1,
     };
     assert!(candidate_lm_loss(&llama, &[bad]).is_err());
+}
+
+/// Counts the sequences each forward runs.
+struct Counting<'a> {
+    model: &'a Llama,
+    rows: std::cell::RefCell<Vec<usize>>,
+}
+
+impl CausalLm for Counting<'_> {
+    fn hidden_states(&self, ids: &Tensor, mask: &Tensor) -> zo_models::Result<Tensor> {
+        self.rows.borrow_mut().push(ids.dim(0).unwrap());
+        self.model.hidden_states(ids, mask)
+    }
+    fn head(&self, hidden: &Tensor) -> zo_models::Result<Tensor> {
+        self.model.head(hidden)
+    }
+    fn vocab_size(&self) -> usize {
+        self.model.vocab_size()
+    }
+}
+
+#[test]
+fn candidates_that_extend_a_shared_prefix_share_one_run_of_it() {
+    let (llama, _) = Llama::from_hf_folder(&fixture("llama"), Precision::F32).unwrap();
+    let counting = Counting {
+        model: &llama,
+        rows: Default::default(),
+    };
+    // SST-2's shape: two one-token candidates per example, one sequence per example.
+    let sst2: Vec<CandidateExample> = (0..4)
+        .map(|i| CandidateExample {
+            context: vec![1, 6 + i, 54, 28],
+            candidates: vec![vec![11], vec![71]],
+            label: 0,
+        })
+        .collect();
+    candidate_scores(&counting, &sst2).unwrap();
+    // The examples above: [11]/[71] share one run, as do [12]/[13, 14]; after the context
+    // [1, 13], [5, 9, 40] and [76, 66, 2] each need their own run (neither starts the other),
+    // and [76, 66], [33] and [76] are read from them. Four runs for nine candidates.
+    candidate_scores(&counting, &examples()).unwrap();
+    assert_eq!(*counting.rows.borrow(), vec![4, 4]);
 }
 
 /// Adapts a `&dyn CausalLm` to the generic helper.
