@@ -26,7 +26,8 @@ commands:
                      black-box problems -> docs/RESULTS.md and plots (hours; --quick: minutes,
                      written to target/bench-quick/). --section (accuracy, causal, precision,
                      probes, ablation, hizoo, sampler, blackbox) runs only that section and
-                     keeps the others; finished runs are reused
+                     keeps the others; finished runs are reused. --causal-scale paper: the
+                     causal-LM section at MeZO's protocol and budget (a bigger machine)
   help               this message";
 
 fn main() -> ExitCode {
@@ -162,7 +163,8 @@ fn run_release(package: &str, bin: &str, args: &[&str]) -> Result<()> {
 }
 
 fn bench(args: &[String]) -> Result<()> {
-    provision(false)?;
+    // The causal-LM section reads SmolLM2-135M.
+    provision(true)?;
     let quick = args.iter().any(|a| a == "--quick");
     let mut full: Vec<&str> = vec!["run"];
     if quick && !args.iter().any(|a| a == "--out" || a.starts_with("--out=")) {

@@ -50,10 +50,10 @@ use crate::run::{Accuracy, Cell, RunResult, Runner, cell};
 pub enum Section {
     /// Every optimizer on the masked-LM tasks (SPLADE-tiny).
     Accuracy,
-    /// Every optimizer on the causal-LM task.
+    /// MeZO, HiZOO, BSZO and FZOO fine-tuning a pretrained causal LM (SmolLM2-135M) on SST-2.
     Causal,
-    /// MeZO and BSZO with weights stored in bf16 and f16 (needs the accuracy and causal
-    /// sections' picked learning rates).
+    /// MeZO and BSZO with weights stored in bf16 and f16 on SPLADE-tiny (needs the accuracy
+    /// section's picked learning rates).
     Precision,
     /// Memory and time of each scenario (fresh processes).
     Probes,
@@ -181,6 +181,9 @@ pub struct Results {
     /// The black-box problems.
     #[serde(default)]
     pub blackbox: Option<BlackBox>,
+    /// The plan of the causal-LM section that measured the causal cells.
+    #[serde(default)]
+    pub causal: Option<plan::CausalPlan>,
     /// Who measured each section.
     #[serde(default)]
     pub measured: BTreeMap<Section, Provenance>,
@@ -316,54 +319,53 @@ fn run_section(
                 .causal
                 .as_ref()
                 .ok_or_else(|| anyhow!("the plan has no causal-LM section"))?;
-            log(&format!("accuracy: {} / sst2", c.model));
-            let cells =
-                runner.accuracy(Task::Sst2, c.model, c.budget, &c.grids, false, c.test_size)?;
+            log(&format!("causal: {} / sst2 ({})", c.model, c.scale));
+            let cells = runner.causal(c)?;
+            // The section has one causal model: cells of another (an earlier plan's) and the
+            // half-precision runs that compared against them go.
+            results.accuracy.retain(|model, _| model == MASKED_MODEL);
             results.accuracy.insert(
                 c.model.to_string(),
                 BTreeMap::from([(Task::Sst2.name().to_string(), cells)]),
             );
+            let accuracy = &results.accuracy;
+            results
+                .precision
+                .retain(|model, _| accuracy.contains_key(model));
+            results.causal = Some(c.clone());
         }
         Section::Precision => {
-            let mut settings = vec![(
-                MASKED_MODEL,
-                Task::Sst2,
-                plan.tasks
-                    .iter()
-                    .find(|t| t.0 == Task::Sst2)
-                    .map_or(plan.budget, |t| t.1),
-                true,
-                None,
-            )];
-            if let Some(c) = &plan.causal {
-                settings.push((c.model, Task::Sst2, c.budget, false, c.test_size));
-            }
-            for (model, task, budget, sampled, test_size) in settings {
-                let section = if sampled { "accuracy" } else { "causal" };
-                let mut by_optimizer = BTreeMap::new();
-                for algorithm in plan::PRECISION_OPTIMIZERS {
-                    let lr = results
-                        .cell(model, task, algorithm)
-                        .with_context(|| {
-                            format!("run the {section} section first (--section {section})")
-                        })?
-                        .best()?
-                        .lr;
-                    let mut by_precision = BTreeMap::new();
-                    for &precision in &plan.half_runs {
-                        log(&format!(
-                            "precision: {model} / {algorithm} / {}",
-                            probe::precision_name(precision)
-                        ));
-                        let runs = runner.precision(
-                            task, model, budget, sampled, test_size, algorithm, lr, precision,
-                        )?;
-                        by_precision.insert(probe::precision_name(precision).to_string(), runs);
-                    }
-                    by_optimizer.insert(algorithm.name().to_string(), by_precision);
+            let budget = plan
+                .tasks
+                .iter()
+                .find(|t| t.0 == Task::Sst2)
+                .map_or(plan.budget, |t| t.1);
+            let mut by_optimizer = BTreeMap::new();
+            for algorithm in plan::PRECISION_OPTIMIZERS {
+                let lr = sst2_lr(results, algorithm)?;
+                let mut by_precision = BTreeMap::new();
+                for &precision in &plan.half_runs {
+                    log(&format!(
+                        "precision: {MASKED_MODEL} / {algorithm} / {}",
+                        probe::precision_name(precision)
+                    ));
+                    let runs = runner.precision(
+                        Task::Sst2,
+                        MASKED_MODEL,
+                        budget,
+                        true,
+                        None,
+                        algorithm,
+                        lr,
+                        precision,
+                    )?;
+                    by_precision.insert(probe::precision_name(precision).to_string(), runs);
                 }
-                results.precision.insert(model.to_string(), by_optimizer);
+                by_optimizer.insert(algorithm.name().to_string(), by_precision);
             }
+            results
+                .precision
+                .insert(MASKED_MODEL.to_string(), by_optimizer);
         }
         Section::Probes => {
             let mut probes = Vec::new();

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use bszo_bench::plan::{Plan, ProbeModel, Scenario};
+use bszo_bench::plan::{CausalPlan, Plan, ProbeModel, Scenario};
 use bszo_bench::probe::{PROBE_LINE, probe};
 use bszo_bench::{BenchOptions, Section, suite};
 use clap::{Args, Parser, Subcommand};
@@ -40,6 +40,10 @@ struct RunArgs {
     /// reused, so a long suite can be completed over several invocations.
     #[arg(long, value_name = "NAME")]
     section: Vec<Section>,
+    /// The causal-LM section's size: two-cores (about an hour and a half on two cores) or paper
+    /// (MeZO's protocol and budget, for a bigger machine).
+    #[arg(long, value_name = "SCALE", conflicts_with = "quick")]
+    causal_scale: Option<String>,
     /// Where RESULTS.md, results.json and the plots go.
     #[arg(long, value_name = "DIR", default_value = "docs")]
     out: PathBuf,
@@ -87,11 +91,15 @@ fn run(cli: Cli) -> Result<()> {
             println!("{PROBE_LINE}{}", serde_json::to_string(&p)?);
         }
         Command::Run(a) => {
-            let (plan, command) = if a.quick {
-                (Plan::quick(), "cargo xtask bench --quick")
+            let (mut plan, mut command) = if a.quick {
+                (Plan::quick(), "cargo xtask bench --quick".to_string())
             } else {
-                (Plan::full(), "cargo xtask bench")
+                (Plan::full(), "cargo xtask bench".to_string())
             };
+            if let Some(scale) = &a.causal_scale {
+                plan.causal = Some(CausalPlan::of_scale(scale)?);
+                command.push_str(&format!(" --causal-scale {scale}"));
+            }
             let opts = BenchOptions {
                 plan,
                 sections: a.section,
@@ -99,7 +107,7 @@ fn run(cli: Cli) -> Result<()> {
                 work: a.work,
                 data_dir: a.data_dir,
                 exe: std::env::current_exe()?,
-                command: command.into(),
+                command,
             };
             let started = std::time::Instant::now();
             suite(&opts, &mut |msg| {

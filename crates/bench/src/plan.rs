@@ -68,7 +68,7 @@ pub struct Plan {
     pub grids: Grids,
     /// Sampled protocol sizes (train, validation), and a test cap for quick runs.
     pub sizes: (usize, usize, Option<usize>),
-    /// The causal-LM row: model, budget, test cap and grids.
+    /// The causal-LM section.
     pub causal: Option<CausalPlan>,
     /// BSZO subspace dimensions for the ablation.
     pub ks: Vec<usize>,
@@ -88,17 +88,144 @@ pub struct Plan {
     pub blackbox: BlackBoxPlan,
 }
 
-/// The causal-LM part of the accuracy section.
-#[derive(Clone, Debug, Serialize)]
+/// The optimizers of the causal-LM section.
+pub const CAUSAL_OPTIMIZERS: [Algorithm; 4] = [
+    Algorithm::Mezo,
+    Algorithm::Hizoo,
+    Algorithm::Bszo,
+    Algorithm::Fzoo,
+];
+
+/// The causal-LM section: a pretrained causal LM on SST-2 with MeZO's prompt (`<S> It was` and
+/// the candidates ` terrible` / ` great`), calibrated scores reported beside the plain ones.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CausalPlan {
     /// The model name.
-    pub model: &'static str,
+    pub model: String,
+    /// `two-cores` (the suite's default) or `paper` (MeZO's protocol and budget, for a bigger
+    /// machine).
+    pub scale: String,
+    /// The optimizers compared.
+    pub optimizers: Vec<Algorithm>,
     /// Forward passes of training per run.
     pub budget: u64,
-    /// Test examples (the first ones of the split), to fit the machine.
+    /// Seeds (the learning rate is picked on the first).
+    pub seeds: Vec<u64>,
+    /// Sampled protocol sizes (train, validation).
+    pub sizes: (usize, usize),
+    /// Test examples (the first ones of the split), or all.
     pub test_size: Option<usize>,
+    /// Training batch size.
+    pub batch_size: usize,
+    /// Tokens per prompt (a longer sentence is cut; the candidate slot is kept).
+    pub max_length: usize,
+    /// Validation evaluations per run.
+    pub evaluations: u64,
+    /// The perturbation scale ε of every optimizer.
+    pub eps: f64,
     /// Learning-rate grids.
     pub grids: Grids,
+}
+
+/// `grids` for `optimizers`, in order.
+fn grids_of(optimizers: &[Algorithm], values: &[&[f64]]) -> Grids {
+    optimizers
+        .iter()
+        .zip(values)
+        .map(|(a, v)| (*a, v.to_vec()))
+        .collect()
+}
+
+impl CausalPlan {
+    /// SmolLM2-135M sized to finish in about an hour and a half on two cores: batch 8, 64
+    /// tokens, 1000 training / 128 validation examples, the first 500 test sentences, 320
+    /// training forwards per run, two learning rates per optimizer on seed 0 and seed 1 at the
+    /// picked one.
+    pub fn two_cores() -> Self {
+        let optimizers = CAUSAL_OPTIMIZERS.to_vec();
+        // MeZO's OPT grid is 1e-7..1e-6 at ε = 1e-3 for 20k steps; a few hundred steps at a
+        // hundred times fewer parameters need the upper end and above. BSZO's effective rate is
+        // η·γ·k with γ = σ_p²/(σ_p² + σ_e²) ≈ 0.05 here, so ten times MeZO's. FZOO's step η·g/σ
+        // moves each coordinate by about η/(ε√N) ≈ 350·η at ε = 1e-3 and N = 8.
+        let grids = grids_of(
+            &optimizers,
+            &[&[1e-6, 1e-5], &[1e-6, 1e-5], &[1e-5, 1e-4], &[3e-9, 3e-8]],
+        );
+        Self {
+            model: "smollm2-135m".into(),
+            scale: "two-cores".into(),
+            optimizers,
+            budget: 320,
+            seeds: vec![0, 1],
+            sizes: (1000, 128),
+            test_size: Some(500),
+            batch_size: 8,
+            max_length: 64,
+            evaluations: 4,
+            eps: 1e-3,
+            grids,
+        }
+    }
+
+    /// MeZO's protocol and budget for OPT (1000 training / 500 validation examples, the whole
+    /// test set, batch 16, 20 000 MeZO steps' worth of forwards, ε = 1e-3, its learning-rate
+    /// grid), three seeds: days on two cores, hours on a GPU-class machine.
+    pub fn paper() -> Self {
+        let optimizers = CAUSAL_OPTIMIZERS.to_vec();
+        let grid: &[f64] = &[1e-7, 1e-6, 1e-5];
+        let grids = grids_of(
+            &optimizers,
+            &[grid, grid, &[1e-6, 1e-5, 1e-4], &[1e-9, 1e-8, 1e-7]],
+        );
+        Self {
+            model: "smollm2-135m".into(),
+            scale: "paper".into(),
+            optimizers,
+            budget: 40_000,
+            seeds: vec![0, 1, 2],
+            sizes: (1000, 500),
+            test_size: None,
+            batch_size: 16,
+            max_length: 128,
+            evaluations: 20,
+            eps: 1e-3,
+            grids,
+        }
+    }
+
+    /// A tiny run of every optimizer: checks the harness, not the methods.
+    pub fn quick() -> Self {
+        let optimizers = CAUSAL_OPTIMIZERS.to_vec();
+        let one: &[f64] = &[1e-6];
+        Self {
+            model: "smollm2-135m".into(),
+            scale: "quick".into(),
+            grids: grids_of(&optimizers, &[&[1e-6, 1e-5], one, one, &[1e-8]]),
+            optimizers,
+            budget: 9,
+            seeds: vec![0, 1],
+            sizes: (16, 4),
+            test_size: Some(4),
+            batch_size: 2,
+            max_length: 32,
+            evaluations: 1,
+            eps: 1e-3,
+        }
+    }
+
+    /// The plan of `scale` (`two-cores`, `paper`).
+    ///
+    /// # Errors
+    /// For another name, listing the valid ones.
+    pub fn of_scale(scale: &str) -> Result<Self> {
+        match scale {
+            "two-cores" => Ok(Self::two_cores()),
+            "paper" => Ok(Self::paper()),
+            other => Err(anyhow!(
+                "unknown causal scale `{other}` (expected two-cores or paper)"
+            )),
+        }
+    }
 }
 
 impl Plan {
@@ -108,11 +235,9 @@ impl Plan {
         // so the SGD baselines need smaller η than BSZO: each grid covers its own range.
         let bszo: &[f64] = &[1e-4, 3e-4, 1e-3];
         let sgd: &[f64] = &[1e-5, 3e-5, 1e-4];
-        let causal_sgd: &[f64] = &[1e-3, 3e-3, 1e-2];
         // FZOO's step is η·g/σ with σ ≈ ε‖∇L‖: about η/(ε√N) per coordinate, so at ε = 1e-4 and
         // N = 8 its η sits near 3·10⁻⁴ times an element-wise step (Adam's rate).
         let fzoo: &[f64] = &[1e-9, 1e-8, 1e-7];
-        let causal_fzoo: &[f64] = &[1e-8, 1e-7, 1e-6];
         Self {
             mode: "full",
             tasks: vec![(Task::Sst2, 1800), (Task::Rte, 900), (Task::Trec, 900)],
@@ -121,20 +246,7 @@ impl Plan {
             seeds: vec![0, 1, 2],
             grids: grids([sgd, &[1e-5, 1e-4], sgd, sgd, bszo, bszo, fzoo]),
             sizes: (1000, 500, None),
-            causal: Some(CausalPlan {
-                model: "stories260k",
-                budget: 300,
-                test_size: None,
-                grids: grids([
-                    causal_sgd,
-                    &[1e-4, 1e-3],
-                    causal_sgd,
-                    causal_sgd,
-                    &[3e-3, 1e-2],
-                    &[3e-3, 1e-2],
-                    causal_fzoo,
-                ]),
-            }),
+            causal: Some(CausalPlan::two_cores()),
             ks: vec![1, 2, 4, 8],
             hizoo_ratios: vec![1e-4, 1e-2, 1.0],
             probe_models: vec![ProbeModel::SpladeTiny, ProbeModel::Bert67m],
@@ -149,7 +261,6 @@ impl Plan {
     /// Every section at a tiny budget (minutes): checks the harness, not the methods.
     pub fn quick() -> Self {
         let one: &[f64] = &[1e-4];
-        let causal: &[f64] = &[1e-3];
         Self {
             mode: "quick",
             tasks: vec![(Task::Sst2, 24), (Task::Rte, 24), (Task::Trec, 24)],
@@ -166,12 +277,7 @@ impl Plan {
                 &[1e-8],
             ]),
             sizes: (64, 32, Some(32)),
-            causal: Some(CausalPlan {
-                model: "stories260k",
-                budget: 24,
-                test_size: Some(32),
-                grids: grids([causal, &[1e-4], causal, causal, causal, causal, &[1e-7]]),
-            }),
+            causal: Some(CausalPlan::quick()),
             ks: vec![1, 2],
             hizoo_ratios: vec![1e-2, 1.0],
             probe_models: vec![ProbeModel::SpladeTiny],

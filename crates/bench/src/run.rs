@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow};
 use bszo_cli::RunConfig;
-use bszo_cli::config::OptimizerSection;
+use bszo_cli::config::{Calibration, OptimizerSection};
 use bszo_cli::finetune::{METRICS_FILE, Options, REPORT_FILE, Report, finetune, read_metrics};
 use bszo_cli::report::calibrated_accuracy;
 use serde::{Deserialize, Serialize};
@@ -15,7 +15,7 @@ use zo_data::{Protocol, Task};
 use zo_optim::{Algorithm, Estimator};
 use zo_train::{Event, Split};
 
-use crate::plan::{Grids, MASKED_MODEL, OPTIMIZERS, Plan, grid};
+use crate::plan::{CausalPlan, Grids, MASKED_MODEL, OPTIMIZERS, Plan, grid};
 
 /// One finished run, as the accuracy tables need it.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -70,6 +70,11 @@ impl Cell {
     /// Test scores of the picked runs.
     pub fn tests(&self) -> Vec<f64> {
         self.picked.iter().map(|r| r.test).collect()
+    }
+
+    /// Calibrated test scores of the picked runs, when every one has them.
+    pub fn calibrated_tests(&self) -> Option<Vec<f64>> {
+        self.picked.iter().map(|r| r.calibrated_test).collect()
     }
 
     /// Best validation scores of the picked runs.
@@ -128,7 +133,7 @@ struct Setting<'m> {
 impl Runner<'_> {
     /// One benchmark run: the embedded default's model settings and loop with the setting's
     /// model, task, test size and `budget` forward passes spread over the plan's validation
-    /// evaluations, no checkpoints, plots or exported weights.
+    /// evaluations, calibrated scores reported too, no checkpoints, plots or exported weights.
     fn config(
         &self,
         at: Setting<'_>,
@@ -142,6 +147,8 @@ impl Runner<'_> {
         c.task.protocol = protocol;
         c.task.test_size = at.test_size;
         c.task.data_dir.clone_from(&self.data_dir);
+        // Calibrated scores beside the plain ones (evaluation only; training is unchanged).
+        c.task.calibrate = Calibration::ContentFree;
         let per_step = optimizer.build()?.forwards_per_step() as u64;
         c.optimizer = optimizer;
         let steps = (at.budget / per_step).max(1);
@@ -163,7 +170,21 @@ impl Runner<'_> {
         grid: &[f64],
         base: &dyn Fn(f64, u64) -> Result<RunConfig>,
     ) -> Result<Cell> {
-        let (first, others) = self.plan.split_seeds()?;
+        self.grid_and_seeds_over(dir, grid, &self.plan.seeds, base)
+    }
+
+    /// As [`Self::grid_and_seeds`] over `seeds` (the grid on the first).
+    fn grid_and_seeds_over(
+        &self,
+        dir: &Path,
+        grid: &[f64],
+        seeds: &[u64],
+        base: &dyn Fn(f64, u64) -> Result<RunConfig>,
+    ) -> Result<Cell> {
+        let (first, others) = seeds
+            .split_first()
+            .map(|(f, o)| (*f, o))
+            .ok_or_else(|| anyhow!("the plan has no seeds"))?;
         let mut runs = Vec::new();
         for &lr in grid {
             let d = dir.join(format!("lr{lr:e}-seed{first}"));
@@ -210,6 +231,53 @@ impl Runner<'_> {
                 .join(task.name())
                 .join(algorithm.name());
             let cell = self.grid_and_seeds(&dir, grid(grids, algorithm)?, &base)?;
+            out.insert(algorithm.name().to_string(), cell);
+        }
+        Ok(out)
+    }
+
+    /// The causal-LM section: every optimizer of `c` on SST-2 with MeZO's prompt, the grid on
+    /// the first seed and the other seeds at the picked rate, calibrated scores reported too.
+    /// Each run in `causal/<model>-<scale>/<optimizer>/lr<lr>-seed<seed>`.
+    pub fn causal(&self, c: &CausalPlan) -> Result<BTreeMap<String, Cell>> {
+        let mut out = BTreeMap::new();
+        for &algorithm in &c.optimizers {
+            let base = |lr: f64, seed: u64| -> Result<RunConfig> {
+                let mut config = RunConfig::embedded_default();
+                config.model.name.clone_from(&c.model);
+                config.model.kind = None;
+                config.model.max_length = c.max_length;
+                config.task.name = Task::Sst2;
+                config.task.protocol = Protocol::Sampled {
+                    seed,
+                    train: c.sizes.0,
+                    validation: c.sizes.1,
+                };
+                config.task.test_size = c.test_size;
+                config.task.data_dir.clone_from(&self.data_dir);
+                config.task.calibrate = Calibration::ContentFree;
+                config.task.eval_batch_size = 32;
+                let optimizer = OptimizerSection::named(algorithm, c.eps, lr);
+                let per_step = optimizer.build()?.forwards_per_step() as u64;
+                config.optimizer = optimizer;
+                let steps = (c.budget / per_step).max(1);
+                config.train.steps = steps;
+                config.train.batch_size = c.batch_size;
+                config.train.eval_every = (steps / c.evaluations.max(1)).max(1);
+                config.train.seed = seed;
+                config.train.checkpoint_every = 0;
+                config.output.plots = false;
+                config.output.overwrite = true;
+                config.output.export = false;
+                Ok(config)
+            };
+            let dir = self
+                .work
+                .join("causal")
+                .join(format!("{}-{}", c.model, c.scale))
+                .join(algorithm.name());
+            let cell =
+                self.grid_and_seeds_over(&dir, grid(&c.grids, algorithm)?, &c.seeds, &base)?;
             out.insert(algorithm.name().to_string(), cell);
         }
         Ok(out)

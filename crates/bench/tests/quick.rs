@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use bszo_bench::plan::{OPTIMIZERS, Plan, Scenario};
+use bszo_bench::plan::{CausalPlan, OPTIMIZERS, Plan, Scenario};
 use bszo_bench::render::{KEPT_MARKER, kept_sections};
 use bszo_bench::{BenchOptions, Section, suite};
 use zo_data::Task;
@@ -29,8 +29,10 @@ fn the_quick_suite_measures_every_section_and_writes_the_report() {
     if bszo_testkit::splade_tiny("the_quick_suite").is_none() {
         return;
     }
-    // The causal row reads the shipped stories260K.
-    bszo_testkit::stories260k();
+    // The causal-LM section reads SmolLM2-135M.
+    if bszo_testkit::smollm2("the_quick_suite").is_none() {
+        return;
+    }
     let dir = scratch("quick");
     let opts = BenchOptions {
         plan: Plan::quick(),
@@ -45,23 +47,35 @@ fn the_quick_suite_measures_every_section_and_writes_the_report() {
     let first = std::time::Instant::now();
     let r = suite(&opts, &mut |m| log.push(m.to_string())).unwrap_or_else(|e| panic!("{e:#}"));
 
-    // Section 1: every optimizer on every task, the causal row too, at the picked rates.
+    // Section 1: every optimizer on every task at the picked rates, and the causal-LM section's
+    // optimizers on SmolLM2-135M, with calibrated scores beside the plain ones.
+    assert_eq!(r.accuracy.len(), 2);
     assert_eq!(r.accuracy["splade-tiny"].len(), 3);
-    assert!(r.accuracy.contains_key("stories260k"));
+    let causal = CausalPlan::quick();
+    assert_eq!(r.causal.as_ref(), Some(&causal));
     for (model, tasks) in &r.accuracy {
+        let (optimizers, budget) = if model == "splade-tiny" {
+            (OPTIMIZERS.to_vec(), 24)
+        } else {
+            assert_eq!(model, &causal.model);
+            (causal.optimizers.clone(), causal.budget)
+        };
         for task in tasks.keys() {
             let task: Task = task.parse().unwrap();
-            for opt in OPTIMIZERS {
+            for &opt in &optimizers {
                 let cell = r.cell(model, task, opt).unwrap();
                 assert_eq!(cell.picked.len(), 2, "{opt}: one run per seed");
                 for run in &cell.picked {
                     assert!((0.0..=1.0).contains(&run.test), "{opt}: {}", run.test);
                     assert!(
-                        run.steps * run.per_step as u64 <= 24,
+                        run.steps * run.per_step as u64 <= budget.max(run.per_step as u64),
                         "{opt}: equal budgets"
                     );
                     assert!(!run.curve.is_empty());
                 }
+                let calibrated = cell.calibrated_tests().expect("calibrated scores");
+                assert!(calibrated.iter().all(|c| (0.0..=1.0).contains(c)));
+                assert!(cell.picked[0].calibrated_zero_shot.is_some());
             }
         }
     }
@@ -124,9 +138,9 @@ fn the_quick_suite_measures_every_section_and_writes_the_report() {
         assert!(verdicts.iter().all(|v| (0.0..=1.0).contains(&v.1)));
     }
     assert_eq!(r.measured.len(), Section::ALL.len());
-    // Section 8: MeZO and BSZO with bf16 weights on both models, a run per seed at the f32
-    // cell's learning rate.
-    assert_eq!(r.precision.len(), 2);
+    // Section 8: MeZO and BSZO with bf16 weights on the masked model, a run per seed at the
+    // f32 cell's learning rate.
+    assert_eq!(r.precision.len(), 1);
     for (model, by_opt) in &r.precision {
         assert_eq!(by_opt.len(), 2, "{model}");
         for (opt, by_prec) in by_opt {
@@ -156,6 +170,10 @@ fn the_quick_suite_measures_every_section_and_writes_the_report() {
         "cargo xtask bench --quick",
         "zero-shot",
         "Where BSZO wins",
+        "calibrated test %",
+        "sst2 (smollm2-135m), calibrated: BSZO",
+        "rte (splade-tiny), calibrated: BSZO",
+        "--causal-scale paper",
         "## 7. Black-box problems",
         "**Verdict (quadratic-gaussian)**",
         "Wilcoxon signed-rank",
@@ -167,7 +185,7 @@ fn the_quick_suite_measures_every_section_and_writes_the_report() {
     for plot in [
         "bench-splade-tiny-sst2.svg",
         "bench-splade-tiny-rte.png",
-        "bench-stories260k-sst2.svg",
+        "bench-smollm2-135m-sst2.svg",
         "blackbox-logistic-sst2.svg",
     ] {
         assert!(dir.join("docs").join(plot).is_file(), "{plot}");
