@@ -221,8 +221,10 @@ fn section_accuracy(
     let plan = &opts.plan;
     let (first_seed, other_seeds) = plan.split_seeds()?;
     let _ = writeln!(s, "## 1. Accuracy at equal forward-pass budgets\n");
+    let _ = writeln!(s, "Masked LMs (`--section accuracy`):\n");
     let accuracy = measured(s, r, Section::Accuracy, &opts.command);
     if r.measured.contains_key(&Section::Causal) {
+        let _ = writeln!(s, "Causal LM (`--section causal`):\n");
         measured(s, r, Section::Causal, &opts.command);
     }
     if r.accuracy.is_empty() && !accuracy {
