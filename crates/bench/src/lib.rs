@@ -309,7 +309,7 @@ fn run_section(
             let mut masked = BTreeMap::new();
             for &(task, budget) in &plan.tasks {
                 log(&format!("accuracy: {MASKED_MODEL} / {}", task.name()));
-                let cells = runner.accuracy(task, MASKED_MODEL, budget, &plan.grids, true, None)?;
+                let cells = runner.accuracy(task, MASKED_MODEL, budget, &plan.grids, None)?;
                 masked.insert(task.name().to_string(), cells);
             }
             results.accuracy.insert(MASKED_MODEL.to_string(), masked);
@@ -353,7 +353,6 @@ fn run_section(
                         Task::Sst2,
                         MASKED_MODEL,
                         budget,
-                        true,
                         None,
                         algorithm,
                         lr,

@@ -128,6 +128,7 @@ struct Setting<'m> {
     task: Task,
     test_size: Option<usize>,
     budget: u64,
+    evaluations: u64,
 }
 
 impl Runner<'_> {
@@ -153,7 +154,7 @@ impl Runner<'_> {
         c.optimizer = optimizer;
         let steps = (at.budget / per_step).max(1);
         c.train.steps = steps;
-        c.train.eval_every = (steps / self.plan.evaluations).max(1);
+        c.train.eval_every = (steps / at.evaluations.max(1)).max(1);
         c.train.seed = seed;
         c.train.checkpoint_every = 0;
         c.output.plots = false;
@@ -204,14 +205,13 @@ impl Runner<'_> {
     }
 
     /// The accuracy runs of `model` on `task` for every optimizer: the sampled protocol at the
-    /// plan's sizes when `sampled`, else LM-BFF 16-shot splits.
+    /// plan's sizes.
     pub fn accuracy(
         &self,
         task: Task,
         model: &str,
         budget: u64,
         grids: &Grids,
-        sampled: bool,
         test_size: Option<usize>,
     ) -> Result<BTreeMap<String, Cell>> {
         let plan = self.plan;
@@ -220,10 +220,11 @@ impl Runner<'_> {
             task,
             test_size: test_size.or(plan.sizes.2),
             budget,
+            evaluations: plan.evaluations,
         };
         let mut out = BTreeMap::new();
         for algorithm in OPTIMIZERS {
-            let base = |lr: f64, seed: u64| self.cell_config(at, sampled, algorithm, lr, seed);
+            let base = |lr: f64, seed: u64| self.cell_config(at, algorithm, lr, seed);
             let dir = self
                 .work
                 .join("accuracy")
@@ -242,33 +243,24 @@ impl Runner<'_> {
     pub fn causal(&self, c: &CausalPlan) -> Result<BTreeMap<String, Cell>> {
         let mut out = BTreeMap::new();
         for &algorithm in &c.optimizers {
+            let at = Setting {
+                model: &c.model,
+                task: Task::Sst2,
+                test_size: c.test_size,
+                budget: c.budget,
+                evaluations: c.evaluations,
+            };
             let base = |lr: f64, seed: u64| -> Result<RunConfig> {
-                let mut config = RunConfig::embedded_default();
-                config.model.name.clone_from(&c.model);
-                config.model.kind = None;
-                config.model.max_length = c.max_length;
-                config.task.name = Task::Sst2;
-                config.task.protocol = Protocol::Sampled {
+                let protocol = Protocol::Sampled {
                     seed,
                     train: c.sizes.0,
                     validation: c.sizes.1,
                 };
-                config.task.test_size = c.test_size;
-                config.task.data_dir.clone_from(&self.data_dir);
-                config.task.calibrate = Calibration::ContentFree;
-                config.task.eval_batch_size = 32;
                 let optimizer = OptimizerSection::named(algorithm, c.eps, lr);
-                let per_step = optimizer.build()?.forwards_per_step() as u64;
-                config.optimizer = optimizer;
-                let steps = (c.budget / per_step).max(1);
-                config.train.steps = steps;
+                let mut config = self.config(at, protocol, optimizer, seed)?;
+                config.model.max_length = c.max_length;
+                config.task.eval_batch_size = 32;
                 config.train.batch_size = c.batch_size;
-                config.train.eval_every = (steps / c.evaluations.max(1)).max(1);
-                config.train.seed = seed;
-                config.train.checkpoint_every = 0;
-                config.output.plots = false;
-                config.output.overwrite = true;
-                config.output.export = false;
                 Ok(config)
             };
             let dir = self
@@ -283,21 +275,15 @@ impl Runner<'_> {
         Ok(out)
     }
 
-    /// The configuration of one accuracy run: the sampled protocol at the plan's sizes when
-    /// `sampled`, else LM-BFF 16-shot splits (data seeds 42, 13, 21, 87, 100 by seed).
+    /// The configuration of one accuracy run: the sampled protocol at the plan's sizes.
     fn cell_config(
         &self,
         at: Setting<'_>,
-        sampled: bool,
         algorithm: Algorithm,
         lr: f64,
         seed: u64,
     ) -> Result<RunConfig> {
-        let protocol = if sampled {
-            self.plan.sampled_protocol(seed)
-        } else {
-            Protocol::few_shot([42, 13, 21, 87, 100][seed as usize % 5])
-        };
+        let protocol = self.plan.sampled_protocol(seed);
         let optimizer = OptimizerSection::named(algorithm, 1e-4, lr);
         self.config(at, protocol, optimizer, seed)
     }
@@ -311,7 +297,6 @@ impl Runner<'_> {
         task: Task,
         model: &str,
         budget: u64,
-        sampled: bool,
         test_size: Option<usize>,
         algorithm: Algorithm,
         lr: f64,
@@ -322,11 +307,12 @@ impl Runner<'_> {
             task,
             test_size: test_size.or(self.plan.sizes.2),
             budget,
+            evaluations: self.plan.evaluations,
         };
         let name = crate::probe::precision_name(precision);
         let mut runs = Vec::new();
         for &seed in &self.plan.seeds {
-            let mut config = self.cell_config(at, sampled, algorithm, lr, seed)?;
+            let mut config = self.cell_config(at, algorithm, lr, seed)?;
             config.model.precision = precision;
             let dir = self
                 .work
@@ -348,6 +334,7 @@ impl Runner<'_> {
             task: Task::Sst2,
             test_size: self.plan.sizes.2,
             budget: self.plan.budget,
+            evaluations: self.plan.evaluations,
         }
     }
 
