@@ -365,6 +365,31 @@ fn run_section(
             results
                 .precision
                 .insert(MASKED_MODEL.to_string(), by_optimizer);
+            // The causal section's model, when that section has run: its cells' rates, protocol,
+            // budget and seeds.
+            if let Some(c) = results.causal.clone() {
+                let mut by_optimizer = BTreeMap::new();
+                for algorithm in plan::PRECISION_OPTIMIZERS {
+                    let Ok(cell) = results.cell(&c.model, Task::Sst2, algorithm) else {
+                        continue;
+                    };
+                    let lr = cell.best()?.lr;
+                    let mut by_precision = BTreeMap::new();
+                    for &precision in &plan.half_runs {
+                        log(&format!(
+                            "precision: {} / {algorithm} / {}",
+                            c.model,
+                            probe::precision_name(precision)
+                        ));
+                        let runs = runner.causal_precision(&c, algorithm, lr, precision)?;
+                        by_precision.insert(probe::precision_name(precision).to_string(), runs);
+                    }
+                    by_optimizer.insert(algorithm.name().to_string(), by_precision);
+                }
+                if !by_optimizer.is_empty() {
+                    results.precision.insert(c.model.clone(), by_optimizer);
+                }
+            }
         }
         Section::Probes => {
             let mut probes = Vec::new();

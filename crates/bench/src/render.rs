@@ -831,11 +831,18 @@ fn section_precision(s: &mut String, opts: &BenchOptions, r: &Results) -> Result
         s,
         "MeZO and BSZO on SST-2 with the weights stored in bf16 or f16 (every forward computes in \
          f32 from the stored values through the perturbation view; updates written with stochastic \
-         rounding), at the learning rate and with the protocol, budget and seeds ({:?}) of their f32 \
-         cells in section 1, so the f32 row is the comparison at equal forward budgets. Δ is the \
-         difference of mean test accuracy to f32; a drop larger than the larger of the two standard \
-         deviations counts as a degradation.\n",
-        plan.seeds
+         rounding), at the learning rate and with the protocol, budget and seeds of their f32 cells \
+         in section 1 (the masked model: seeds {:?}; the causal model: {}), so \
+         the f32 row is the comparison at equal forward budgets. Δ is the difference of mean test \
+         accuracy to f32; a drop larger than the larger of the two standard deviations counts as a \
+         degradation.\n",
+        plan.seeds,
+        r.causal
+            .as_ref()
+            .map_or("the causal section's".to_string(), |c| format!(
+                "seeds {:?}",
+                c.seeds
+            ))
     );
     let _ = writeln!(
         s,

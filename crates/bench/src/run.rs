@@ -243,26 +243,7 @@ impl Runner<'_> {
     pub fn causal(&self, c: &CausalPlan) -> Result<BTreeMap<String, Cell>> {
         let mut out = BTreeMap::new();
         for &algorithm in &c.optimizers {
-            let at = Setting {
-                model: &c.model,
-                task: Task::Sst2,
-                test_size: c.test_size,
-                budget: c.budget,
-                evaluations: c.evaluations,
-            };
-            let base = |lr: f64, seed: u64| -> Result<RunConfig> {
-                let protocol = Protocol::Sampled {
-                    seed,
-                    train: c.sizes.0,
-                    validation: c.sizes.1,
-                };
-                let optimizer = OptimizerSection::named(algorithm, c.eps, lr);
-                let mut config = self.config(at, protocol, optimizer, seed)?;
-                config.model.max_length = c.max_length;
-                config.task.eval_batch_size = 32;
-                config.train.batch_size = c.batch_size;
-                Ok(config)
-            };
+            let base = |lr: f64, seed: u64| self.causal_config(c, algorithm, lr, seed);
             let dir = self
                 .work
                 .join("causal")
@@ -273,6 +254,62 @@ impl Runner<'_> {
             out.insert(algorithm.name().to_string(), cell);
         }
         Ok(out)
+    }
+
+    /// The runs of a causal-section cell again with the weights stored in `precision`:
+    /// `algorithm` at `lr`, every seed of `c`, the causal section's protocol and budget.
+    /// Each run in `precision/<model>-<scale>/sst2/<optimizer>/<precision>/lr<lr>-seed<seed>`.
+    pub fn causal_precision(
+        &self,
+        c: &CausalPlan,
+        algorithm: Algorithm,
+        lr: f64,
+        precision: zo_models::Precision,
+    ) -> Result<Vec<RunResult>> {
+        let name = crate::probe::precision_name(precision);
+        let mut runs = Vec::new();
+        for &seed in &c.seeds {
+            let mut config = self.causal_config(c, algorithm, lr, seed)?;
+            config.model.precision = precision;
+            let dir = self
+                .work
+                .join("precision")
+                .join(format!("{}-{}", c.model, c.scale))
+                .join(Task::Sst2.name())
+                .join(algorithm.name())
+                .join(name)
+                .join(format!("lr{lr:e}-seed{seed}"));
+            runs.push(run(&dir, config)?);
+        }
+        Ok(runs)
+    }
+
+    /// The configuration of one causal-section run.
+    fn causal_config(
+        &self,
+        c: &CausalPlan,
+        algorithm: Algorithm,
+        lr: f64,
+        seed: u64,
+    ) -> Result<RunConfig> {
+        let at = Setting {
+            model: &c.model,
+            task: Task::Sst2,
+            test_size: c.test_size,
+            budget: c.budget,
+            evaluations: c.evaluations,
+        };
+        let protocol = Protocol::Sampled {
+            seed,
+            train: c.sizes.0,
+            validation: c.sizes.1,
+        };
+        let optimizer = OptimizerSection::named(algorithm, c.eps, lr);
+        let mut config = self.config(at, protocol, optimizer, seed)?;
+        config.model.max_length = c.max_length;
+        config.task.eval_batch_size = 32;
+        config.train.batch_size = c.batch_size;
+        Ok(config)
     }
 
     /// The configuration of one accuracy run: the sampled protocol at the plan's sizes.

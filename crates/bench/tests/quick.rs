@@ -138,9 +138,10 @@ fn the_quick_suite_measures_every_section_and_writes_the_report() {
         assert!(verdicts.iter().all(|v| (0.0..=1.0).contains(&v.1)));
     }
     assert_eq!(r.measured.len(), Section::ALL.len());
-    // Section 8: MeZO and BSZO with bf16 weights on the masked model, a run per seed at the
-    // f32 cell's learning rate.
-    assert_eq!(r.precision.len(), 1);
+    // Section 8: MeZO and BSZO with bf16 weights on the masked and on the causal model, a run
+    // per seed at the f32 cell's learning rate.
+    assert_eq!(r.precision.len(), 2);
+    assert!(r.precision.contains_key("smollm2-135m"));
     for (model, by_opt) in &r.precision {
         assert_eq!(by_opt.len(), 2, "{model}");
         for (opt, by_prec) in by_opt {
