@@ -208,6 +208,10 @@ pub struct FinetuneArgs {
     /// The run seed (`train.seed`: directions; the minibatch order uses seed + 1).
     #[arg(long, help_heading = "Common settings")]
     pub seed: Option<u64>,
+    /// Row-sparse embedding probes (`train.row_sparse = true`): each step perturbs and updates
+    /// only the embedding rows its minibatch reads (masked LMs; not HiZOO). Off by default.
+    #[arg(long, help_heading = "Common settings")]
+    pub row_sparse: bool,
 }
 
 /// Find a preset: an existing file, else `configs/NAME.toml` in the current folder.
@@ -278,6 +282,9 @@ impl FinetuneArgs {
                 let v = i64::try_from(v).map_err(|_| anyhow!("{flag}: {v} is too large"))?;
                 out.push(Override::new(key, v));
             }
+        }
+        if self.row_sparse {
+            out.push(Override::new("train.row_sparse", true));
         }
         if let Some(v) = &self.out {
             out.push(Override::new("output.dir", v.display().to_string()));

@@ -222,6 +222,13 @@ pub struct TrainSection {
     /// Write a checkpoint every this many steps (0: only at the end and on Ctrl-C).
     #[serde(default = "default_checkpoint_every")]
     pub checkpoint_every: u64,
+    /// Row-sparse embedding probes: restrict each step's directions to the rows of the
+    /// embedding tables (and of a label-word head) that its minibatch reads, so that every other
+    /// row, whose gradient on that minibatch is zero, is neither perturbed nor updated. The
+    /// estimate stays unbiased; the published algorithms perturb every row (off). Masked LMs
+    /// only; not with HiZOO.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub row_sparse: bool,
 }
 
 /// `[output]`.
@@ -392,6 +399,7 @@ impl RunConfig {
             eval_every: self.train.eval_every,
             patience: (self.train.patience > 0).then_some(self.train.patience),
             checkpoint_every: self.train.checkpoint_every,
+            row_sparse: self.train.row_sparse,
         };
         train.validate().map_err(|e| anyhow!("train: {e}"))?;
         if self.train.steps == 0 {

@@ -12,7 +12,7 @@ use zo_models::causal::{
 };
 use zo_models::masked::{MaskedLmClassifier, PromptBatch};
 use zo_models::{CausalLm, Llama2cTokenizer, Tokenizer, Weights};
-use zo_optim::ObjectiveError;
+use zo_optim::{ObjectiveError, RowSupport};
 use zo_train::{Metrics, Split, TaskModel};
 
 use crate::config::Calibration;
@@ -377,6 +377,26 @@ impl PromptTask {
         })
     }
 
+    /// Encode the training minibatch `batch` into the cache, unless it is there already (every
+    /// forward of a step sees the same minibatch: it is encoded once).
+    fn encode_train(&mut self, batch: &[usize]) -> Result<()> {
+        if self.cache.as_ref().is_some_and(|(idx, _)| idx == batch) {
+            return Ok(());
+        }
+        let examples: Vec<Example> = batch
+            .iter()
+            .map(|&i| {
+                self.train
+                    .get(i)
+                    .cloned()
+                    .ok_or_else(|| anyhow!("training index {i} out of range"))
+            })
+            .collect::<Result<_>>()?;
+        let encoded = self.encode(&examples)?;
+        self.cache = Some((batch.to_vec(), encoded));
+        Ok(())
+    }
+
     fn rows(batch: &Batch) -> usize {
         match batch {
             Batch::Masked(_, labels) => labels.len(),
@@ -456,23 +476,11 @@ impl TaskModel<Weights> for PromptTask {
     }
 
     fn train_loss(&mut self, _params: &Weights, batch: &[usize]) -> Result<f64, ObjectiveError> {
-        // Every forward of a step sees the same minibatch: encode it once.
-        let hit = self.cache.as_ref().is_some_and(|(idx, _)| idx == batch);
-        if !hit {
-            let examples: Vec<Example> = batch
-                .iter()
-                .map(|&i| {
-                    self.train
-                        .get(i)
-                        .cloned()
-                        .ok_or_else(|| anyhow!("training index {i} out of range"))
-                })
-                .collect::<Result<_>>()
-                .map_err(into_objective)?;
-            let encoded = self.encode(&examples).map_err(into_objective)?;
-            self.cache = Some((batch.to_vec(), encoded));
-        }
-        let (_, encoded) = self.cache.as_ref().expect("cached above");
+        self.encode_train(batch).map_err(into_objective)?;
+        let (_, encoded) = self
+            .cache
+            .as_ref()
+            .ok_or_else(|| into_objective(anyhow!("the minibatch was not encoded")))?;
         match (&self.head, encoded) {
             (Head::Causal { model, .. }, Batch::Causal(rows)) if !self.train_as_classification => {
                 candidate_lm_loss(model.as_ref(), rows).map_err(|e| into_objective(anyhow!(e)))
@@ -483,6 +491,27 @@ impl TaskModel<Weights> for PromptTask {
 
     fn evaluate(&mut self, _params: &Weights, split: Split) -> Result<Metrics, ObjectiveError> {
         self.evaluate_split(split).map_err(into_objective)
+    }
+
+    fn rows_read(
+        &mut self,
+        _params: &Weights,
+        batch: &[usize],
+    ) -> Result<RowSupport, ObjectiveError> {
+        self.encode_train(batch).map_err(into_objective)?;
+        let (_, encoded) = self
+            .cache
+            .as_ref()
+            .ok_or_else(|| into_objective(anyhow!("the minibatch was not encoded")))?;
+        match (&self.head, encoded) {
+            (Head::Masked(clf), Batch::Masked(b, _)) => {
+                clf.rows_read(b).map_err(|e| into_objective(anyhow!(e)))
+            }
+            _ => Err(into_objective(anyhow!(
+                "train.row_sparse: row-sparse embedding probes need a masked LM (a causal LM's \
+                 output head reads every vocabulary row)"
+            ))),
+        }
     }
 }
 

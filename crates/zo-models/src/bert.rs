@@ -22,6 +22,8 @@ use std::path::Path;
 use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
+use zo_optim::RowSupport;
+
 use crate::error::{ModelError, Result};
 use crate::loading::{Checkpoint, Precision, read_json};
 use crate::param::{Linear, Param};
@@ -749,6 +751,58 @@ impl MaskedLm {
         let mut shape = dims[..dims.len() - 1].to_vec();
         shape.push(width);
         Ok(logits.reshape(shape)?.to_dtype(DType::F32)?)
+    }
+
+    /// The rows of each table that a forward of `input_ids` [batch, seq] reads when the head
+    /// computes only the vocabulary rows `vocab_ids` (all of them with `None`), for row-sparse
+    /// directions: the word embeddings' rows of the batch's tokens (padding included), the
+    /// position rows used, token type 0, and the head's decoder and bias rows of `vocab_ids` (a
+    /// tied decoder adds them to the word embeddings' rows). A table the forward reads whole (the
+    /// head without `vocab_ids`) is not restricted. On any gradient of a loss of these logits,
+    /// every other row of these tables is zero.
+    pub fn rows_read(&self, input_ids: &Tensor, vocab_ids: Option<&[u32]>) -> Result<RowSupport> {
+        let dims = input_ids.dims();
+        let [b, s] = dims else {
+            return Err(ModelError::Shape {
+                name: "input_ids".into(),
+                expected: vec![0, 0],
+                found: dims.to_vec(),
+            });
+        };
+        let (b, s) = (*b, *s);
+        let e = &self.embeddings;
+        let hd = &self.head;
+        let mut support = RowSupport::new();
+        let mut add = |p: &Param, rows: &[u32]| {
+            support
+                .entry(p.name().to_string())
+                .or_default()
+                .extend_from_slice(rows);
+        };
+        let ids = input_ids.flatten_all()?.to_vec1::<u32>()?;
+        let positions = self
+            .positions(input_ids, b, s)?
+            .flatten_all()?
+            .to_vec1::<u32>()?;
+        add(&e.word, &ids);
+        add(&e.position, &positions);
+        add(&e.token_type, &[0]);
+        match vocab_ids {
+            Some(v) => {
+                add(&hd.decoder, v);
+                add(&hd.bias, v);
+            }
+            None => {
+                // The head reads every vocabulary row (and a tied decoder is the word table).
+                support.remove(hd.decoder.name());
+                support.remove(hd.bias.name());
+            }
+        }
+        for rows in support.values_mut() {
+            rows.sort_unstable();
+            rows.dedup();
+        }
+        Ok(support)
     }
 
     /// Logits at one position per sequence (`positions[i]` for row `i`, e.g. the mask slot):

@@ -16,6 +16,8 @@
 //! read in place (no copy); half-precision weights are always widened to f32, so every forward
 //! computes in f32.
 
+use std::borrow::Cow;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -35,6 +37,8 @@ const MIN_SCRATCH: usize = 1 << 16;
 #[derive(Default)]
 pub(crate) struct ViewState {
     current: RwLock<Option<Arc<Perturbation>>>,
+    /// The row supports of the current step (row-sparse directions), by tensor name.
+    rows: RwLock<HashMap<String, Arc<[u32]>>>,
     scratch: Mutex<Option<Tensor>>,
     capacity: AtomicUsize,
 }
@@ -61,6 +65,24 @@ impl ViewState {
             .write()
             .map_err(|_| ParamError::Backend("the view's lock is poisoned".into()))?;
         *g = view.filter(|v| !v.is_empty()).map(Arc::new);
+        Ok(())
+    }
+
+    /// The row support of tensor `name` in the current step, if restricted.
+    fn rows_of(&self, name: &str) -> Option<Arc<[u32]>> {
+        self.rows.read().ok().and_then(|g| g.get(name).cloned())
+    }
+
+    /// Replace the row supports (from the tensors' descriptions).
+    pub(crate) fn set_rows(&self, infos: &[TensorInfo]) -> std::result::Result<(), ParamError> {
+        let mut g = self
+            .rows
+            .write()
+            .map_err(|_| ParamError::Backend("the view's lock is poisoned".into()))?;
+        *g = infos
+            .iter()
+            .filter_map(|i| i.rows.clone().map(|r| (i.name.clone(), r)))
+            .collect();
         Ok(())
     }
 
@@ -123,6 +145,17 @@ impl Param {
         self.stored.dims()
     }
 
+    /// The tensor's description as the current step sees it (with its row support, if any).
+    fn info_now(&self) -> Cow<'_, TensorInfo> {
+        match self.state.rows_of(&self.info.name) {
+            Some(rows) => Cow::Owned(TensorInfo {
+                rows: Some(rows),
+                ..(*self.info).clone()
+            }),
+            None => Cow::Borrowed(&*self.info),
+        }
+    }
+
     /// Rows and columns of the tensor viewed as a matrix (first dimension by the rest).
     fn rows_cols(&self) -> (usize, usize) {
         let rows = self.stored.dims().first().copied().unwrap_or(1).max(1);
@@ -171,7 +204,7 @@ impl Param {
                 ParamSliceMut::F16(d) => go(view, info, d, offset, out),
             }
         };
-        visit_tensor(&self.info, &self.stored, &mut fill)
+        visit_tensor(&self.info_now(), &self.stored, &mut fill)
     }
 
     /// The whole tensor's current value `θ + view`, in f32: the stored tensor itself when it is f32
@@ -216,7 +249,7 @@ impl Param {
         };
         visit_tensor(&self.info, &self.stored, &mut fill).map_err(|e| self.backend(e))?;
         if let Some(v) = &view {
-            v.add_to_rows(&self.info, ids, &mut out)
+            v.add_to_rows(&self.info_now(), ids, &mut out)
                 .map_err(|e| self.backend(e))?;
         }
         Ok(Tensor::from_vec(out, (ids.len(), cols), &Device::Cpu)?)

@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex};
 use candle_core::{CpuStorage, DType, InplaceOp1, Layout, Tensor};
 use zo_optim::params::Visitor;
 use zo_optim::{
-    ParamError, ParamSet, ParamSliceMut, Perturbation, ProbeMode, Rounding, TensorInfo,
-    default_decay,
+    ParamError, ParamSet, ParamSliceMut, Perturbation, ProbeMode, Rounding, RowSupport, TensorInfo,
+    default_decay, with_row_support,
 };
 
 use crate::error::{ModelError, Result};
@@ -110,6 +110,7 @@ impl Weights {
             name,
             shape: tensor.dims().to_vec(),
             decay,
+            rows: None,
         };
         let at = self.entries.partition_point(|(i, _)| i.name < info.name);
         self.entries.insert(at, (info, tensor));
@@ -320,6 +321,15 @@ impl ParamSet for Weights {
 
     fn set_view(&mut self, view: Option<Perturbation>) -> Result<(), ParamError> {
         self.state.set(view)
+    }
+
+    fn set_row_support(&mut self, support: Option<&RowSupport>) -> Result<(), ParamError> {
+        let infos = with_row_support(&self.tensors(), support)?;
+        self.state.set_rows(&infos)?;
+        for ((info, _), new) in self.entries.iter_mut().zip(infos) {
+            *info = new;
+        }
+        Ok(())
     }
 
     fn rounding(&self) -> Rounding {

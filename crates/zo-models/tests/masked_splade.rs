@@ -406,3 +406,98 @@ fn splade_tiny_half_precisions_agree_with_f32() -> Result<()> {
     }
     Ok(())
 }
+
+#[test]
+fn splade_tiny_row_sparse_steps_read_the_same_losses_and_move_only_read_rows() -> Result<()> {
+    let test = "splade_tiny_row_sparse_steps_read_the_same_losses_and_move_only_read_rows";
+    let (Some(dir), Some(path)) = (splade_tiny(test), sst2("k-shot/16-13/train.tsv", test)) else {
+        return Ok(());
+    };
+    let (texts, labels) = train_batch(&path)?;
+    for precision in [Precision::F32, Precision::BF16] {
+        let mut runs = Vec::new();
+        for sparse in [false, true] {
+            let (clf, mut weights) = classifier_in(&dir, precision)?;
+            let batch = clf.encode_batch(&texts[..4])?;
+            let support = clf.rows_read(&batch)?;
+            let word = "bert.embeddings.word_embeddings.weight";
+            // The batch's tokens and the label words (the head is tied to the word embeddings).
+            assert!(support[word].len() < 100, "{:?}", support[word].len());
+            for id in clf.label_ids() {
+                assert!(support[word].contains(id));
+            }
+            let ids = batch.input_ids.flatten_all()?.to_vec1::<u32>()?;
+            assert!(ids.iter().all(|i| support[word].contains(i)));
+            let before = snapshot_f32(&mut weights)?;
+            let opt = Optimizer::named(Algorithm::Bszo, 1e-3, 1e-4)?;
+            let mut state = opt.init(&weights, 5);
+            let mut objective = clf.objective(&batch, &labels[..4]);
+            let mut losses = Vec::new();
+            for _ in 0..3 {
+                if sparse {
+                    weights.set_row_support(Some(&support))?;
+                }
+                losses.extend(opt.step(&mut state, &mut weights, &mut objective)?.losses);
+                weights.set_row_support(None)?;
+            }
+            let after = snapshot_f32(&mut weights)?;
+            runs.push((losses, before, after, support));
+        }
+        let (_, weights) = classifier_in(&dir, precision)?;
+        let shapes: std::collections::HashMap<String, Vec<usize>> = weights
+            .tensors()
+            .into_iter()
+            .map(|t| (t.name, t.shape))
+            .collect();
+        let (full, sparse) = (&runs[0], &runs[1]);
+        // The forwards read only supported rows: the same losses, bit for bit.
+        let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&full.0), bits(&sparse.0), "{precision:?}");
+        let support = &sparse.3;
+        let (mut moved_outside_full, mut moved_inside) = (0usize, 0usize);
+        for (((name, b), (_, fa)), (_, sa)) in full.1.iter().zip(&full.2).zip(&sparse.2) {
+            match support.get(name) {
+                None => assert!(
+                    fa.iter().zip(sa).all(|(x, y)| x.to_bits() == y.to_bits()),
+                    "{precision:?} {name}: unrestricted tensors move alike"
+                ),
+                Some(rows) => {
+                    let n_rows = shapes[name][0];
+                    let cols = b.len() / n_rows;
+                    for r in 0..n_rows {
+                        let (lo, hi) = (r * cols, (r + 1) * cols);
+                        let kept = rows.binary_search(&(r as u32)).is_ok();
+                        if kept {
+                            assert_eq!(
+                                bits_f32(&sa[lo..hi]),
+                                bits_f32(&fa[lo..hi]),
+                                "{precision:?} {name} row {r}"
+                            );
+                            moved_inside += usize::from(sa[lo..hi] != b[lo..hi]);
+                        } else {
+                            assert_eq!(
+                                bits_f32(&sa[lo..hi]),
+                                bits_f32(&b[lo..hi]),
+                                "{precision:?} {name} row {r}"
+                            );
+                            moved_outside_full += usize::from(fa[lo..hi] != b[lo..hi]);
+                        }
+                    }
+                }
+            }
+        }
+        println!(
+            "{precision:?}: row-sparse BSZO, 3 steps: {moved_inside} read rows moved as in the full run, \
+             every other row of the restricted tables unchanged (the full run moved {moved_outside_full} of them)"
+        );
+        assert!(
+            moved_inside > 0 && moved_outside_full > 1000,
+            "{precision:?}"
+        );
+    }
+    Ok(())
+}
+
+fn bits_f32(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}

@@ -3,6 +3,8 @@
 //! A [`Direction`] is a key, not a vector: its values on a tensor are regenerated from the key and
 //! the tensor's name whenever they are needed.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use zo_sampler::{DirectionKey, Distribution, Stream};
 
@@ -64,7 +66,14 @@ impl Term {
 }
 
 /// A direction bound to one tensor, able to produce its values for any element range.
-pub(crate) enum TensorDirection {
+pub(crate) struct TensorDirection {
+    values: Values,
+    /// With a row support ([`TensorInfo::rows`]): the direction is zero outside those rows.
+    support: Option<Support>,
+}
+
+/// The values of a direction on one tensor, before any row support.
+enum Values {
     Full(Stream),
     LowRank {
         u: Vec<f32>,
@@ -74,9 +83,89 @@ pub(crate) enum TensorDirection {
     },
 }
 
+/// The rows a direction may be non-zero on (sorted, distinct) and the row length.
+struct Support {
+    rows: Arc<[u32]>,
+    cols: usize,
+}
+
+impl Support {
+    /// The support of tensor `info`, if it has one.
+    fn of(info: &TensorInfo) -> Option<Self> {
+        let rows = info.rows.clone()?;
+        let (_, cols) = info.rows_cols();
+        Some(Self { rows, cols })
+    }
+
+    /// Zero the values of `out` (elements `offset ..`) that lie outside the supported rows.
+    fn zero_outside(&self, offset: usize, out: &mut [f32]) {
+        let end = offset + out.len();
+        if self.cols == 0 {
+            return;
+        }
+        // `pos`: the first element not yet decided; `next`: the first supported row that may
+        // still cover an element at or after it.
+        let mut pos = offset;
+        let mut next = self
+            .rows
+            .partition_point(|&r| (r as usize) < offset / self.cols);
+        while pos < end {
+            match self.rows.get(next) {
+                Some(&r) => {
+                    let (a, b) = (r as usize * self.cols, (r as usize + 1) * self.cols);
+                    if a > pos {
+                        out[pos - offset..a.min(end) - offset].fill(0.0);
+                    }
+                    pos = pos.max(b);
+                    next += 1;
+                }
+                None => {
+                    out[pos - offset..].fill(0.0);
+                    pos = end;
+                }
+            }
+        }
+    }
+}
+
 impl TensorDirection {
-    /// Bind `dir` to the tensor `info`. Low-rank factors are materialised (O(rows + cols) floats).
+    /// Bind `dir` to the tensor `info` (and to its row support, if any). Low-rank factors are
+    /// materialised (O(rows + cols) floats).
     pub(crate) fn new(dir: &Direction, info: &TensorInfo) -> Self {
+        Self {
+            values: Values::new(dir, info),
+            support: Support::of(info),
+        }
+    }
+
+    /// Bind `dir` to the tensor `info` ignoring any row support: the values the direction has on
+    /// its supported rows, everywhere.
+    pub(crate) fn unrestricted(dir: &Direction, info: &TensorInfo) -> Self {
+        Self {
+            values: Values::new(dir, info),
+            support: None,
+        }
+    }
+
+    /// Whether this is a plain stream (so the fast fused sweep of `zo-sampler` applies).
+    pub(crate) fn stream(&self) -> Option<&Stream> {
+        match (&self.values, &self.support) {
+            (Values::Full(s), None) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// Fill `out` with the direction's values at elements `offset .. offset + out.len()`.
+    pub(crate) fn fill(&self, offset: usize, out: &mut [f32]) {
+        self.values.fill(offset, out);
+        if let Some(support) = &self.support {
+            support.zero_outside(offset, out);
+        }
+    }
+}
+
+impl Values {
+    fn new(dir: &Direction, info: &TensorInfo) -> Self {
         let id = info.id();
         match dir.kind {
             DirectionKind::Full(dist) => Self::Full(Stream::new(dir.key, id, dist)),
@@ -97,16 +186,7 @@ impl TensorDirection {
         }
     }
 
-    /// Whether this is a plain stream (so the fast fused sweep of `zo-sampler` applies).
-    pub(crate) fn stream(&self) -> Option<&Stream> {
-        match self {
-            Self::Full(s) => Some(s),
-            Self::LowRank { .. } => None,
-        }
-    }
-
-    /// Fill `out` with the direction's values at elements `offset .. offset + out.len()`.
-    pub(crate) fn fill(&self, offset: usize, out: &mut [f32]) {
+    fn fill(&self, offset: usize, out: &mut [f32]) {
         match self {
             Self::Full(s) => s.fill(offset as u64, out),
             Self::LowRank { u, v, rank, cols } => {

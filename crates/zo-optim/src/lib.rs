@@ -20,8 +20,8 @@ pub use optimizer::{
     Algorithm, Optimizer, OptimizerConfig, OptimizerState, StepReport, UnknownAlgorithm,
 };
 pub use params::{
-    ParamSet, ParamSliceMut, ParamStore, Perturbation, ProbeMode, Rounding, StateVec,
-    StoreRounding, TensorData, TensorInfo, default_decay,
+    ParamSet, ParamSliceMut, ParamStore, Perturbation, ProbeMode, Rounding, RowSupport, StateVec,
+    StoreRounding, TensorData, TensorInfo, default_decay, with_row_support,
 };
 pub use rule::{RuleState, SignMode, UpdateRule};
 pub use schedule::Schedule;

@@ -220,6 +220,22 @@ impl OptimizerConfig {
     pub fn forwards_per_step(&self) -> usize {
         self.estimator.forwards_per_step() + self.rule.forwards_per_step()
     }
+
+    /// Whether the optimizer is defined with row-sparse directions
+    /// ([`ParamSet::set_row_support`](crate::ParamSet::set_row_support)). Every estimator and rule
+    /// reads a restricted direction as zero outside its rows, which keeps the gradient estimate
+    /// unbiased when those rows are all the objective reads; HiZOO's curvature estimate
+    /// `H ← (1 − α) H + α ĥ · H ⊙ u ⊙ u` would instead decay `H` on the rows a step does not
+    /// probe, so it is refused.
+    pub fn validate_row_sparse(&self) -> Result<(), ConfigError> {
+        if matches!(self.estimator, Estimator::Hessian { .. }) {
+            return Err(ConfigError::Unsupported(
+                "row-sparse directions are not defined for HiZOO's curvature estimate (it would \
+                 decay the curvature of every row a step does not probe)",
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// A validated optimizer: an immutable rule built from a configuration and a learning-rate schedule.

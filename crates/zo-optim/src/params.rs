@@ -18,6 +18,9 @@ pub use state::StateVec;
 pub use store::{FLAT_NAME, ParamStore, TensorData};
 pub use view::{Perturbation, ProbeMode, Widen};
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
 use half::{bf16, f16};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -36,6 +39,11 @@ pub struct TensorInfo {
     pub shape: Vec<usize>,
     /// Whether weight decay applies to this tensor (parameter group).
     pub decay: bool,
+    /// Row-sparse directions: when set, every direction of the current step is zero outside
+    /// these rows (first index; sorted, distinct), so probes and updates touch only them. Set by
+    /// [`ParamSet::set_row_support`] for the duration of a step; `None` (the default): all rows.
+    #[serde(default, skip)]
+    pub rows: Option<Arc<[u32]>>,
 }
 
 impl TensorInfo {
@@ -43,7 +51,45 @@ impl TensorInfo {
     pub fn new(name: impl Into<String>, shape: Vec<usize>) -> Self {
         let name = name.into();
         let decay = default_decay(&name);
-        Self { name, shape, decay }
+        Self {
+            name,
+            shape,
+            decay,
+            rows: None,
+        }
+    }
+
+    /// Rows and columns of the tensor viewed as a matrix: its first dimension by the rest (a
+    /// vector is one column per element; a scalar one row).
+    pub fn rows_cols(&self) -> (usize, usize) {
+        let rows = self.shape.first().copied().unwrap_or(1);
+        let cols = self.numel().checked_div(rows).unwrap_or(0);
+        (rows, cols)
+    }
+
+    /// This description with the row support `rows` (checked: each row in range; sorted and
+    /// made distinct).
+    pub fn with_rows(&self, rows: Option<&[u32]>) -> Result<Self, ParamError> {
+        let rows = match rows {
+            None => None,
+            Some(rows) => {
+                let (n, _) = self.rows_cols();
+                if let Some(&bad) = rows.iter().find(|&&r| r as usize >= n) {
+                    return Err(ParamError::StateMismatch {
+                        tensor: self.name.clone(),
+                        detail: format!("row support names row {bad} of a tensor with {n} rows"),
+                    });
+                }
+                let mut sorted = rows.to_vec();
+                sorted.sort_unstable();
+                sorted.dedup();
+                Some(Arc::from(sorted))
+            }
+        };
+        Ok(Self {
+            rows,
+            ..self.clone()
+        })
     }
 
     /// The number of elements.
@@ -63,6 +109,31 @@ impl TensorInfo {
 pub fn default_decay(name: &str) -> bool {
     let lower = name.to_ascii_lowercase();
     !(lower.contains("bias") || lower.contains("norm"))
+}
+
+/// Row-sparse directions for one step: for each named tensor, the rows (first index) its
+/// directions may be non-zero on. Tensors not named keep full directions.
+pub type RowSupport = BTreeMap<String, Vec<u32>>;
+
+/// Check `support` against `infos` and return each tensor's description with its rows set
+/// (`None`: every tensor's rows cleared). An unknown tensor name or a row out of range is an
+/// error naming the tensor. For implementations of [`ParamSet::set_row_support`].
+pub fn with_row_support(
+    infos: &[TensorInfo],
+    support: Option<&RowSupport>,
+) -> Result<Vec<TensorInfo>, ParamError> {
+    if let Some(s) = support
+        && let Some(unknown) = s.keys().find(|k| !infos.iter().any(|i| &i.name == *k))
+    {
+        return Err(ParamError::StateMismatch {
+            tensor: unknown.clone(),
+            detail: "the row support names a tensor the parameter set does not have".into(),
+        });
+    }
+    infos
+        .iter()
+        .map(|i| i.with_rows(support.and_then(|s| s.get(&i.name)).map(Vec::as_slice)))
+        .collect()
 }
 
 /// Mutable storage of one tensor, in its working precision.
@@ -145,6 +216,20 @@ pub trait ParamSet {
         ))
     }
 
+    /// Restrict the directions of the coming step to rows of some tensors (row-sparse probes:
+    /// e.g. the embedding rows a minibatch reads), or lift the restriction (`None`). While set,
+    /// [`tensors`](ParamSet::tensors) and [`visit_mut`](ParamSet::visit_mut) report each
+    /// restricted tensor's rows in [`TensorInfo::rows`], and every direction, probe and update is
+    /// zero outside them. The default fails: the parameter set has no row-sparse directions.
+    fn set_row_support(&mut self, support: Option<&RowSupport>) -> Result<(), ParamError> {
+        match support {
+            None => Ok(()),
+            Some(_) => Err(ParamError::Backend(
+                "this parameter set has no row-sparse directions".into(),
+            )),
+        }
+    }
+
     /// How updates are written to bf16 or f16 storage (default: stochastic rounding).
     fn rounding(&self) -> Rounding {
         Rounding::Stochastic
@@ -224,6 +309,9 @@ pub(crate) fn add_terms(
         ParamSliceMut::F32(_) => None,
         _ => rounding.stream(info.id()),
     };
+    if let Some(support) = info.rows.as_deref() {
+        return add_terms_on_rows(info, data, support, terms, scale, rounding.as_ref());
+    }
     let dirs: Vec<TensorDirection> = terms
         .iter()
         .map(|t| TensorDirection::new(&t.direction, info))
@@ -274,4 +362,96 @@ pub(crate) fn add_terms(
     };
     for_each_chunk(data, &dirs, None, None, rounding.as_ref(), &kernel);
     Ok(())
+}
+
+/// [`add_terms`] on a tensor with a row support: only the supported rows are visited (the
+/// directions are zero elsewhere, so nothing else moves). Each element gets exactly what the
+/// whole-tensor sweep would give it: its directions' values and rounding bits depend on its
+/// index alone.
+fn add_terms_on_rows(
+    info: &TensorInfo,
+    data: ParamSliceMut<'_>,
+    support: &[u32],
+    terms: &[Term],
+    scale: Option<&[f32]>,
+    rounding: Option<&zo_sampler::Stream>,
+) -> Result<(), ParamError> {
+    if let Some(s) = scale
+        && s.len() != data.len()
+    {
+        return Err(ParamError::StateMismatch {
+            tensor: info.name.clone(),
+            detail: format!("scale has {} elements, tensor has {}", s.len(), data.len()),
+        });
+    }
+    let unrestricted = TensorInfo {
+        rows: None,
+        ..info.clone()
+    };
+    let dirs: Vec<TensorDirection> = terms
+        .iter()
+        .map(|t| TensorDirection::unrestricted(&t.direction, &unrestricted))
+        .collect();
+    let ranges = row_ranges(&unrestricted, support);
+    let coeffs: Vec<f32> = terms.iter().map(|t| t.coeff).collect();
+    let streams: Option<Vec<sweep::Term>> = dirs
+        .iter()
+        .zip(terms)
+        .map(|(d, t)| d.stream().map(|s| sweep::Term::new(t.coeff, *s)))
+        .collect();
+    let kernel = |c: Chunk<'_>| {
+        let Chunk {
+            offset,
+            z,
+            params,
+            bits,
+            ..
+        } = c;
+        if let (Some(streams), None) = (&streams, bits) {
+            let sc = scale.map(|s| &s[offset..offset + params.len()]);
+            // The fused sweep's arithmetic, as on the whole tensor.
+            let r = match params {
+                kernel::ChunkParams::F32(d) => sweep::apply_serial(d, offset as u64, streams, sc),
+                kernel::ChunkParams::BF16(d) => sweep::apply_serial(d, offset as u64, streams, sc),
+                kernel::ChunkParams::F16(d) => sweep::apply_serial(d, offset as u64, streams, sc),
+            };
+            // The scale slice has the chunk's length by construction (checked above).
+            debug_assert!(r.is_ok());
+            return;
+        }
+        let sc = scale.map(|s| &s[offset..offset + params.len()]);
+        params.for_each_rounded(bits, |i, p| {
+            let mut acc = 0.0f32;
+            for (zj, cj) in z.iter().zip(&coeffs) {
+                acc += cj * zj[i];
+            }
+            if let Some(sc) = sc {
+                acc *= sc[i];
+            }
+            p + acc
+        });
+    };
+    let fused = streams.is_some() && rounding.is_none();
+    kernel::for_each_range(
+        data,
+        &ranges,
+        if fused { &[] } else { &dirs },
+        rounding,
+        &kernel,
+    );
+    Ok(())
+}
+
+/// The element ranges of the rows `support` of `info` (consecutive rows merged).
+fn row_ranges(info: &TensorInfo, support: &[u32]) -> Vec<(usize, usize)> {
+    let (_, cols) = info.rows_cols();
+    let mut out: Vec<(usize, usize)> = Vec::new();
+    for &r in support {
+        let (a, b) = (r as usize * cols, (r as usize + 1) * cols);
+        match out.last_mut() {
+            Some(last) if last.1 == a => last.1 = b,
+            _ => out.push((a, b)),
+        }
+    }
+    out
 }

@@ -22,7 +22,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use zo_optim::{OptimizerState, StepReport};
+use zo_optim::{OptimizerState, RowSupport, StepReport};
 
 use crate::config::TrainConfig;
 use crate::error::{Result, TrainError};
@@ -112,6 +112,9 @@ pub struct SeedLogEntry {
     /// σ of the perturbed losses).
     #[serde(flatten)]
     pub report: StepReport,
+    /// With row-sparse directions: the rows each restricted table's directions lived on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows: Option<RowSupport>,
 }
 
 impl Checkpoint {

@@ -25,6 +25,11 @@ pub struct TrainConfig {
     /// Write a checkpoint every this many steps (also at the end and on a stop); 0: only then.
     /// Needs an output folder.
     pub checkpoint_every: u64,
+    /// Row-sparse directions: each step's directions are restricted to the table rows its
+    /// minibatch reads ([`TaskModel::rows_read`](crate::TaskModel::rows_read)), so the update
+    /// moves only those rows. Off by default (the published algorithms perturb every row).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub row_sparse: bool,
 }
 
 impl Default for TrainConfig {
@@ -36,6 +41,7 @@ impl Default for TrainConfig {
             eval_every: 100,
             patience: None,
             checkpoint_every: 0,
+            row_sparse: false,
         }
     }
 }

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
-use zo_optim::{Objective, ObjectiveError};
+use zo_optim::{Objective, ObjectiveError, RowSupport};
 
 /// An evaluation split.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -55,6 +55,18 @@ pub trait TaskModel<P: ?Sized> {
 
     /// The metrics of `params` on `split`.
     fn evaluate(&mut self, params: &P, split: Split) -> Result<Metrics, ObjectiveError>;
+
+    /// For row-sparse directions ([`TrainConfig::row_sparse`](crate::TrainConfig::row_sparse)):
+    /// the rows of each table (an embedding) that [`train_loss`](TaskModel::train_loss) reads on
+    /// `batch`, every other row of those tables having zero gradient on it. The default: the model
+    /// cannot tell (an error when row-sparse directions are asked for).
+    fn rows_read(&mut self, params: &P, batch: &[usize]) -> Result<RowSupport, ObjectiveError> {
+        let _ = (params, batch);
+        Err(ObjectiveError::from(
+            "this model cannot tell which table rows a minibatch reads (row-sparse directions)"
+                .to_string(),
+        ))
+    }
 }
 
 /// The objective of one step: the model's loss on one fixed minibatch.

@@ -73,7 +73,19 @@ pub fn replay<P: ParamSet + ?Sized>(
             losses: entry.report.losses.iter(),
             step: t,
         };
-        let report = match optimizer.step(&mut state, params, &mut objective) {
+        // A row-sparse step replays on the rows it was restricted to.
+        if let Some(rows) = &entry.rows {
+            params
+                .set_row_support(Some(rows))
+                .map_err(|e| mismatch(t, e.to_string()))?;
+        }
+        let stepped = optimizer.step(&mut state, params, &mut objective);
+        if entry.rows.is_some() {
+            params
+                .set_row_support(None)
+                .map_err(|e| mismatch(t, e.to_string()))?;
+        }
+        let report = match stepped {
             Ok(r) => r,
             Err(OptimError::Objective { source, .. }) => {
                 return Err(mismatch(t, source.to_string()));

@@ -33,6 +33,7 @@ fn config() -> TrainConfig {
         eval_every: 10,
         patience: None,
         checkpoint_every: 0,
+        row_sparse: false,
     }
 }
 

@@ -20,6 +20,7 @@ fn config(max_steps: u64) -> TrainConfig {
         eval_every: 5,
         patience: None,
         checkpoint_every: 5,
+        row_sparse: false,
     }
 }
 

@@ -29,6 +29,7 @@ fn config(max_steps: u64) -> TrainConfig {
         eval_every: 25,
         patience: None,
         checkpoint_every: 0,
+        row_sparse: false,
     }
 }
 

@@ -357,6 +357,13 @@ impl MaskedLmClassifier {
         Ok(logits.to_dtype(DType::F32)?)
     }
 
+    /// The rows of each table that [`logits`](Self::logits) reads on `batch` (see
+    /// [`MaskedLm::rows_read`]): what row-sparse directions restrict a step to.
+    pub fn rows_read(&self, batch: &PromptBatch) -> Result<zo_optim::RowSupport> {
+        self.model
+            .rows_read(&batch.input_ids, Some(&self.label_ids))
+    }
+
     /// The label words' logits as rows of f32.
     pub fn scores(&self, batch: &PromptBatch) -> Result<Vec<Vec<f32>>> {
         Ok(self.logits(batch)?.to_vec2::<f32>()?)

@@ -140,3 +140,71 @@ pub(crate) fn for_each_chunk(
         });
     });
 }
+
+/// Run `kernel` over the element ranges `ranges` (sorted, disjoint, `[start, end)`) of a tensor
+/// only, in parallel over ranges and in chunks of at most [`CHUNK`] within each, with the
+/// directions' values and rounding bits of each chunk's elements (by their index in the tensor,
+/// so each element gets what [`for_each_chunk`] would give it). No state slices.
+pub(crate) fn for_each_range(
+    data: ParamSliceMut<'_>,
+    ranges: &[(usize, usize)],
+    dirs: &[TensorDirection],
+    rounding: Option<&zo_sampler::Stream>,
+    kernel: &(dyn Fn(Chunk<'_>) + Sync),
+) {
+    let rounding = match data {
+        ParamSliceMut::F32(_) => None,
+        _ => rounding,
+    };
+    // Cut the storage into the ranges' disjoint slices, each cut into chunks.
+    fn cut<'a, E>(
+        mut rest: &'a mut [E],
+        ranges: &[(usize, usize)],
+        wrap: fn(&'a mut [E]) -> ChunkParams<'a>,
+    ) -> Vec<(usize, ChunkParams<'a>)> {
+        let mut at = 0;
+        let mut out = Vec::new();
+        for &(a, b) in ranges {
+            let (_, tail) = std::mem::take(&mut rest).split_at_mut(a - at);
+            let (mid, tail) = tail.split_at_mut(b - a);
+            rest = tail;
+            at = b;
+            let mut start = a;
+            for c in mid.chunks_mut(CHUNK) {
+                let len = c.len();
+                out.push((start, wrap(c)));
+                start += len;
+            }
+        }
+        out
+    }
+    let chunks = match data {
+        ParamSliceMut::F32(d) => cut(d, ranges, ChunkParams::F32),
+        ParamSliceMut::BF16(d) => cut(d, ranges, ChunkParams::BF16),
+        ParamSliceMut::F16(d) => cut(d, ranges, ChunkParams::F16),
+    };
+    chunks.into_par_iter().for_each(|(offset, params)| {
+        let len = params.len();
+        let z: Vec<Vec<f32>> = dirs
+            .iter()
+            .map(|d| {
+                let mut buf = vec![0.0f32; len];
+                d.fill(offset, &mut buf);
+                buf
+            })
+            .collect();
+        let bits = rounding.map(|stream| {
+            let mut bits = vec![0u16; len];
+            fill_bits(stream, offset as u64, &mut bits);
+            bits
+        });
+        kernel(Chunk {
+            offset,
+            params,
+            z: &z,
+            s1: None,
+            s2: None,
+            bits: bits.as_deref(),
+        });
+    });
+}

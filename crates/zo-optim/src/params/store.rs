@@ -15,6 +15,7 @@ fn flat_info(shape: Vec<usize>) -> TensorInfo {
         name: FLAT_NAME.into(),
         shape,
         decay: true,
+        rows: None,
     }
 }
 
@@ -138,6 +139,15 @@ impl ParamSet for ParamStore {
                 TensorData::F16(v) => ParamSliceMut::F16(v),
             };
             f(info, slice)?;
+        }
+        Ok(())
+    }
+
+    fn set_row_support(&mut self, support: Option<&super::RowSupport>) -> Result<(), ParamError> {
+        let infos: Vec<TensorInfo> = self.tensors.iter().map(|(t, _)| t.clone()).collect();
+        let infos = super::with_row_support(&infos, support)?;
+        for ((info, _), new) in self.tensors.iter_mut().zip(infos) {
+            *info = new;
         }
         Ok(())
     }

@@ -48,6 +48,14 @@ impl<P: ParamSet + ?Sized, M: TaskModel<P>> Trainer<P, M> {
     /// A trainer with no observers, no output folder and no stop flag.
     pub fn new(optimizer: Optimizer, config: TrainConfig, model: M) -> Result<Self> {
         config.validate()?;
+        if config.row_sparse
+            && let Err(e) = optimizer.config().validate_row_sparse()
+        {
+            return Err(TrainError::Config {
+                field: "row_sparse",
+                message: e.to_string(),
+            });
+        }
         if model.num_train() == 0 {
             return Err(TrainError::Config {
                 field: "num_train",
@@ -315,15 +323,48 @@ impl<P: ParamSet + ?Sized, M: TaskModel<P>> Trainer<P, M> {
 
             // One step on one minibatch.
             let batch = batches.next_batch();
+            let step = state.looping.step;
+            let rows = if self.config.row_sparse {
+                let mut rows =
+                    self.model
+                        .rows_read(params, &batch)
+                        .map_err(|e| TrainError::Step {
+                            step,
+                            source: OptimError::Objective {
+                                step,
+                                forward: 0,
+                                source: e,
+                            },
+                        })?;
+                // Logged as the step used them: sorted, each row once.
+                for r in rows.values_mut() {
+                    r.sort_unstable();
+                    r.dedup();
+                }
+                params
+                    .set_row_support(Some(&rows))
+                    .map_err(|e| TrainError::Step {
+                        step,
+                        source: e.into(),
+                    })?;
+                Some(rows)
+            } else {
+                None
+            };
             let mut objective = BatchObjective {
                 model: &mut self.model,
                 batch: &batch,
             };
-            let step = state.looping.step;
-            let report = match self
+            let stepped = self
                 .optimizer
-                .step(&mut state.optimizer, params, &mut objective)
-            {
+                .step(&mut state.optimizer, params, &mut objective);
+            if rows.is_some() {
+                params.set_row_support(None).map_err(|e| TrainError::Step {
+                    step,
+                    source: e.into(),
+                })?;
+            }
+            let report = match stepped {
                 Ok(r) => r,
                 Err(OptimError::NonFiniteLoss {
                     step,
@@ -347,6 +388,7 @@ impl<P: ParamSet + ?Sized, M: TaskModel<P>> Trainer<P, M> {
                 log.append(&SeedLogEntry {
                     seed,
                     report: report.clone(),
+                    rows,
                 })?;
             }
             let train_forwards = looping.train_forwards;
