@@ -65,11 +65,14 @@ pub enum Section {
     Sampler,
     /// The black-box problems.
     Blackbox,
+    /// Row-sparse embedding probes against the paper's dense ones (needs the accuracy section's
+    /// SST-2 cells).
+    Sparse,
 }
 
 impl Section {
     /// Every section, in the order the suite runs them.
-    pub const ALL: [Section; 8] = [
+    pub const ALL: [Section; 9] = [
         Self::Accuracy,
         Self::Causal,
         Self::Precision,
@@ -78,6 +81,7 @@ impl Section {
         Self::Hizoo,
         Self::Sampler,
         Self::Blackbox,
+        Self::Sparse,
     ];
 
     /// The section's name (`accuracy`, `causal`, …).
@@ -91,6 +95,7 @@ impl Section {
             Self::Hizoo => "hizoo",
             Self::Sampler => "sampler",
             Self::Blackbox => "blackbox",
+            Self::Sparse => "sparse",
         }
     }
 }
@@ -181,6 +186,9 @@ pub struct Results {
     /// The black-box problems.
     #[serde(default)]
     pub blackbox: Option<BlackBox>,
+    /// Row-sparse embedding probes: optimizer → runs (one per seed) on the masked model's SST-2.
+    #[serde(default)]
+    pub sparse: BTreeMap<String, Vec<RunResult>>,
     /// The plan of the causal-LM section that measured the causal cells.
     #[serde(default)]
     pub causal: Option<plan::CausalPlan>,
@@ -210,9 +218,9 @@ impl Results {
         precision: zo_models::Precision,
         scenario: Scenario,
     ) -> Option<&Probe> {
-        self.probes
-            .iter()
-            .find(|p| p.model == model && p.precision == precision && p.scenario == scenario)
+        self.probes.iter().find(|p| {
+            p.model == model && p.precision == precision && p.scenario == scenario && !p.row_sparse
+        })
     }
 }
 
@@ -417,6 +425,11 @@ fn run_section(
                         )?);
                     }
                 }
+                for scenario in &half_scenarios[1..] {
+                    probes.push(probe::spawn_row_sparse(
+                        &opts.exe, model, *scenario, plan.reps, data_dir,
+                    )?);
+                }
             }
             results.probes = probes;
         }
@@ -431,6 +444,18 @@ fn run_section(
         Section::Sampler => {
             let (normals, sweep) = plan.sampler_elems;
             results.sampler = Some(zo_sampler::throughput::measure(plan.reps, normals, sweep)?);
+        }
+        Section::Sparse => {
+            let mut by_optimizer = BTreeMap::new();
+            for algorithm in plan::PRECISION_OPTIMIZERS {
+                let lr = sst2_lr(results, algorithm)?;
+                log(&format!("sparse: {MASKED_MODEL} / {algorithm}"));
+                by_optimizer.insert(
+                    algorithm.name().to_string(),
+                    runner.row_sparse(algorithm, lr)?,
+                );
+            }
+            results.sparse = by_optimizer;
         }
         Section::Blackbox => {
             let data_dir = match &opts.data_dir {

@@ -36,7 +36,7 @@ struct RunArgs {
     #[arg(long)]
     quick: bool,
     /// Run only this section (repeatable): accuracy, causal, precision, probes, ablation, hizoo,
-    /// sampler, blackbox. The other sections keep what results.json in --out holds; finished runs are
+    /// sampler, blackbox, sparse. The other sections keep what results.json in --out holds; finished runs are
     /// reused, so a long suite can be completed over several invocations.
     #[arg(long, value_name = "NAME")]
     section: Vec<Section>,
@@ -66,6 +66,9 @@ struct ProbeArgs {
     /// The weights' precision: f32, bf16 or f16.
     #[arg(long, default_value = "f32")]
     precision: zo_models::Precision,
+    /// Row-sparse embedding probes (each step restricted to the table rows the batch reads).
+    #[arg(long)]
+    row_sparse: bool,
     /// Timed repetitions.
     #[arg(long, default_value_t = 5)]
     reps: usize,
@@ -87,7 +90,14 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Probe(a) => {
-            let p = probe(a.model, a.precision, a.scenario, a.reps, a.data_dir)?;
+            let p = probe(
+                a.model,
+                a.precision,
+                a.scenario,
+                a.row_sparse,
+                a.reps,
+                a.data_dir,
+            )?;
             println!("{PROBE_LINE}{}", serde_json::to_string(&p)?);
         }
         Command::Run(a) => {

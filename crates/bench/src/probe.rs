@@ -33,6 +33,9 @@ pub struct Probe {
     /// The weights' storage precision (every forward computes in f32).
     #[serde(default)]
     pub precision: Precision,
+    /// Row-sparse embedding probes: each step restricted to the table rows the batch reads.
+    #[serde(default)]
+    pub row_sparse: bool,
     /// Trainable parameters.
     pub params: usize,
     /// Peak RSS after loading (kB).
@@ -84,6 +87,12 @@ impl<P: ParamSet + ?Sized> ParamSet for Timed<'_, P> {
     fn set_view(&mut self, view: Option<Perturbation>) -> std::result::Result<(), ParamError> {
         self.inner.set_view(view)
     }
+    fn set_row_support(
+        &mut self,
+        support: Option<&zo_optim::RowSupport>,
+    ) -> std::result::Result<(), ParamError> {
+        self.inner.set_row_support(support)
+    }
     fn rounding(&self) -> Rounding {
         self.inner.rounding()
     }
@@ -120,6 +129,7 @@ pub fn probe(
     model: ProbeModel,
     precision: Precision,
     scenario: Scenario,
+    row_sparse: bool,
     reps: usize,
     data_dir: Option<PathBuf>,
 ) -> Result<Probe> {
@@ -140,6 +150,7 @@ pub fn probe(
         model,
         scenario,
         precision,
+        row_sparse,
         params,
         load_kb,
         peak_kb: 0,
@@ -175,6 +186,11 @@ pub fn probe(
         }
     };
     let opt = Optimizer::named(algorithm, 1e-4, 1e-6)?;
+    if row_sparse {
+        opt.config().validate_row_sparse()?;
+        // Every step reads the same batch: its rows stay the support throughout.
+        weights.set_row_support(Some(&clf.rows_read(&batch)?))?;
+    }
     let per_step = opt.forwards_per_step();
     result.forwards_per_step = per_step;
     let mut state = opt.init(&weights, 7);
@@ -263,12 +279,38 @@ pub fn spawn(
     reps: usize,
     data_dir: Option<&Path>,
 ) -> Result<Probe> {
+    spawn_with(exe, model, precision, scenario, false, reps, data_dir)
+}
+
+/// [`spawn`] an f32 probe of `scenario` with row-sparse embedding probes.
+pub fn spawn_row_sparse(
+    exe: &Path,
+    model: ProbeModel,
+    scenario: Scenario,
+    reps: usize,
+    data_dir: Option<&Path>,
+) -> Result<Probe> {
+    spawn_with(exe, model, Precision::F32, scenario, true, reps, data_dir)
+}
+
+fn spawn_with(
+    exe: &Path,
+    model: ProbeModel,
+    precision: Precision,
+    scenario: Scenario,
+    row_sparse: bool,
+    reps: usize,
+    data_dir: Option<&Path>,
+) -> Result<Probe> {
     let mut cmd = Command::new(exe);
     cmd.arg("probe")
         .args(["--model", model.name()])
         .args(["--scenario", &scenario.to_string()])
         .args(["--precision", precision_name(precision)])
         .args(["--reps", &reps.to_string()]);
+    if row_sparse {
+        cmd.arg("--row-sparse");
+    }
     if let Some(d) = data_dir {
         cmd.arg("--data-dir").arg(d);
     }

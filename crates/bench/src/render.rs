@@ -9,7 +9,7 @@ use anyhow::Result;
 use zo_optim::Algorithm;
 use zo_train::{LinePlot, Series};
 
-use crate::plan::Scenario;
+use crate::plan::{MASKED_MODEL, Scenario};
 use crate::stats::{holm, signed_rank};
 use crate::{BenchOptions, Provenance, Results, Section, mean_std, median};
 
@@ -208,7 +208,80 @@ pub fn render(
     section_sampler(&mut s, opts, r)?;
     render_blackbox(&mut s, opts, r, blackbox_plots);
     section_precision(&mut s, opts, r)?;
+    section_sparse(&mut s, opts, r)?;
     Ok(s)
+}
+
+/// Section 9 of `RESULTS.md`: row-sparse embedding probes against the paper's dense ones.
+fn section_sparse(s: &mut String, opts: &BenchOptions, r: &Results) -> Result<()> {
+    let _ = writeln!(s, "## 9. Row-sparse embedding probes (off by default)\n");
+    if !measured(s, r, Section::Sparse, &opts.command) {
+        return Ok(());
+    }
+    let plan = &opts.plan;
+    let _ = writeln!(
+        s,
+        "`bszo finetune --row-sparse` (`train.row_sparse = true`): each step's directions are zero \
+         outside the rows of the embedding tables (word, position, token type) and of the label-word \
+         head that its minibatch reads, so every other row — whose gradient on that minibatch is \
+         zero — is neither perturbed nor updated, and the estimate stays unbiased. MeZO and BSZO \
+         on SST-2 with {MASKED_MODEL}, at the learning rate, protocol, budget and seeds ({:?}) of \
+         their cells in section 1 (the dense rows below), so the comparison is at equal forward \
+         budgets. The step time of each is in section 3 (rows marked row-sparse).\n",
+        plan.seeds
+    );
+    let _ = writeln!(
+        s,
+        "| optimizer | probes | test accuracy % | Δ to dense (points) | best validation % | steps run (mean) |"
+    );
+    let _ = writeln!(s, "|---|---|---|---|---|---|");
+    let mut lines = Vec::new();
+    for (opt, runs) in &r.sparse {
+        let algorithm: Algorithm = opt.parse()?;
+        let dense = r.cell(MASKED_MODEL, zo_data::Task::Sst2, algorithm)?;
+        let d = mean_std(&dense.tests());
+        let steps = |runs: &[crate::run::RunResult]| {
+            mean_std(&runs.iter().map(|x| x.steps as f64).collect::<Vec<_>>()).0
+        };
+        let _ = writeln!(
+            s,
+            "| {opt} | dense | {} ± {} | — | {} | {:.0} |",
+            pct(d.0),
+            pct(d.1),
+            pct(mean_std(&dense.validations()).0),
+            steps(&dense.picked)
+        );
+        let tests: Vec<f64> = runs.iter().map(|x| x.test).collect();
+        let vals: Vec<f64> = runs.iter().map(|x| x.best_validation).collect();
+        let m = mean_std(&tests);
+        let delta = m.0 - d.0;
+        let _ = writeln!(
+            s,
+            "| {opt} | row-sparse | {} ± {} | {:+.2} | {} | {:.0} |",
+            pct(m.0),
+            pct(m.1),
+            100.0 * delta,
+            pct(mean_std(&vals).0),
+            steps(runs)
+        );
+        let spread = m.1.max(d.1);
+        lines.push(format!(
+            "- {opt}: {:+.2} points, {} the larger standard deviation ({:.2}).",
+            100.0 * delta,
+            if delta.abs() > spread {
+                "beyond"
+            } else {
+                "within"
+            },
+            100.0 * spread
+        ));
+    }
+    let _ = writeln!(s);
+    for l in lines {
+        let _ = writeln!(s, "{l}");
+    }
+    let _ = writeln!(s);
+    Ok(())
 }
 
 /// Section 1 of `RESULTS.md` (accuracy), when measured.
@@ -436,7 +509,11 @@ fn section_memory(s: &mut String, opts: &BenchOptions, r: &Results) -> Result<()
         let f32_inf = r
             .probe(model, Scenario::Inference)
             .map_or(f64::NAN, |p| p.peak_kb as f64);
-        for p in r.probes.iter().filter(|p| p.model == model) {
+        for p in r
+            .probes
+            .iter()
+            .filter(|p| p.model == model && !p.row_sparse)
+        {
             let get = |sc: Scenario| r.probe_in(model, p.precision, sc);
             let inf = get(Scenario::Inference).map_or(f64::NAN, |p| p.peak_kb as f64);
             let mezo =
@@ -494,10 +571,11 @@ fn section_time(s: &mut String, opts: &BenchOptions, r: &Results) -> Result<()> 
             .map_or(f64::NAN, |i| i.forward_ms * p.forwards_per_step as f64);
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.3} | {:.3} |",
+            "| {} | {} | {}{} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.3} | {:.3} |",
             p.model,
             crate::probe::precision_name(p.precision),
             p.scenario,
+            if p.row_sparse { " (row-sparse)" } else { "" },
             p.forwards_per_step,
             p.sweeps_per_step,
             p.step_ms,

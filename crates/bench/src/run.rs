@@ -364,6 +364,39 @@ impl Runner<'_> {
         Ok(runs)
     }
 
+    /// The runs of an accuracy cell (the masked model on SST-2) again with row-sparse embedding
+    /// probes: `algorithm` at `lr`, every seed of the plan, the same protocol and budget.
+    /// Each run in `sparse/<model>/sst2/<optimizer>/lr<lr>-seed<seed>`.
+    pub fn row_sparse(&self, algorithm: Algorithm, lr: f64) -> Result<Vec<RunResult>> {
+        let budget = self
+            .plan
+            .tasks
+            .iter()
+            .find(|t| t.0 == Task::Sst2)
+            .map_or(self.plan.budget, |t| t.1);
+        let at = Setting {
+            model: MASKED_MODEL,
+            task: Task::Sst2,
+            test_size: self.plan.sizes.2,
+            budget,
+            evaluations: self.plan.evaluations,
+        };
+        let mut runs = Vec::new();
+        for &seed in &self.plan.seeds {
+            let mut config = self.cell_config(at, algorithm, lr, seed)?;
+            config.train.row_sparse = true;
+            let dir = self
+                .work
+                .join("sparse")
+                .join(MASKED_MODEL)
+                .join(Task::Sst2.name())
+                .join(algorithm.name())
+                .join(format!("lr{lr:e}-seed{seed}"));
+            runs.push(run(&dir, config)?);
+        }
+        Ok(runs)
+    }
+
     /// SST-2 with the masked model at the ablations' budget and test cap.
     fn sst2(&self) -> Setting<'static> {
         Setting {

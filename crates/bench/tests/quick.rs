@@ -90,10 +90,12 @@ fn the_quick_suite_measures_every_section_and_writes_the_report() {
     // Sections 2 and 3: a probe per scenario (and inference, MeZO and BSZO with half-precision
     // weights); inference is the memory baseline; sweeps counted (through the view, the update
     // is a step's one write of the weights).
+    // Plus MeZO and BSZO with row-sparse embedding probes.
     assert_eq!(
         r.probes.len(),
-        1 + OPTIMIZERS.len() + 3 * Plan::quick().half_probes.len()
+        1 + OPTIMIZERS.len() + 3 * Plan::quick().half_probes.len() + 2
     );
+    assert_eq!(r.probes.iter().filter(|p| p.row_sparse).count(), 2);
     for p in &r.probes {
         assert!(
             p.peak_kb > 0 && p.step_ms > 0.0 && p.forward_ms > 0.0,
@@ -138,6 +140,17 @@ fn the_quick_suite_measures_every_section_and_writes_the_report() {
         assert!(verdicts.iter().all(|v| (0.0..=1.0).contains(&v.1)));
     }
     assert_eq!(r.measured.len(), Section::ALL.len());
+    // Section 9: MeZO and BSZO with row-sparse embedding probes, a run per seed at the dense
+    // cell's learning rate.
+    assert_eq!(r.sparse.len(), 2);
+    for (opt, runs) in &r.sparse {
+        let dense = r
+            .cell("splade-tiny", Task::Sst2, opt.parse().unwrap())
+            .unwrap();
+        assert_eq!(runs.len(), 2, "{opt}");
+        assert!(runs.iter().all(|x| x.lr == dense.best().unwrap().lr));
+        assert!(runs.iter().all(|x| (0.0..=1.0).contains(&x.test)));
+    }
     // Section 8: MeZO and BSZO with bf16 weights on the masked and on the causal model, a run
     // per seed at the f32 cell's learning rate.
     assert_eq!(r.precision.len(), 2);
@@ -179,6 +192,7 @@ fn the_quick_suite_measures_every_section_and_writes_the_report() {
         "**Verdict (quadratic-gaussian)**",
         "Wilcoxon signed-rank",
         "## 8. Accuracy with half-precision weights",
+        "## 9. Row-sparse embedding probes (off by default)",
         "Does MeZO degrade in half precision",
     ] {
         assert!(md.contains(heading), "RESULTS.md lacks {heading:?}");

@@ -227,7 +227,7 @@ pub struct TrainSection {
     /// row, whose gradient on that minibatch is zero, is neither perturbed nor updated. The
     /// estimate stays unbiased; the published algorithms perturb every row (off). Masked LMs
     /// only; not with HiZOO.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default)]
     pub row_sparse: bool,
 }
 
@@ -402,6 +402,12 @@ impl RunConfig {
             row_sparse: self.train.row_sparse,
         };
         train.validate().map_err(|e| anyhow!("train: {e}"))?;
+        if train.row_sparse {
+            optimizer
+                .config()
+                .validate_row_sparse()
+                .map_err(|e| anyhow!("train.row_sparse: {e}"))?;
+        }
         if self.train.steps == 0 {
             bail!("train.steps must be at least 1");
         }

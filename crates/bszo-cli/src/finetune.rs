@@ -263,6 +263,12 @@ pub fn finetune(options: Options) -> Result<Outcome> {
         resolved.calibrate,
     )?
     .with_train_as_classification(resolved.train_as_classification)?;
+    if resolved.train.row_sparse && !task.knows_rows_read() {
+        bail!(
+            "train.row_sparse: row-sparse embedding probes need a masked LM (a causal LM's output \
+             head reads every vocabulary row, so every row of its tied table is read)"
+        );
+    }
     let zero_path = run.file(ZERO_SHOT_FILE);
     let zero_shot = if resuming && zero_path.exists() {
         let text = fs::read_to_string(&zero_path)

@@ -246,6 +246,12 @@ impl PromptTask {
         Ok(self)
     }
 
+    /// Whether the model can tell which table rows a minibatch reads (row-sparse directions):
+    /// a masked LM can; a causal LM's output head reads every vocabulary row.
+    pub fn knows_rows_read(&self) -> bool {
+        matches!(self.head, Head::Masked(_))
+    }
+
     /// The task.
     pub fn task(&self) -> Task {
         self.task

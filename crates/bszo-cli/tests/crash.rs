@@ -18,10 +18,15 @@ use rand::{Rng, SeedableRng};
 
 /// The small real configuration every run here uses: SST-2 sampled down to 16 training, 8
 /// validation and 8 test sentences, 12 steps with evaluations every 4 and checkpoints every 3.
-/// `optimizer` may name the weights' precision after an `@` (`bszo@bf16`).
+/// `optimizer` may name the weights' precision after an `@` (`bszo@bf16`) and end in `+rows`
+/// for row-sparse embedding probes.
 fn run_args(optimizer: &str, dir: &Path) -> Vec<String> {
     let data = data_dir();
+    let (optimizer, rows) = optimizer
+        .strip_suffix("+rows")
+        .map_or((optimizer, false), |o| (o, true));
     let (optimizer, precision) = optimizer.split_once('@').unwrap_or((optimizer, "f32"));
+    let rows = format!("train.row_sparse={rows}");
     [
         "finetune",
         "--optimizer",
@@ -48,6 +53,8 @@ fn run_args(optimizer: &str, dir: &Path) -> Vec<String> {
         "train.eval_every=4",
         "--set",
         "train.checkpoint_every=3",
+        "--set",
+        rows.as_str(),
         "--no-progress",
         "--no-plots",
         "--export",
@@ -171,8 +178,9 @@ struct Reference {
 
 /// The optimizers of the runs here: BSZO (no per-parameter state), MeZO-Adam (its moments in
 /// the checkpoint's sidecar) and BSZO with bf16 weights (updates written with stochastic rounding,
-/// which resume and export replay from the seed log).
-const OPTIMIZERS: [&str; 3] = ["bszo", "mezo_adam", "bszo@bf16"];
+/// which resume and export replay from the seed log), and the same with row-sparse embedding
+/// probes (each step's rows in the seed log).
+const OPTIMIZERS: [&str; 4] = ["bszo", "mezo_adam", "bszo@bf16", "bszo@bf16+rows"];
 
 /// The uninterrupted runs, made once for all the tests of this file.
 fn reference(optimizer: &str) -> &'static Reference {
@@ -228,9 +236,9 @@ fn killed_runs_resume_to_the_bytes_of_an_uninterrupted_run() {
     let mut rng = rand_pcg::Pcg64::seed_from_u64(seed);
     let mut killed_mid_run = 0;
     for trial in 0..trials {
-        // One run in three with MeZO-Adam (its sidecar makes checkpoints slower), one in three
-        // with bf16 weights.
-        let optimizer = OPTIMIZERS[trial % 3];
+        // The configurations in turn: BSZO, MeZO-Adam (its sidecar makes checkpoints slower),
+        // BSZO with bf16 weights, and with row-sparse probes too.
+        let optimizer = OPTIMIZERS[trial % OPTIMIZERS.len()];
         let reference = reference(optimizer);
         let dir = root.join(format!("trial-{trial}"));
         let args = run_args(optimizer, &dir);
@@ -297,6 +305,7 @@ fn a_full_disk_at_any_file_stops_the_run_and_resume_completes_it() {
         ("mezo_adam", 10_000),
         ("bszo", 10_000),
         ("bszo@bf16", 5_000),
+        ("bszo@bf16+rows", 5_000),
     ] {
         let reference = reference(optimizer);
         let dir = root.join(format!("{optimizer}-{kb}"));
