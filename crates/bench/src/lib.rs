@@ -186,6 +186,9 @@ pub struct Results {
     /// The black-box problems.
     #[serde(default)]
     pub blackbox: Option<BlackBox>,
+    /// The default task in f32 and bf16: precision → run (the precision section).
+    #[serde(default)]
+    pub default_task: BTreeMap<String, RunResult>,
     /// Row-sparse embedding probes: optimizer → runs (one per seed) on the masked model's SST-2.
     #[serde(default)]
     pub sparse: BTreeMap<String, Vec<RunResult>>,
@@ -373,6 +376,13 @@ fn run_section(
             results
                 .precision
                 .insert(MASKED_MODEL.to_string(), by_optimizer);
+            results.default_task.clear();
+            for precision in [zo_models::Precision::F32, zo_models::Precision::BF16] {
+                let name = probe::precision_name(precision);
+                log(&format!("precision: the default task / {name}"));
+                let run = runner.default_task(precision, plan.default_task_steps)?;
+                results.default_task.insert(name.to_string(), run);
+            }
             // The causal section's model, when that section has run: its cells' rates, protocol,
             // budget and seeds.
             if let Some(c) = results.causal.clone() {
@@ -428,6 +438,26 @@ fn run_section(
                 for scenario in &half_scenarios[1..] {
                     probes.push(probe::spawn_row_sparse(
                         &opts.exe, model, *scenario, plan.reps, data_dir,
+                    )?);
+                }
+            }
+            for &model in &plan.memory_models {
+                probes.push(probe::spawn(
+                    &opts.exe,
+                    model,
+                    zo_models::Precision::F32,
+                    Scenario::Inference,
+                    1,
+                    data_dir,
+                )?);
+                for scenario in half_scenarios {
+                    probes.push(probe::spawn(
+                        &opts.exe,
+                        model,
+                        zo_models::Precision::BF16,
+                        scenario,
+                        1,
+                        data_dir,
                     )?);
                 }
             }

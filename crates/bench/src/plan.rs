@@ -76,8 +76,14 @@ pub struct Plan {
     pub hizoo_ratios: Vec<f64>,
     /// Models of the memory and time probes.
     pub probe_models: Vec<ProbeModel>,
+    /// Models probed for memory only (f32 inference; bf16 inference, MeZO and BSZO), one timed
+    /// repetition: big enough that the weights dominate the process's fixed footprint.
+    pub memory_models: Vec<ProbeModel>,
     /// Half precisions probed besides f32 (inference, MeZO and BSZO only).
     pub half_probes: Vec<Precision>,
+    /// The precision section's runs of the default task (`cargo xtask finetune`'s embedded
+    /// configuration) in f32 and bf16: `None` at its own step budget, or this many steps.
+    pub default_task_steps: Option<u64>,
     /// Half precisions of the precision section's runs (MeZO and BSZO on SST-2, both models).
     pub half_runs: Vec<Precision>,
     /// Repetitions of each timed measurement (medians are reported).
@@ -252,8 +258,10 @@ impl Plan {
             ks: vec![1, 2, 4, 8],
             hizoo_ratios: vec![1e-4, 1e-2, 1.0],
             probe_models: vec![ProbeModel::SpladeTiny, ProbeModel::Bert67m],
+            memory_models: vec![ProbeModel::Bert335m],
             half_probes: vec![Precision::BF16, Precision::F16],
             half_runs: vec![Precision::BF16, Precision::F16],
+            default_task_steps: None,
             reps: 7,
             sampler_elems: (1 << 24, 64 << 20),
             blackbox: blackbox_full(),
@@ -283,8 +291,10 @@ impl Plan {
             ks: vec![1, 2],
             hizoo_ratios: vec![1e-2, 1.0],
             probe_models: vec![ProbeModel::SpladeTiny],
+            memory_models: Vec::new(),
             half_probes: vec![Precision::BF16],
             half_runs: vec![Precision::BF16],
+            default_task_steps: Some(4),
             reps: 2,
             sampler_elems: (1 << 16, 1 << 20),
             blackbox: blackbox_quick(),
@@ -416,17 +426,22 @@ pub enum ProbeModel {
     /// (67M parameters), so that the weights dominate the binary's own footprint.
     #[serde(rename = "bert-67m")]
     Bert67m,
+    /// BERT-large's shape (hidden 1024, 24 layers, 16 heads, intermediate 4096) with
+    /// SPLADE-tiny's vocabulary, random weights (335M parameters): probed for memory only.
+    #[serde(rename = "bert-335m")]
+    Bert335m,
 }
 
 impl ProbeModel {
     /// Every probe model.
-    pub const ALL: [ProbeModel; 2] = [Self::SpladeTiny, Self::Bert67m];
+    pub const ALL: [ProbeModel; 3] = [Self::SpladeTiny, Self::Bert67m, Self::Bert335m];
 
-    /// The model's name (`splade-tiny`, `bert-67m`).
+    /// The model's name (`splade-tiny`, `bert-67m`, `bert-335m`).
     pub fn name(self) -> &'static str {
         match self {
             Self::SpladeTiny => "splade-tiny",
             Self::Bert67m => "bert-67m",
+            Self::Bert335m => "bert-335m",
         }
     }
 }
@@ -444,7 +459,7 @@ impl FromStr for ProbeModel {
         Self::ALL
             .into_iter()
             .find(|m| m.name() == s)
-            .ok_or_else(|| format!("unknown probe model `{s}` (splade-tiny, bert-67m)"))
+            .ok_or_else(|| format!("unknown probe model `{s}` (splade-tiny, bert-67m, bert-335m)"))
     }
 }
 

@@ -112,12 +112,16 @@ fn load(model: ProbeModel, precision: Precision) -> Result<(MaskedLm, Weights, T
     let tokenizer = Tokenizer::from_folder(&splade)?;
     let (m, weights) = match model {
         ProbeModel::SpladeTiny => MaskedLm::from_folder(&splade, precision)?,
-        ProbeModel::Bert67m => {
+        ProbeModel::Bert67m | ProbeModel::Bert335m => {
+            let (hidden, layers, heads) = match model {
+                ProbeModel::Bert67m => (768, 6, 12),
+                _ => (1024, 24, 16),
+            };
             let mut cfg = zo_models::BertConfig::from_file(splade.join("config.json"))?;
-            cfg.hidden_size = 768;
-            cfg.num_hidden_layers = 6;
-            cfg.num_attention_heads = 12;
-            cfg.intermediate_size = 3072;
+            cfg.hidden_size = hidden;
+            cfg.num_hidden_layers = layers;
+            cfg.num_attention_heads = heads;
+            cfg.intermediate_size = 4 * hidden;
             MaskedLm::random(&cfg, precision, 1)?
         }
     };

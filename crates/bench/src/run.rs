@@ -397,6 +397,30 @@ impl Runner<'_> {
         Ok(runs)
     }
 
+    /// The default task (the embedded configuration of `cargo xtask finetune`, `steps` steps if
+    /// given) with the weights stored in `precision`, in `default/<precision>`.
+    pub fn default_task(
+        &self,
+        precision: zo_models::Precision,
+        steps: Option<u64>,
+    ) -> Result<RunResult> {
+        let mut c = RunConfig::embedded_default();
+        c.task.data_dir.clone_from(&self.data_dir);
+        c.model.precision = precision;
+        if let Some(steps) = steps {
+            c.train.steps = steps;
+            c.train.eval_every = c.train.eval_every.min(steps);
+        }
+        c.output.plots = false;
+        c.output.overwrite = true;
+        c.output.export = false;
+        let dir = self
+            .work
+            .join("default")
+            .join(crate::probe::precision_name(precision));
+        run(&dir, c)
+    }
+
     /// SST-2 with the masked model at the ablations' budget and test cap.
     fn sst2(&self) -> Setting<'static> {
         Setting {

@@ -154,6 +154,9 @@ fn the_quick_suite_measures_every_section_and_writes_the_report() {
     // Section 8: MeZO and BSZO with bf16 weights on the masked and on the causal model, a run
     // per seed at the f32 cell's learning rate.
     assert_eq!(r.precision.len(), 2);
+    // And the default task in f32 and bf16 (4 steps in the quick plan).
+    assert_eq!(r.default_task.len(), 2);
+    assert!(r.default_task.values().all(|x| x.steps == 4));
     assert!(r.precision.contains_key("smollm2-135m"));
     for (model, by_opt) in &r.precision {
         assert_eq!(by_opt.len(), 2, "{model}");
