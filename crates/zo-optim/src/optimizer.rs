@@ -222,7 +222,7 @@ impl OptimizerConfig {
     }
 
     /// Whether the optimizer is defined with row-sparse directions
-    /// ([`ParamSet::set_row_support`](crate::ParamSet::set_row_support)). Every estimator and rule
+    /// ([`ParamSet::set_row_support`]). Every estimator and rule
     /// reads a restricted direction as zero outside its rows, which keeps the gradient estimate
     /// unbiased when those rows are all the objective reads; HiZOO's curvature estimate
     /// `H ← (1 − α) H + α ĥ · H ⊙ u ⊙ u` would instead decay `H` on the rows a step does not
