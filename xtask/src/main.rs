@@ -240,8 +240,9 @@ fn ci(args: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// The workspace's packages that may be published (`publish` not set to false), by name.
-fn publishable_packages() -> Result<Vec<String>> {
+/// The workspace's packages that may be published (`publish` not set to false), as
+/// `(name, version)`.
+fn publishable_packages() -> Result<Vec<(String, String)>> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = Command::new(&cargo)
         .args(["metadata", "--no-deps", "--format-version", "1", "--locked"])
@@ -263,10 +264,13 @@ fn publishable_packages() -> Result<Vec<String>> {
     let mut names = Vec::new();
     for p in packages {
         let name = p["name"].as_str().context("a package without a name")?;
+        let version = p["version"]
+            .as_str()
+            .with_context(|| format!("package `{name}` has no version"))?;
         // `publish = false` reads as an empty list of registries.
         let unpublishable = p["publish"].as_array().is_some_and(Vec::is_empty);
         if !unpublishable {
-            names.push(name.to_string());
+            names.push((name.to_string(), version.to_string()));
         }
     }
     Ok(names)
@@ -281,12 +285,47 @@ fn publishable_packages() -> Result<Vec<String>> {
 /// carry none of the workspace's profile settings, the facade's carries them): 53 minutes on the
 /// 2-vCPU development VM while other builds ran (load average 5–8); later runs reuse those
 /// builds and take 32 s there.
+///
+/// Cargo unpacks the packaged crates it verifies against into `$CARGO_HOME/registry/src`, under
+/// a folder named after the temporary registry's path, and reuses an unpacked folder it finds
+/// there without comparing it with the new `.crate`. A cargo home kept between runs would then
+/// verify a crate against an earlier packaging of its sibling at the same version (a field added
+/// since reads as missing), so the folders of this workspace's own crates are removed first:
+/// nothing but packaging puts them there.
 fn package() -> Result<()> {
-    let names = publishable_packages()?;
+    let packages = publishable_packages()?;
+    remove_unpacked_copies(&packages)?;
     // `--allow-dirty`: the check is of the working tree as it is, committed or not.
     let mut args = vec!["package", "--locked", "--allow-dirty"];
-    for name in &names {
+    for (name, _) in &packages {
         args.extend(["--package", name.as_str()]);
     }
     cargo(&args)
+}
+
+/// Removes `<name>-<version>` folders of the given packages from every unpacked registry under
+/// the cargo home (`$CARGO_HOME`, else `~/.cargo`).
+fn remove_unpacked_copies(packages: &[(String, String)]) -> Result<()> {
+    let home = match std::env::var_os("CARGO_HOME") {
+        Some(h) => PathBuf::from(h),
+        None => match std::env::var_os("HOME") {
+            Some(h) => PathBuf::from(h).join(".cargo"),
+            None => return Ok(()),
+        },
+    };
+    let src = home.join("registry").join("src");
+    let Ok(registries) = std::fs::read_dir(&src) else {
+        return Ok(());
+    };
+    for registry in registries {
+        let registry = registry.with_context(|| format!("reading {}", src.display()))?;
+        for (name, version) in packages {
+            let dir = registry.path().join(format!("{name}-{version}"));
+            if dir.is_dir() {
+                std::fs::remove_dir_all(&dir)
+                    .with_context(|| format!("removing the stale copy {}", dir.display()))?;
+            }
+        }
+    }
+    Ok(())
 }
