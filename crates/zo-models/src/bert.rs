@@ -55,10 +55,10 @@ pub enum Activation {
 impl Activation {
     fn apply(self, x: &Tensor) -> candle_core::Result<Tensor> {
         match self {
-            Self::Gelu => x.gelu_erf(),
+            Self::Gelu => crate::activation::gelu_erf_tensor(x),
             Self::GeluTanh => x.gelu(),
             Self::Relu => x.relu(),
-            Self::Silu => x.silu(),
+            Self::Silu => crate::activation::silu_tensor(x),
         }
     }
 }

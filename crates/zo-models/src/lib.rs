@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+mod activation;
 pub mod bert;
 pub mod calibration;
 pub mod causal;

@@ -480,7 +480,8 @@ impl CausalLm for Llama {
             let a = attention(&q, &k, &v, &mask, 1.0 / (hd as f64).sqrt(), self.dtype)?;
             x = (x + layer.o.forward(&a)?)?;
             let h = rms_norm(&x, &layer.post_norm, eps)?;
-            let m = (candle_nn::ops::silu(&layer.gate.forward(&h)?)? * layer.up.forward(&h)?)?;
+            let m = (crate::activation::silu_tensor(&layer.gate.forward(&h)?)?
+                * layer.up.forward(&h)?)?;
             x = (x + layer.down.forward(&m)?)?;
         }
         rms_norm(&x, &self.norm, eps)

@@ -326,7 +326,7 @@ impl CausalLm for Opt {
             let f = if self.cfg.activation_function == "relu" {
                 f.relu()?
             } else {
-                f.gelu_erf()?
+                crate::activation::gelu_erf_tensor(&f)?
             };
             x = (x + layer.fc2.forward(&f)?)?;
             if !pre {
