@@ -583,8 +583,10 @@ fn section_time(s: &mut String, opts: &BenchOptions, r: &Results) -> Result<()> 
     }
     let _ = writeln!(
         s,
-        "Median over {} steps of each optimizer on the same batch (same probes as above): the step's \
-         wall time split into its forward passes (each probe's weights materialised through the \
+        "Median over {} steps of each optimizer on the same batch (same probes as above, timed in a \
+         second fresh process under the allocator's defaults: the small mmap threshold of the memory \
+         probe makes every large allocation fault its pages in afresh and more than doubled \
+         SPLADE-tiny's forward): the step's wall time split into its forward passes (each probe's weights materialised through the \
          view as the layers read them included), its sweeps over the stored parameters (the update) \
          and the rest. \"step / forwards\" is step time / time of its forwards; \"step / inference\" \
          is step time / (forwards per step × one unperturbed inference forward of the same weights), \
