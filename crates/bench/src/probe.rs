@@ -311,58 +311,42 @@ fn spawn_with(
     // the allocator's retention; but it also makes every large allocation fault its pages in
     // afresh (SPLADE-tiny's forward took 2.2× as long under it), so the times come from a
     // second process under the allocator's defaults, as a user runs.
-    let memory = run_probe(
-        exe, model, precision, scenario, row_sparse, 1, data_dir, true,
-    )?;
-    let mut timed = run_probe(
-        exe, model, precision, scenario, row_sparse, reps, data_dir, false,
-    )?;
+    let run = |reps: usize, small_mmap_threshold: bool| -> Result<Probe> {
+        let mut cmd = Command::new(exe);
+        cmd.arg("probe")
+            .args(["--model", model.name()])
+            .args(["--scenario", &scenario.to_string()])
+            .args(["--precision", precision_name(precision)])
+            .args(["--reps", &reps.to_string()]);
+        if row_sparse {
+            cmd.arg("--row-sparse");
+        }
+        if let Some(d) = data_dir {
+            cmd.arg("--data-dir").arg(d);
+        }
+        if small_mmap_threshold {
+            cmd.env("MALLOC_MMAP_THRESHOLD_", "65536");
+        } else {
+            cmd.env_remove("MALLOC_MMAP_THRESHOLD_");
+        }
+        let out = cmd
+            .output()
+            .with_context(|| format!("running {}", exe.display()))?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let line = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(PROBE_LINE))
+            .ok_or_else(|| {
+                anyhow!(
+                    "probe {model}/{scenario} failed: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                )
+            })?;
+        Ok(serde_json::from_str(line)?)
+    };
+    let memory = run(1, true)?;
+    let mut timed = run(reps, false)?;
     timed.load_kb = memory.load_kb;
     timed.peak_kb = memory.peak_kb;
     Ok(timed)
-}
-
-/// One probe process; `small_mmap_threshold` sets `MALLOC_MMAP_THRESHOLD_=65536`.
-#[allow(clippy::too_many_arguments)]
-fn run_probe(
-    exe: &Path,
-    model: ProbeModel,
-    precision: Precision,
-    scenario: Scenario,
-    row_sparse: bool,
-    reps: usize,
-    data_dir: Option<&Path>,
-    small_mmap_threshold: bool,
-) -> Result<Probe> {
-    let mut cmd = Command::new(exe);
-    cmd.arg("probe")
-        .args(["--model", model.name()])
-        .args(["--scenario", &scenario.to_string()])
-        .args(["--precision", precision_name(precision)])
-        .args(["--reps", &reps.to_string()]);
-    if row_sparse {
-        cmd.arg("--row-sparse");
-    }
-    if let Some(d) = data_dir {
-        cmd.arg("--data-dir").arg(d);
-    }
-    if small_mmap_threshold {
-        cmd.env("MALLOC_MMAP_THRESHOLD_", "65536");
-    } else {
-        cmd.env_remove("MALLOC_MMAP_THRESHOLD_");
-    }
-    let out = cmd
-        .output()
-        .with_context(|| format!("running {}", exe.display()))?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix(PROBE_LINE))
-        .ok_or_else(|| {
-            anyhow!(
-                "probe {model}/{scenario} failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            )
-        })?;
-    Ok(serde_json::from_str(line)?)
 }

@@ -93,14 +93,15 @@ const ERFC: [f32; 10] = [
 /// its correction.
 #[inline(always)]
 fn gelu_erf_n<const N: usize>(x: &[f32; N]) -> [f32; N] {
+    let mut a = [0f32; N];
     let mut hi = [0f32; N];
     let mut t = [0f32; N];
     let mut big = [0f32; N];
     for i in 0..N {
         // Φ(−20) underflows; the cap keeps ±∞ (and NaN, which `min` drops) out of the arithmetic.
-        let a = x[i].abs().min(20.0);
-        hi[i] = f32::from_bits(a.to_bits() & 0xffff_f000);
-        t[i] = 1.0 / (1.0 + 0.5 * (a * std::f32::consts::FRAC_1_SQRT_2));
+        a[i] = x[i].abs().min(20.0);
+        hi[i] = f32::from_bits(a[i].to_bits() & 0xffff_f000);
+        t[i] = 1.0 / (1.0 + 0.5 * (a[i] * std::f32::consts::FRAC_1_SQRT_2));
         big[i] = -0.5 * (hi[i] * hi[i]);
     }
     let mut poly = [ERFC[0]; N];
@@ -111,8 +112,7 @@ fn gelu_erf_n<const N: usize>(x: &[f32; N]) -> [f32; N] {
     }
     let mut small = [0f32; N];
     for i in 0..N {
-        let a = x[i].abs().min(20.0);
-        let lo = a - hi[i];
+        let lo = a[i] - hi[i];
         small[i] = poly[i] - (hi[i] * lo + 0.5 * (lo * lo));
     }
     let e = exp_sum(&big, &small);
