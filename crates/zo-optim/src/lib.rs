@@ -15,7 +15,7 @@ pub use estimator::{
     Difference, Estimator, EstimatorState, ExtraSample, KalmanReport, KalmanSubspace, NoiseUpdate,
     Variance,
 };
-pub use objective::{Counted, Objective};
+pub use objective::{Counted, Objective, Share};
 pub use optimizer::{
     Algorithm, Optimizer, OptimizerConfig, OptimizerState, StepReport, UnknownAlgorithm,
 };

@@ -2,11 +2,13 @@
 //! move during a probe, agrees with the in-place path, and writes half-precision updates with
 //! stochastic rounding.
 
+use std::sync::{Barrier, Mutex};
+
 use half::bf16;
 use zo_optim::params::{Visitor, Widen};
 use zo_optim::{
-    Algorithm, Optimizer, ParamError, ParamSet, ParamSliceMut, ParamStore, Perturbation, ProbeMode,
-    Rounding, TensorData, TensorInfo,
+    Algorithm, Objective, ObjectiveError, Optimizer, ParamError, ParamSet, ParamSliceMut,
+    ParamStore, Perturbation, ProbeMode, Rounding, Share, StepReport, TensorData, TensorInfo,
 };
 
 mod problems;
@@ -280,5 +282,168 @@ fn a_failed_probe_clears_the_view_and_leaves_the_storage_alone() {
         );
         assert!(viewed.view.is_none(), "{alg:?}");
         assert_eq!(viewed.stored(), before, "{alg:?}");
+    }
+}
+
+/// Several callers of one step, each in its own thread with its own copy of the parameters,
+/// splitting every set of independent probe points ([`Share`]) and exchanging the losses.
+struct Exchange {
+    slots: Mutex<Vec<Vec<Option<f64>>>>,
+    barrier: Barrier,
+}
+
+struct SharedQuadratic<'x> {
+    share: Share,
+    exchange: &'x Exchange,
+    /// A loss that turns NaN at this caller's `n`-th evaluation.
+    nan_at: Option<usize>,
+    evaluated: usize,
+}
+
+impl Objective<Viewed<bf16>> for SharedQuadratic<'_> {
+    fn loss(&mut self, p: &Viewed<bf16>) -> Result<f64, ObjectiveError> {
+        self.evaluated += 1;
+        if self.nan_at == Some(self.evaluated) {
+            return Ok(f64::NAN);
+        }
+        Ok(quadratic(&p.read()))
+    }
+
+    fn share(&self) -> Option<Share> {
+        Some(self.share)
+    }
+
+    fn gather(&mut self, local: &[Option<f64>]) -> Result<Vec<f64>, ObjectiveError> {
+        self.exchange.slots.lock().unwrap()[self.share.index] = local.to_vec();
+        self.exchange.barrier.wait();
+        let all: Vec<f64> = {
+            let slots = self.exchange.slots.lock().unwrap();
+            (0..local.len())
+                .map(|i| {
+                    slots
+                        .iter()
+                        .find_map(|s| s[i])
+                        .expect("every point evaluated")
+                })
+                .collect()
+        };
+        self.exchange.barrier.wait();
+        Ok(all)
+    }
+}
+
+/// `steps` steps of `opt` split between `callers` threads; each caller's stored values and
+/// reports (or its first error).
+fn shared_run(
+    opt: &Optimizer,
+    x0: &[f32],
+    callers: usize,
+    steps: usize,
+    nan_at: Option<(usize, usize)>,
+) -> Vec<(Vec<u16>, Vec<StepReport>, Option<String>)> {
+    let exchange = Exchange {
+        slots: Mutex::new(vec![Vec::new(); callers]),
+        barrier: Barrier::new(callers),
+    };
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..callers)
+            .map(|index| {
+                let exchange = &exchange;
+                scope.spawn(move || {
+                    let mut viewed = Viewed::<bf16>::new(x0, Rounding::Stochastic);
+                    let mut state = opt.init(&viewed, 21);
+                    let mut obj = SharedQuadratic {
+                        share: Share {
+                            index,
+                            count: callers,
+                        },
+                        exchange,
+                        nan_at: nan_at.and_then(|(c, n)| (c == index).then_some(n)),
+                        evaluated: 0,
+                    };
+                    let mut reports = Vec::new();
+                    let mut error = None;
+                    for _ in 0..steps {
+                        match opt.step(&mut state, &mut viewed, &mut obj) {
+                            Ok(r) => reports.push(r),
+                            Err(e) => {
+                                error = Some(e.to_string());
+                                break;
+                            }
+                        }
+                    }
+                    assert!(viewed.view.is_none());
+                    let bits = viewed
+                        .tensors
+                        .iter()
+                        .flat_map(|(_, d)| d.iter().map(|x| x.to_bits()))
+                        .collect();
+                    (bits, reports, error)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
+
+#[test]
+fn probe_points_split_between_callers_give_the_single_caller_step_bit_for_bit() {
+    let x0 = start(3 * 512);
+    for alg in Algorithm::ALL {
+        let mut config = alg.config(1e-3);
+        // Two directions for n-SPSA/FZOO-sized sets and BSZO's central differences too.
+        if let zo_optim::Estimator::KalmanSubspace(k) = &mut config.estimator
+            && alg == Algorithm::Bszo
+        {
+            k.k = 3;
+            k.m = 4;
+        }
+        let opt = Optimizer::new(config, zo_optim::Schedule::constant(1e-3)).unwrap();
+        let single = {
+            let mut viewed = Viewed::<bf16>::new(&x0, Rounding::Stochastic);
+            let mut state = opt.init(&viewed, 21);
+            let mut obj = |p: &Viewed<bf16>| quadratic(&p.read());
+            let reports: Vec<StepReport> = (0..12)
+                .map(|_| opt.step(&mut state, &mut viewed, &mut obj).unwrap())
+                .collect();
+            let bits: Vec<u16> = viewed
+                .tensors
+                .iter()
+                .flat_map(|(_, d)| d.iter().map(|x| x.to_bits()))
+                .collect();
+            (bits, reports)
+        };
+        for callers in [1, 2, 3] {
+            for (bits, reports, error) in shared_run(&opt, &x0, callers, 12, None) {
+                assert_eq!(error, None, "{alg:?}, {callers} callers");
+                assert_eq!(reports, single.1, "{alg:?}, {callers} callers");
+                assert!(
+                    bits == single.0,
+                    "{alg:?}, {callers} callers: weights differ"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn a_non_finite_loss_on_one_caller_stops_every_caller_at_the_same_forward() {
+    let x0 = start(3 * 512);
+    let opt = Optimizer::named(Algorithm::Bszo, 1e-3, 1e-3).unwrap();
+    let before: Vec<u16> = Viewed::<bf16>::new(&x0, Rounding::Stochastic)
+        .tensors
+        .iter()
+        .flat_map(|(_, d)| d.iter().map(|x| x.to_bits()))
+        .collect();
+    // Caller 1 evaluates the second point of each step's set (BSZO k = 2: θ, +εz₀, +εz₁).
+    let runs = shared_run(&opt, &x0, 2, 3, Some((1, 1)));
+    for (bits, reports, error) in &runs {
+        assert!(reports.is_empty());
+        let error = error.as_deref().expect("the step fails");
+        assert!(
+            error.contains("step 0") && error.contains("forward 2"),
+            "{error}"
+        );
+        assert!(*bits == before, "a failed step changed the weights");
     }
 }

@@ -100,25 +100,40 @@ fn estimate_viewed<'s, P: ParamSet + ?Sized, O: Objective<P>>(
     alpha: f64,
 ) -> Result<Estimate<'s>, OptimError> {
     let mu = eps as f32;
-    let l0 = ev.eval_here(params)?;
+    // With a shared objective the three points θ, θ ± μ u/√H are independent: one set.
+    let share = ev.share::<P>();
+    let l0 = match share {
+        Some(_) => f64::NAN,
+        None => ev.eval_here(params)?,
+    };
     // The view reads H while the probes run: lend it out, and take it back whatever happens.
     let shared = Arc::new(std::mem::take(h));
-    let probes = (|| -> Result<(f64, f64), OptimError> {
+    let probes = (|| -> Result<(f64, f64, f64), OptimError> {
         let show = |p: &mut P, s: f32| {
             p.set_view(Some(Perturbation::with_curvature(
                 vec![Term::new(s, dir)],
                 Arc::clone(&shared),
             )))
         };
+        if let Some(share) = share {
+            let mut goto = |p: &mut P, i: usize| match i {
+                0 => p.set_view(None),
+                1 => show(p, mu),
+                _ => show(p, -mu),
+            };
+            let losses = ev.eval_set(params, share, 3, &mut goto, &|p: &mut P| p.set_view(None))?;
+            params.set_view(None)?;
+            return Ok((losses[0], losses[1], losses[2]));
+        }
         show(params, mu)?;
         let lp = ev.eval(params, &|p: &mut P| p.set_view(None))?;
         show(params, -mu)?;
         let lm = ev.eval(params, &|p: &mut P| p.set_view(None))?;
         params.set_view(None)?;
-        Ok((lp, lm))
+        Ok((l0, lp, lm))
     })();
     *h = Arc::try_unwrap(shared).unwrap_or_else(|still_shared| (*still_shared).clone());
-    let (lp, lm) = probes?;
+    let (l0, lp, lm) = probes?;
     let curv = curvature(l0, lp, lm, eps);
     let a = alpha as f32;
     let infos = params.tensors();

@@ -185,7 +185,34 @@ where
     let mut cached = vec![0.0; k];
     let mut observations = Vec::with_capacity(c.m);
     let mut noise = (residual_ema.sqrt().max(floor)).powi(2);
-    let f0 = probe.loss()?;
+    // With a shared objective the `k` axis probes (and `θ`) are independent: evaluated as one
+    // set up front, they are then read in the order the sequential path evaluates them.
+    let mut planned: Option<std::vec::IntoIter<f64>> = match probe.share() {
+        Some(share) => {
+            let mut points = vec![Vec::new()];
+            for dir in dirs.iter().take(k.min(c.m)) {
+                points.push(vec![Term::new(e, *dir)]);
+                if c.difference == Difference::Central {
+                    points.push(vec![Term::new(-e, *dir)]);
+                }
+            }
+            Some(probe.losses_at(share, &points)?.into_iter())
+        }
+        None => None,
+    };
+    let f0 = match planned.as_mut().and_then(Iterator::next) {
+        Some(f0) => f0,
+        None => probe.loss()?,
+    };
+    // The observation along the axis `tau < k` from the planned losses, as `query` forms it.
+    let mut planned_axis = || -> Option<f64> {
+        let it = planned.as_mut()?;
+        let lp = it.next()?;
+        match c.difference {
+            Difference::OneSided => Some((lp - f0) / eps),
+            Difference::Central => it.next().map(|lm| (lp - lm) / (2.0 * eps)),
+        }
+    };
     // The observation along `to` (the displacement ε B d): one-sided against f0, or central.
     let query = |probe: &mut Probe<'_, '_, P, O>, to: Vec<Term>| -> Result<f64, OptimError> {
         let lp = probe.loss_at(to)?;
@@ -205,7 +232,10 @@ where
             d
         };
         let (d, y) = if tau < k {
-            let y = query(&mut probe, vec![Term::new(e, dirs[tau])])?;
+            let y = match planned_axis() {
+                Some(y) => y,
+                None => query(&mut probe, vec![Term::new(e, dirs[tau])])?,
+            };
             cached[tau] = y;
             (axis(tau), y)
         } else {

@@ -2,7 +2,7 @@
 
 use crate::direction::{Term, negate};
 use crate::error::{OptimError, ParamError};
-use crate::objective::Objective;
+use crate::objective::{Objective, Share};
 use crate::params::{ParamSet, Perturbation, ProbeMode};
 
 /// Evaluation of the objective inside a step: counts, checks finiteness, and on failure puts the
@@ -49,6 +49,95 @@ impl<O> Evaluator<'_, O> {
                 })
             }
         }
+    }
+
+    /// This caller's share of a set of independent points, if the objective splits sets.
+    pub(crate) fn share<P: ParamSet + ?Sized>(&self) -> Option<Share>
+    where
+        O: Objective<P>,
+    {
+        self.objective.share()
+    }
+
+    /// The losses at `n` independent points, split as the objective's [`Share`] says: `goto`
+    /// shows point `i` (this caller's points only, in order), the objective evaluates it, and
+    /// [`Objective::gather`] completes the set. Every point counts as one forward of the step
+    /// and its loss is logged in point order, as if they had all been evaluated here. On a failed
+    /// or non-finite loss — this caller's or another's — `undo` runs and the first failing point
+    /// is reported.
+    pub(crate) fn eval_set<P: ParamSet + ?Sized>(
+        &mut self,
+        params: &mut P,
+        share: Share,
+        n: usize,
+        goto: &mut dyn FnMut(&mut P, usize) -> Result<(), ParamError>,
+        undo: &dyn Fn(&mut P) -> Result<(), ParamError>,
+    ) -> Result<Vec<f64>, OptimError>
+    where
+        O: Objective<P>,
+    {
+        let first = self.forwards;
+        let mut local = vec![None; n];
+        let mut failed = None;
+        for (i, slot) in local.iter_mut().enumerate() {
+            if !share.owns(i) {
+                continue;
+            }
+            if failed.is_some() {
+                *slot = Some(f64::NAN);
+                continue;
+            }
+            if let Err(e) = goto(params, i) {
+                undo(params)?;
+                return Err(e.into());
+            }
+            *slot = Some(match self.objective.loss(params) {
+                Ok(v) => v,
+                Err(e) => {
+                    failed = Some((i, e));
+                    f64::NAN
+                }
+            });
+        }
+        let gathered = self.objective.gather(&local);
+        self.forwards += n;
+        if let Some((i, source)) = failed {
+            undo(params)?;
+            return Err(OptimError::Objective {
+                step: self.step,
+                forward: first + i + 1,
+                source,
+            });
+        }
+        let losses = match gathered {
+            Ok(v) if v.len() == n => v,
+            Ok(v) => {
+                undo(params)?;
+                return Err(OptimError::Objective {
+                    step: self.step,
+                    forward: first + n,
+                    source: format!("{} losses gathered for {n} probe points", v.len()).into(),
+                });
+            }
+            Err(source) => {
+                undo(params)?;
+                return Err(OptimError::Objective {
+                    step: self.step,
+                    forward: first + n,
+                    source,
+                });
+            }
+        };
+        if let Some(i) = losses.iter().position(|v| !v.is_finite()) {
+            undo(params)?;
+            return Err(OptimError::NonFiniteLoss {
+                step: self.step,
+                forward: first + i + 1,
+                value: losses[i],
+            });
+        }
+        self.losses.extend_from_slice(&losses);
+        Ok(losses)
     }
 
     /// The loss at the parameters as they are, with nothing to undo on failure.
@@ -129,6 +218,59 @@ where
         self.params.add(&terms, None)?;
         self.displacement = to;
         Ok(())
+    }
+
+    /// This caller's share of a set of independent points ([`Objective::share`]).
+    pub(crate) fn share(&self) -> Option<Share> {
+        self.ev.share::<P>()
+    }
+
+    /// The losses at the independent displacements `points` (an empty one is `θ`), split between
+    /// the callers of `share` ([`Evaluator::eval_set`]). Afterwards the displacement is the last
+    /// point this caller showed; a failure removes it first.
+    pub(crate) fn losses_at(
+        &mut self,
+        share: Share,
+        points: &[Vec<Term>],
+    ) -> Result<Vec<f64>, OptimError> {
+        let view = self.view;
+        let mut at = std::mem::take(&mut self.displacement);
+        let result = {
+            let at = &mut at;
+            let mut goto = |p: &mut P, i: usize| -> Result<(), ParamError> {
+                let to = &points[i];
+                if view {
+                    p.set_view((!to.is_empty()).then(|| Perturbation::new(to.clone())))?;
+                } else {
+                    let mut terms = negate(at);
+                    terms.extend_from_slice(to);
+                    p.add(&terms, None)?;
+                }
+                at.clone_from(to);
+                Ok(())
+            };
+            // Nothing to undo before the first move; afterwards `abort` below removes `at`.
+            self.ev
+                .eval_set(self.params, share, points.len(), &mut goto, &|_: &mut P| {
+                    Ok(())
+                })
+        };
+        self.displacement = at;
+        match result {
+            Ok(losses) => Ok(losses),
+            Err(err) => {
+                let undone = if self.view {
+                    self.params.set_view(None)
+                } else {
+                    self.params.add(&negate(&self.displacement), None)
+                };
+                self.displacement.clear();
+                match undone {
+                    Ok(()) => Err(err),
+                    Err(restore) => Err(restore.into()),
+                }
+            }
+        }
     }
 
     /// Move to displacement `to`, then evaluate the loss there.

@@ -6,7 +6,7 @@ use super::Estimate;
 use super::probe::Probe;
 use crate::direction::{Direction, DirectionKind, Term};
 use crate::error::{ConfigError, OptimError, at_least_one, positive};
-use crate::objective::Objective;
+use crate::objective::{Objective, Share};
 use crate::params::ParamSet;
 
 /// Check SPSA's hyper-parameters.
@@ -73,6 +73,9 @@ where
     O: Objective<P>,
 {
     let e = eps as f32;
+    if let Some(share) = probe.share() {
+        return shared_differences(probe, share, dirs, eps, one_sided);
+    }
     let mut projected = Vec::with_capacity(dirs.len());
     let mut perturbed = Vec::with_capacity(dirs.len());
     let mut loss = f64::NAN;
@@ -98,6 +101,57 @@ where
             }
         };
         projected.push(g);
+    }
+    Ok(Differences {
+        projected,
+        perturbed,
+        loss,
+    })
+}
+
+/// [`differences`] with the points split between the callers of `share`: every point is
+/// independent (`θ` when one-sided, then `+εzⱼ` and, two-point, `−εzⱼ` for each direction), so
+/// they are evaluated as one set and the differences formed from the gathered losses with the
+/// same arithmetic, in the same order.
+fn shared_differences<P, O>(
+    probe: &mut Probe<'_, '_, P, O>,
+    share: Share,
+    dirs: &[Direction],
+    eps: f64,
+    one_sided: bool,
+) -> Result<Differences, OptimError>
+where
+    P: ParamSet + ?Sized,
+    O: Objective<P>,
+{
+    let e = eps as f32;
+    let mut points = Vec::with_capacity(2 * dirs.len() + 1);
+    if one_sided {
+        points.push(Vec::new());
+    }
+    for dir in dirs {
+        points.push(vec![Term::new(e, *dir)]);
+        if !one_sided {
+            points.push(vec![Term::new(-e, *dir)]);
+        }
+    }
+    let losses = probe.losses_at(share, &points)?;
+    let mut projected = Vec::with_capacity(dirs.len());
+    let mut perturbed = Vec::with_capacity(dirs.len());
+    let loss;
+    if one_sided {
+        let f0 = losses[0];
+        loss = f0;
+        for &lp in &losses[1..] {
+            perturbed.push(lp);
+            projected.push((lp - f0) / eps);
+        }
+    } else {
+        loss = losses[0];
+        for pair in losses.chunks_exact(2) {
+            perturbed.push(pair[0]);
+            projected.push((pair[0] - pair[1]) / (2.0 * eps));
+        }
     }
     Ok(Differences {
         projected,
