@@ -30,6 +30,22 @@ pub struct TrainConfig {
     /// moves only those rows. Off by default (the published algorithms perturb every row).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub row_sparse: bool,
+    /// The number of contiguous pieces a minibatch is evaluated in, one forward each (at most one
+    /// piece per example); the loss sums the per-example terms of all pieces in example order
+    /// ([`TaskModel::train_terms`](crate::TaskModel::train_terms)). Part of the computation, not
+    /// of the machine: with [`ParallelMode::Data`](crate::ParallelMode::Data) the pieces are
+    /// shared out between the processes, and a run with `N` processes equals the one-process run
+    /// with the same `shards` bit for bit. 1 (the default): the whole minibatch in one forward.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub shards: usize,
+}
+
+fn one() -> usize {
+    1
+}
+
+fn is_one(v: &usize) -> bool {
+    *v == 1
 }
 
 impl Default for TrainConfig {
@@ -42,6 +58,7 @@ impl Default for TrainConfig {
             patience: None,
             checkpoint_every: 0,
             row_sparse: false,
+            shards: 1,
         }
     }
 }
@@ -53,6 +70,12 @@ impl TrainConfig {
             return Err(TrainError::Config {
                 field: "batch_size",
                 message: "must be at least 1".into(),
+            });
+        }
+        if self.shards == 0 {
+            return Err(TrainError::Config {
+                field: "shards",
+                message: "must be at least 1 piece".into(),
             });
         }
         if self.patience == Some(0) {

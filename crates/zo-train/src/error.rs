@@ -9,6 +9,21 @@ use crate::model::Split;
 /// Everything that can stop a training run. Errors about a file name the file.
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
+    /// The processes of a run disagree on the weights (the consistency guard).
+    #[error(
+        "the processes' weights differ after step {step}: process {rank} found processes {differ:?} with other weights (a process was desynchronised: stop the run and resume it from its checkpoint)"
+    )]
+    Desync {
+        /// The step after which the weights were compared.
+        step: u64,
+        /// The process reporting.
+        rank: usize,
+        /// The processes whose weights differ from this one's.
+        differ: Vec<usize>,
+    },
+    /// A collective operation between the processes failed.
+    #[error(transparent)]
+    Comm(#[from] crate::comm::CommError),
     /// An invalid setting of [`TrainConfig`](crate::TrainConfig).
     #[error("invalid training setting `{field}`: {message}")]
     Config {

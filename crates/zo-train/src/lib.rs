@@ -2,6 +2,7 @@
 
 pub mod batches;
 pub mod checkpoint;
+pub mod comm;
 pub mod config;
 pub mod error;
 pub mod keep;
@@ -19,9 +20,10 @@ pub use checkpoint::{
     Best, CHECKPOINT_FILE, Checkpoint, LogMark, LoopState, RunState, SEED_LOG_FILE, SeedLogEntry,
     read_jsonl, read_seed_log, write_atomic, write_atomic_with,
 };
+pub use comm::{CommError, Communicator, ParallelMode, SingleProcess};
 pub use error::{Result, TrainError};
 pub use keep::DeepCopy;
-pub use model::{Metrics, Split, TaskModel};
+pub use model::{LossTerms, Metrics, Split, TaskModel};
 pub use observer::{Event, JsonlWriter, Observer, Recorder};
 pub use plot::{LinePlot, Series, plot_run};
 pub use progress::ProgressBar;
@@ -31,5 +33,6 @@ pub use rundir::{
     WEIGHTS_FILE, ZERO_SHOT_FILE, create_unique_dir, is_run_file, remove_temporaries,
 };
 pub use trainer::{
-    ParamEncoder, StopReason, Summary, TestWeights, TrainConfig, Trainer, json_params,
+    Fingerprint, Guard, ParamEncoder, StepTraffic, StopReason, Summary, TestWeights, TrainConfig,
+    Trainer, json_params,
 };

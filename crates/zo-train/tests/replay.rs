@@ -34,6 +34,7 @@ fn config() -> TrainConfig {
         patience: None,
         checkpoint_every: 0,
         row_sparse: false,
+        shards: 1,
     }
 }
 

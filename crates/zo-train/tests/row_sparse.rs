@@ -110,6 +110,7 @@ fn config(row_sparse: bool) -> TrainConfig {
         patience: None,
         checkpoint_every: 0,
         row_sparse,
+        shards: 1,
     }
 }
 

@@ -21,6 +21,7 @@ fn config(max_steps: u64) -> TrainConfig {
         patience: None,
         checkpoint_every: 5,
         row_sparse: false,
+        shards: 1,
     }
 }
 

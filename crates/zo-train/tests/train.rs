@@ -30,6 +30,7 @@ fn config(max_steps: u64) -> TrainConfig {
         patience: None,
         checkpoint_every: 0,
         row_sparse: false,
+        shards: 1,
     }
 }
 

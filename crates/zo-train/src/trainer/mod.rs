@@ -4,14 +4,15 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use zo_optim::{ObjectiveError, OptimError, Optimizer, ParamSet};
+use zo_optim::{ObjectiveError, OptimError, Optimizer, ParamSet, ProbeMode};
 
 use crate::batches::EpochBatches;
 use crate::checkpoint::{Best, LoopState, RunState, SeedLogEntry};
+use crate::comm::{self, Communicator, ParallelMode};
 pub use crate::config::{ParamEncoder, StopReason, Summary, TestWeights, TrainConfig, json_params};
 use crate::error::{Result, TrainError};
 use crate::keep::{BestKeeper, CopyKeep, DeepCopy, NoKeep, ReplayKeep, RestoreCtx};
-use crate::model::{BatchObjective, Metrics, Split, TaskModel};
+use crate::model::{BatchObjective, Metrics, Parallel, Split, TaskModel};
 use crate::observer::{Event, Observer};
 use crate::rundir::RunDir;
 
@@ -42,6 +43,32 @@ pub struct Trainer<P: ?Sized, M> {
     encoder: Option<ParamEncoder<P>>,
     last_checkpoint: Option<PathBuf>,
     start_validation: Option<Metrics>,
+    parallel: Option<Parallel>,
+    guard: Option<Guard<P>>,
+    traffic: StepTraffic,
+}
+
+/// What this process sent to the others during the optimizer steps it ran (not counting the
+/// evaluations and the guard).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StepTraffic {
+    /// Payload bytes ([`Communicator::bytes_sent`]).
+    pub bytes: u64,
+    /// Steps run by this trainer.
+    pub steps: u64,
+}
+
+/// A hash of the parameters, compared between processes by the consistency guard
+/// ([`Trainer::processes`]).
+pub type Fingerprint<P> = Box<dyn FnMut(&P) -> std::result::Result<u64, ObjectiveError>>;
+
+/// The consistency guard of a run of several processes: every `every` steps (and before the
+/// first) the processes compare `fingerprint` of their parameters.
+pub struct Guard<P: ?Sized> {
+    /// Compare every this many steps (0: only before the first step).
+    pub every: u64,
+    /// The hash of the parameters.
+    pub fingerprint: Fingerprint<P>,
 }
 
 impl<P: ParamSet + ?Sized, M: TaskModel<P>> Trainer<P, M> {
@@ -73,7 +100,79 @@ impl<P: ParamSet + ?Sized, M: TaskModel<P>> Trainer<P, M> {
             encoder: None,
             last_checkpoint: None,
             start_validation: None,
+            parallel: None,
+            guard: None,
+            traffic: StepTraffic::default(),
         })
+    }
+
+    /// Run as one of the processes of `comm` (see [`crate::comm`]): the steps are split as
+    /// `mode` says (the model must implement [`TaskModel::train_terms`] for
+    /// [`ParallelMode::Data`]), every process runs the identical step, the processes agree on
+    /// stopping (a stop flag on any of them stops all after the same step), and `guard`
+    /// compares their parameters. Only process 0 writes: on the others the output folder, if
+    /// any, is only read (the seed log for the best weights) and observers should not be added.
+    /// The model's evaluations must be collective too when they are split (the trainer calls
+    /// [`TaskModel::evaluate`] on every process at the same points).
+    pub fn processes(
+        mut self,
+        comm: std::rc::Rc<dyn Communicator>,
+        mode: ParallelMode,
+        guard: Guard<P>,
+    ) -> Self {
+        self.parallel = Some(Parallel { comm, mode });
+        self.guard = Some(guard);
+        self
+    }
+
+    /// What this process sent to the others during the steps it ran.
+    pub fn step_traffic(&self) -> StepTraffic {
+        self.traffic
+    }
+
+    /// Whether this process writes the output folder (process 0, or a run of one process).
+    pub fn writes(&self) -> bool {
+        self.parallel.as_ref().is_none_or(|p| p.comm.rank() == 0)
+    }
+
+    /// The comparison of the guard: an error naming `step` when the processes' fingerprints
+    /// differ.
+    fn check_guard(&mut self, params: &P, step: u64) -> Result<()> {
+        let (Some(parallel), Some(guard)) = (&self.parallel, &mut self.guard) else {
+            return Ok(());
+        };
+        if parallel.comm.size() == 1 {
+            return Ok(());
+        }
+        let h = (guard.fingerprint)(params).map_err(|e| TrainError::Step {
+            step,
+            source: OptimError::Objective {
+                step,
+                forward: 0,
+                source: e,
+            },
+        })?;
+        // Two exact halves: an f64 holds 32 bits exactly.
+        let halves = [(h >> 32) as f64, (h & 0xffff_ffff) as f64];
+        let all = parallel
+            .comm
+            .all_gather(&halves)
+            .map_err(TrainError::Comm)?;
+        let differ: Vec<usize> = all
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| v.as_slice() != halves.as_slice())
+            .map(|(r, _)| r)
+            .collect();
+        if differ.is_empty() {
+            Ok(())
+        } else {
+            Err(TrainError::Desync {
+                step,
+                rank: parallel.comm.rank(),
+                differ,
+            })
+        }
     }
 
     /// Add an observer (events go to observers in the order they were added).
@@ -270,16 +369,35 @@ impl<P: ParamSet + ?Sized, M: TaskModel<P>> Trainer<P, M> {
         state: &mut RunState,
         keeper: &mut K,
     ) -> Result<Summary> {
+        if let Some(p) = &self.parallel
+            && p.mode == ParallelMode::Directions
+            && p.comm.size() > 1
+            && params.probe_mode() == ProbeMode::InPlace
+        {
+            // Each process would reach its own probe points by its own in-place sweeps, and
+            // their roundings would set the processes' weights apart.
+            return Err(TrainError::Config {
+                field: "parallel",
+                message: "splitting the probe points between processes needs a parameter set read \
+                          through a view (a model's weights); this one is perturbed in place: use \
+                          data-parallel processes"
+                    .into(),
+            });
+        }
         let n = self.model.num_train();
         let mut batches = EpochBatches::new(n, self.config.batch_size, self.config.data_seed)?;
         for _ in 0..state.looping.batches_drawn {
             batches.next_batch();
         }
-        let mut seed_log = self
-            .out_dir
-            .as_ref()
-            .map(RunDir::append_seed_log)
-            .transpose()?;
+        let mut seed_log = if self.writes() {
+            self.out_dir
+                .as_ref()
+                .map(RunDir::append_seed_log)
+                .transpose()?
+        } else {
+            None
+        };
+
         let seed = state.optimizer.seed;
         let mut checkpointed_at = None;
         // The starting weights: the step-0 candidate for the best weights.
@@ -297,6 +415,7 @@ impl<P: ParamSet + ?Sized, M: TaskModel<P>> Trainer<P, M> {
             };
             self.record_validation(params, state, keeper, metrics)?;
         }
+        self.check_guard(params, state.looping.step)?;
         let reason = loop {
             if state.looping.early_stopped {
                 break StopReason::EarlyStop;
@@ -304,7 +423,12 @@ impl<P: ParamSet + ?Sized, M: TaskModel<P>> Trainer<P, M> {
             if state.looping.step >= self.config.max_steps {
                 break StopReason::MaxSteps;
             }
-            if self.stop.as_ref().is_some_and(|f| f.load(Ordering::SeqCst)) {
+            let stop = self.stop.as_ref().is_some_and(|f| f.load(Ordering::SeqCst));
+            let stop = match &self.parallel {
+                Some(p) => comm::any(p.comm.as_ref(), stop).map_err(TrainError::Comm)?,
+                None => stop,
+            };
+            if stop {
                 if checkpointed_at != Some(state.looping.step) {
                     self.checkpoint(params, state, &mut seed_log)?;
                 }
@@ -351,13 +475,20 @@ impl<P: ParamSet + ?Sized, M: TaskModel<P>> Trainer<P, M> {
             } else {
                 None
             };
+            let bytes_before = self.parallel.as_ref().map_or(0, |p| p.comm.bytes_sent());
             let mut objective = BatchObjective {
                 model: &mut self.model,
                 batch: &batch,
+                shards: self.config.shards,
+                parallel: self.parallel.as_ref(),
             };
             let stepped = self
                 .optimizer
                 .step(&mut state.optimizer, params, &mut objective);
+            self.traffic.bytes += self
+                .parallel
+                .as_ref()
+                .map_or(0, |p| p.comm.bytes_sent() - bytes_before);
             if rows.is_some() {
                 params.set_row_support(None).map_err(|e| TrainError::Step {
                     step,
@@ -384,6 +515,7 @@ impl<P: ParamSet + ?Sized, M: TaskModel<P>> Trainer<P, M> {
             looping.batches_drawn += 1;
             looping.step += 1;
             looping.train_forwards += report.forwards as u64;
+            self.traffic.steps += 1;
             if let Some(log) = &mut seed_log {
                 log.append(&SeedLogEntry {
                     seed,
@@ -410,10 +542,20 @@ impl<P: ParamSet + ?Sized, M: TaskModel<P>> Trainer<P, M> {
                 self.checkpoint(params, state, &mut seed_log)?;
                 checkpointed_at = Some(done);
             }
+            if let Some(g) = &self.guard
+                && g.every > 0
+                && done.is_multiple_of(g.every)
+            {
+                self.check_guard(params, done)?;
+            }
         };
 
         if checkpointed_at != Some(state.looping.step) {
             self.checkpoint(params, state, &mut seed_log)?;
+        }
+        // The other processes read the seed log that process 0 has just made durable.
+        if let Some(p) = &self.parallel {
+            comm::barrier(p.comm.as_ref()).map_err(TrainError::Comm)?;
         }
         let ctx = RestoreCtx {
             optimizer: &self.optimizer,

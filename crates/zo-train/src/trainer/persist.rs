@@ -16,9 +16,10 @@ use crate::rundir::{
 impl<P: ParamSet + ?Sized, M: TaskModel<P>> Trainer<P, M> {
     /// The state of a fresh run from `params` with run seed `seed`. With an output folder: creates
     /// it, refuses an existing checkpoint unless overwriting was allowed, and starts an empty seed
-    /// log.
+    /// log. On a process other than 0 of a run of several ([`processes`](Self::processes)),
+    /// nothing is written.
     pub fn start(&mut self, params: &P, seed: u64) -> Result<RunState> {
-        if let Some(dir) = &self.out_dir {
+        if let Some(dir) = self.out_dir.as_ref().filter(|_| self.writes()) {
             fs::create_dir_all(dir.path()).map_err(io_err(dir.path()))?;
             let ck = dir.file(CHECKPOINT_FILE);
             if ck.exists() {
@@ -41,7 +42,8 @@ impl<P: ParamSet + ?Sized, M: TaskModel<P>> Trainer<P, M> {
     /// Load the output folder's checkpoint to resume from: checks that it was made under the same
     /// data settings and cuts the seed log back to the checkpoint's step. Returns the checkpoint;
     /// restore the parameters from it ([`Checkpoint::params_bytes`], [`Checkpoint::params_json`])
-    /// or from your own copy, then call [`run`](Self::run) with `checkpoint.state`.
+    /// or from your own copy, then call [`run`](Self::run) with `checkpoint.state`. On a process
+    /// other than 0 of a run of several, the checkpoint is only read: process 0 cuts the logs.
     pub fn resume(&mut self) -> Result<Checkpoint> {
         let Some(dir) = self.out_dir.clone() else {
             return Err(TrainError::Config {
@@ -52,6 +54,11 @@ impl<P: ParamSet + ?Sized, M: TaskModel<P>> Trainer<P, M> {
         let ck = Checkpoint::load(dir.path())?;
         let path = dir.file(CHECKPOINT_FILE);
         ck.check_resumable(&self.config, &path)?;
+        if !self.writes() {
+            // Another process owns the folder (and has cut its logs back already).
+            self.last_checkpoint = Some(path);
+            return Ok(ck);
+        }
         dir.cut_logs(&ck)?;
         let mut keep: Vec<&str> = Vec::new();
         keep.extend(ck.state_file.as_deref());
@@ -72,6 +79,9 @@ impl<P: ParamSet + ?Sized, M: TaskModel<P>> Trainer<P, M> {
         let Some(dir) = self.out_dir.clone() else {
             return Ok(());
         };
+        if !self.writes() {
+            return Ok(());
+        }
         // Make the logs durable and record their lengths: the checkpoint owns exactly these bytes.
         let mut logs = Vec::new();
         if let Some(log) = seed_log {

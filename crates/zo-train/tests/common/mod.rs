@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use zo_optim::ObjectiveError;
 use zo_sampler::SplitMix64;
-use zo_train::{Metrics, Split, TaskModel};
+use zo_train::{LossTerms, Metrics, Split, TaskModel};
 
 pub const DIM: usize = 8;
 
@@ -113,6 +113,27 @@ impl TaskModel<Vec<f32>> for LogReg {
             .map(|&i| Self::example_loss(params, &self.train.x[i], self.train.y[i]))
             .sum::<f64>()
             / batch.len() as f64)
+    }
+
+    fn train_terms(
+        &mut self,
+        params: &Vec<f32>,
+        piece: &[usize],
+    ) -> Result<LossTerms, ObjectiveError> {
+        let call = self.calls.fetch_add(1, Ordering::SeqCst);
+        if self.nan_from_call.is_some_and(|k| call >= k) {
+            return Ok(LossTerms {
+                terms: vec![f64::NAN],
+                count: piece.len() as u64,
+            });
+        }
+        Ok(LossTerms {
+            terms: piece
+                .iter()
+                .map(|&i| Self::example_loss(params, &self.train.x[i], self.train.y[i]))
+                .collect(),
+            count: piece.len() as u64,
+        })
     }
 
     fn evaluate(&mut self, params: &Vec<f32>, split: Split) -> Result<Metrics, ObjectiveError> {
