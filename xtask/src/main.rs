@@ -96,6 +96,16 @@ fn openblas_available() -> bool {
         .any(|d| Path::new(d).join("libopenblas.so").exists())
 }
 
+/// Whether an MPI installation that the `mpi` feature builds against (OpenMPI's `mpicc`, which
+/// the bindings' build asks for its flags) and runs with (`mpirun`) is on the PATH.
+fn mpi_available() -> bool {
+    let on_path = |name: &str| {
+        std::env::var_os("PATH")
+            .is_some_and(|paths| std::env::split_paths(&paths).any(|p| p.join(name).is_file()))
+    };
+    on_path("mpirun") && on_path("mpicc")
+}
+
 /// The folder of provisioned models (as `crates/zo-models/scripts/provision.sh` fills it).
 fn models_dir() -> PathBuf {
     match std::env::var_os("ZO_MODELS_DIR") {
@@ -209,15 +219,26 @@ fn ci(args: &[String]) -> Result<()> {
         );
         lapack = false;
     }
+    let mpi = mpi_available();
+    if !mpi {
+        println!(
+            "note: no MPI (mpirun, mpicc) found; the tests of several processes are skipped \
+             (install Debian's libopenmpi-dev, openmpi-bin and libclang-dev, as .ci/run does, to \
+             run them)"
+        );
+    }
     cargo(&["fmt", "--all", "--", "--check"])?;
     let mut clippy = vec!["clippy", "--workspace", "--all-targets", "--locked"];
     let mut test = vec!["test", "--workspace", "--locked"];
     // Optional features that need nothing from the system are always checked.
-    let features = if lapack {
-        "kalman-ndarray/serde,zo-models/hub,bszo/lapack"
-    } else {
-        "kalman-ndarray/serde,zo-models/hub"
-    };
+    let mut features = String::from("kalman-ndarray/serde,zo-models/hub");
+    if lapack {
+        features.push_str(",bszo/lapack");
+    }
+    if mpi {
+        features.push_str(",bszo-cli/mpi");
+    }
+    let features = features.as_str();
     clippy.extend(["--features", features]);
     test.extend(["--features", features]);
     clippy.extend(["--", "-D", "warnings"]);

@@ -184,6 +184,22 @@ pub struct FinetuneArgs {
     /// later with `bszo export`).
     #[arg(long)]
     pub no_export: bool,
+    /// Run as one of the processes of an MPI job (`mpirun -np N bszo finetune --parallel MODE
+    /// …`; a `bszo` built with the `mpi` feature): `data` splits every minibatch into
+    /// `train.shards` pieces shared out between the processes; `directions` splits each step's
+    /// independent probes (BSZO's k axes, n-SPSA's directions). Either way every process runs
+    /// the identical step; process 0 writes the run folder.
+    #[arg(long, value_name = "MODE", help_heading = "Several processes")]
+    pub parallel: Option<zo_train::ParallelMode>,
+    /// With `--parallel`: compare a hash of the weights between the processes every N steps
+    /// (and before the first; 0: only then); a mismatch stops the run naming the step.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 50,
+        help_heading = "Several processes"
+    )]
+    pub guard_every: u64,
 
     /// The preset and its overrides.
     #[command(flatten)]

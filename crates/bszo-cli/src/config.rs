@@ -229,6 +229,18 @@ pub struct TrainSection {
     /// only; not with HiZOO.
     #[serde(default)]
     pub row_sparse: bool,
+    /// Evaluate each minibatch in this many contiguous pieces, one forward each; the loss sums
+    /// the per-example terms of all pieces in example order. Part of the computation (a piece's
+    /// logits can differ in their last bit from the same rows in a whole-batch forward): with
+    /// `--parallel data` the pieces are shared out between the processes, and a run with N
+    /// processes equals the one-process run with the same `shards` bit for bit. 1: the whole
+    /// minibatch in one forward.
+    #[serde(default = "default_shards")]
+    pub shards: usize,
+}
+
+fn default_shards() -> usize {
+    1
 }
 
 /// `[output]`.
@@ -400,6 +412,7 @@ impl RunConfig {
             patience: (self.train.patience > 0).then_some(self.train.patience),
             checkpoint_every: self.train.checkpoint_every,
             row_sparse: self.train.row_sparse,
+            shards: self.train.shards,
         };
         train.validate().map_err(|e| anyhow!("train: {e}"))?;
         if train.row_sparse {

@@ -3,19 +3,25 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use anyhow::{Context, Result, anyhow, bail};
-use zo_optim::ParamSet;
+use zo_models::Weights;
+use zo_optim::{ObjectiveError, ParamSet};
+use zo_train::comm::Communicator;
 pub use zo_train::{CONFIG_FILE, METRICS_FILE, REPORT_FILE, WEIGHTS_FILE, ZERO_SHOT_FILE};
 use zo_train::{Event, JsonlWriter, RunDir, Split, StopReason, Trainer, read_jsonl};
+use zo_train::{Guard, ParallelMode};
 
 use crate::config::RunConfig;
 use crate::inputs::{self, Inputs, Role};
 use crate::load;
-pub use crate::report::{Forwards, Outcome, Report, ZeroShot, peak_rss_bytes, status_kb};
+pub use crate::report::{
+    Forwards, Outcome, ProcessesReport, Report, ZeroShot, peak_rss_bytes, status_kb,
+};
 use crate::resources::{self, ModelShape};
 use crate::task_model::PromptTask;
 
@@ -38,6 +44,62 @@ pub struct Options {
     /// Refuse a configuration whose estimated memory exceeds this many bytes (default: the memory
     /// available on the machine).
     pub max_memory: Option<u64>,
+    /// The processes of the run and how they split a step (`None`: this process alone).
+    pub processes: Option<Processes>,
+}
+
+/// The processes that run one fine-tuning as one (`bszo finetune --parallel`): every process
+/// calls [`finetune`] with the same options; process 0 owns the run folder.
+#[derive(Clone)]
+pub struct Processes {
+    /// The communicator (e.g. MPI's world).
+    pub comm: Rc<dyn Communicator>,
+    /// How a step is split between the processes.
+    pub mode: ParallelMode,
+    /// Compare a hash of the weights between the processes every this many steps (and before
+    /// the first step; 0: only then).
+    pub guard_every: u64,
+}
+
+impl std::fmt::Debug for Processes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Processes")
+            .field("rank", &self.comm.rank())
+            .field("size", &self.comm.size())
+            .field("mode", &self.mode)
+            .field("guard_every", &self.guard_every)
+            .finish()
+    }
+}
+
+/// A hash of the weights' current values (BLAKE3 of every tensor's name and f32 values, cut
+/// to 64 bits): what the processes' consistency guard compares.
+pub fn fingerprint(weights: &Weights) -> std::result::Result<u64, ObjectiveError> {
+    let mut h = blake3::Hasher::new();
+    for (info, tensor) in weights.iter() {
+        h.update(info.name.as_bytes());
+        let values = tensor
+            .flatten_all()?
+            .to_dtype(candle_core::DType::F32)?
+            .to_vec1::<f32>()?;
+        h.update(bytemuck::cast_slice(&values));
+    }
+    let bytes = h.finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&bytes.as_bytes()[..8]);
+    Ok(u64::from_le_bytes(first))
+}
+
+/// Process 0's `value`, on every process (`None` when `value` is empty there).
+fn share_bytes(comm: Option<&Rc<dyn Communicator>>, value: Vec<u8>) -> Result<Vec<u8>> {
+    match comm {
+        Some(c) if c.size() > 1 => {
+            let mut buf = if c.rank() == 0 { value } else { Vec::new() };
+            c.broadcast(0, &mut buf)?;
+            Ok(buf)
+        }
+        _ => Ok(value),
+    }
 }
 
 impl Options {
@@ -51,6 +113,7 @@ impl Options {
             stop: Arc::new(AtomicBool::new(false)),
             accept_changed_inputs: false,
             max_memory: None,
+            processes: None,
         }
     }
 }
@@ -137,18 +200,13 @@ pub fn read_metrics(path: &Path) -> Result<Vec<Event>> {
     Ok(read_jsonl(path)?.0)
 }
 
-/// Run.
-pub fn finetune(options: Options) -> Result<Outcome> {
-    let started = Instant::now();
-    if options.resume && options.config.output.overwrite {
-        bail!(
-            "--resume continues the run in its folder and --overwrite replaces it: pass one of them"
-        );
-    }
-    // Every setting is checked before anything is written.
-    options.config.resolve()?;
-
-    // The folder, locked for this process alone.
+/// Open the run's folder for process 0: create or check it, take its lock, compare a resumed
+/// run's configuration with the saved one, clear an earlier run's files (with `--overwrite`),
+/// and write the configuration of a fresh run. Returns the folder, whether the run resumes, the
+/// lock, the clean-up of a fresh run that fails before training, and the configuration.
+fn open_run_folder(
+    options: &Options,
+) -> Result<(PathBuf, bool, zo_train::RunLock, Cleanup, RunConfig)> {
     let explicit = options
         .out_dir
         .clone()
@@ -167,7 +225,7 @@ pub fn finetune(options: Options) -> Result<Outcome> {
         None => (default_out_dir(&options.config)?, true),
     };
     let run = RunDir::new(&dir);
-    let _lock = run.lock()?;
+    let lock = run.lock()?;
     run.remove_temporaries()?;
     let resuming = options.resume && run.has_checkpoint();
     let mut cleanup = Cleanup {
@@ -208,6 +266,84 @@ pub fn finetune(options: Options) -> Result<Outcome> {
     if !resuming {
         run.write(CONFIG_FILE, config.to_toml().as_bytes())?;
     }
+    Ok((dir, resuming, lock, cleanup, config))
+}
+
+/// A test hook for the processes' consistency guard: with `BSZO_TEST_DESYNC_RANK=r` process `r`
+/// moves one weight by 1e-3 after loading, as a process whose weights went astray would.
+fn desync_hook(rank: usize, weights: &mut Weights) -> Result<()> {
+    let Ok(target) = std::env::var("BSZO_TEST_DESYNC_RANK") else {
+        return Ok(());
+    };
+    if target.trim().parse::<usize>().ok() != Some(rank) {
+        return Ok(());
+    }
+    let mut done = false;
+    weights.visit_mut(&mut |_, data| {
+        if !done {
+            use zo_optim::ParamSliceMut as S;
+            match data {
+                S::F32(d) => d.first_mut().into_iter().for_each(|v| *v += 1e-3),
+                S::BF16(d) => d
+                    .first_mut()
+                    .into_iter()
+                    .for_each(|v| *v = half::bf16::from_f32(v.to_f32() + 1e-3)),
+                S::F16(d) => d
+                    .first_mut()
+                    .into_iter()
+                    .for_each(|v| *v = half::f16::from_f32(v.to_f32() + 1e-3)),
+            }
+            done = true;
+        }
+        Ok(())
+    })?;
+    Ok(())
+}
+
+/// Run.
+pub fn finetune(options: Options) -> Result<Outcome> {
+    let started = Instant::now();
+    if options.resume && options.config.output.overwrite {
+        bail!(
+            "--resume continues the run in its folder and --overwrite replaces it: pass one of them"
+        );
+    }
+    // Every setting is checked before anything is written.
+    options.config.resolve()?;
+
+    let comm = options.processes.as_ref().map(|p| p.comm.clone());
+    let leader = comm.as_ref().is_none_or(|c| c.rank() == 0);
+    if let Some(p) = &options.processes {
+        let (size, shards) = (p.comm.size(), options.config.train.shards);
+        if p.mode == ParallelMode::Data && shards < size {
+            bail!(
+                "--parallel data: train.shards is {shards}, fewer pieces than the {size} processes \
+                 (set --set train.shards={size}: each process then evaluates one piece of every \
+                 minibatch; the same train.shards with one process gives the same run bit for bit)"
+            );
+        }
+    }
+
+    // Process 0 owns the folder; the others learn where it is and whether the run resumes.
+    let (dir, resuming, _lock, mut cleanup, config) = if leader {
+        let (dir, resuming, lock, cleanup, config) = open_run_folder(&options)?;
+        (dir, resuming, Some(lock), Some(cleanup), config)
+    } else {
+        (PathBuf::new(), false, None, None, options.config.clone())
+    };
+    let shared = share_bytes(
+        comm.as_ref(),
+        if leader {
+            serde_json::to_vec(&(&dir, resuming))?
+        } else {
+            Vec::new()
+        },
+    )?;
+    let (dir, resuming): (PathBuf, bool) = serde_json::from_slice(&shared)
+        .map_err(|e| anyhow!("the run folder sent by process 0: {e}"))?;
+    let mut config = config;
+    config.output.dir = Some(dir.clone());
+    let run = RunDir::new(&dir);
     let resolved = config.resolve()?;
 
     // Data and model.
@@ -221,6 +357,9 @@ pub fn finetune(options: Options) -> Result<Outcome> {
     let (model_path, kind) = (source.path.clone(), source.kind);
     let mut weights = loaded.weights;
     let parameters = weights.num_params();
+    if let Some(c) = &comm {
+        desync_hook(c.rank(), &mut weights)?;
+    }
 
     // What the run needs, before any work.
     let shape = ModelShape::from_tensors(
@@ -238,31 +377,32 @@ pub fn finetune(options: Options) -> Result<Outcome> {
         options.max_memory,
     )?;
 
-    // The inputs' hashes: recorded by a fresh run, checked by a resumed one.
+    // The inputs' hashes: recorded by a fresh run, checked by a resumed one (process 0).
     let model_inputs = inputs::model_files(&model_path, config.model.tokenizer.as_deref())?;
     let mut all_inputs = model_inputs.clone();
     all_inputs.extend(inputs::data_files(&data_dir, resolved.task)?);
-    let recorded = if resuming {
-        if options.accept_changed_inputs {
-            None
-        } else {
-            let recorded = Inputs::load(&dir)?;
-            recorded.check(&all_inputs, &[Role::Model, Role::Tokenizer, Role::Data])?;
-            Some(recorded)
-        }
+    let recorded = if !leader || (resuming && options.accept_changed_inputs) {
+        None
+    } else if resuming {
+        let recorded = Inputs::load(&dir)?;
+        recorded.check(&all_inputs, &[Role::Model, Role::Tokenizer, Role::Data])?;
+        Some(recorded)
     } else {
         let recorded = inputs::record(&all_inputs)?;
         recorded.save(&dir)?;
         Some(recorded)
     };
 
-    let task = PromptTask::with_calibration(
+    let mut task = PromptTask::with_calibration(
         loaded.head,
         splits,
         config.task.eval_batch_size,
         resolved.calibrate,
     )?
     .with_train_as_classification(resolved.train_as_classification)?;
+    if let Some(c) = &comm {
+        task = task.with_processes(c.clone());
+    }
     if resolved.train.row_sparse && !task.knows_rows_read() {
         bail!(
             "train.row_sparse: row-sparse embedding probes need a masked LM (a causal LM's output \
@@ -270,17 +410,23 @@ pub fn finetune(options: Options) -> Result<Outcome> {
         );
     }
     let zero_path = run.file(ZERO_SHOT_FILE);
-    let zero_shot = if resuming && zero_path.exists() {
-        let text = fs::read_to_string(&zero_path)
-            .with_context(|| format!("cannot read {}", zero_path.display()))?;
-        serde_json::from_str(&text)
+    let saved = if leader && resuming && zero_path.exists() {
+        fs::read(&zero_path).with_context(|| format!("cannot read {}", zero_path.display()))?
+    } else {
+        Vec::new()
+    };
+    let saved = share_bytes(comm.as_ref(), saved)?;
+    let zero_shot = if !saved.is_empty() {
+        serde_json::from_slice(&saved)
             .map_err(|e| anyhow!("{}: bad JSON: {e}", zero_path.display()))?
     } else {
         let z = ZeroShot {
             validation: task.evaluate_split(Split::Validation)?,
             test: task.evaluate_split(Split::Test)?,
         };
-        run.write(ZERO_SHOT_FILE, &serde_json::to_vec_pretty(&z)?)?;
+        if leader {
+            run.write(ZERO_SHOT_FILE, &serde_json::to_vec_pretty(&z)?)?;
+        }
         z
     };
 
@@ -293,6 +439,16 @@ pub fn finetune(options: Options) -> Result<Outcome> {
         .output_dir(&dir, true)
         .stop_flag(options.stop.clone())
         .start_validation(zero_shot.validation.clone());
+    if let Some(p) = &options.processes {
+        trainer = trainer.processes(
+            p.comm.clone(),
+            p.mode,
+            Guard {
+                every: p.guard_every,
+                fingerprint: Box::new(fingerprint),
+            },
+        );
+    }
     let (mut state, start_step) = if resuming {
         let ck = trainer.resume()?;
         run.resume_weights(&optimizer, &mut weights, &ck)?;
@@ -302,18 +458,22 @@ pub fn finetune(options: Options) -> Result<Outcome> {
         (trainer.start(&weights, config.train.seed)?, 0)
     };
     // From here on the folder holds a run that `--resume` continues or restarts.
-    cleanup.armed = false;
-    let writer = if resuming {
-        JsonlWriter::append(&metrics_path)?
-    } else {
-        JsonlWriter::create(&metrics_path)?
-    };
-    trainer = trainer.observe(writer.metrics_only());
-    if options.progress {
-        trainer = trainer.observe(zo_train::progress::ProgressBar::new(
-            resolved.train.max_steps,
-            start_step,
-        ));
+    if let Some(c) = &mut cleanup {
+        c.armed = false;
+    }
+    if leader {
+        let writer = if resuming {
+            JsonlWriter::append(&metrics_path)?
+        } else {
+            JsonlWriter::create(&metrics_path)?
+        };
+        trainer = trainer.observe(writer.metrics_only());
+        if options.progress {
+            trainer = trainer.observe(zo_train::progress::ProgressBar::new(
+                resolved.train.max_steps,
+                start_step,
+            ));
+        }
     }
 
     let summary = trainer.run_replay_best(&mut weights, &mut state, |w| {
@@ -325,8 +485,27 @@ pub fn finetune(options: Options) -> Result<Outcome> {
         let fresh = source.load_weights().map_err(|e| format!("{e:#}"))?;
         w.copy_from(&fresh).map_err(|e| e.to_string().into())
     })?;
+    let processes = match &options.processes {
+        Some(p) => {
+            let t = trainer.step_traffic();
+            let all = p.comm.all_gather(&[t.bytes as f64, t.steps as f64])?;
+            Some(ProcessesReport {
+                count: p.comm.size(),
+                mode: p.mode,
+                shards: config.train.shards,
+                bytes_per_step: all
+                    .iter()
+                    .map(|v| match v.as_slice() {
+                        [bytes, steps] if *steps > 0.0 => bytes / steps,
+                        _ => 0.0,
+                    })
+                    .collect(),
+            })
+        }
+        None => None,
+    };
 
-    if summary.reason != StopReason::StopFlag {
+    if leader && summary.reason != StopReason::StopFlag {
         if config.output.export {
             weights
                 .save_safetensors(&run.file(WEIGHTS_FILE))
@@ -367,8 +546,9 @@ pub fn finetune(options: Options) -> Result<Outcome> {
         wall_time_s: started.elapsed().as_secs_f64(),
         peak_rss_bytes: peak_rss_bytes(),
         files,
+        processes,
     };
-    if summary.reason != StopReason::StopFlag {
+    if leader && summary.reason != StopReason::StopFlag {
         run.write(REPORT_FILE, &serde_json::to_vec_pretty(&report)?)?;
     }
     Ok(Outcome {

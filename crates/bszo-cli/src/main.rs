@@ -9,10 +9,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::Result;
 use bszo_cli::cli::{Cli, Command};
 use bszo_cli::export::{StepChoice, export};
-use bszo_cli::finetune::{Options, finetune};
+use bszo_cli::finetune::{Options, Processes, finetune};
 use bszo_cli::report::calibrated_note;
 use bszo_cli::resources::parse_size;
 use bszo_cli::zero_shot::zero_shot;
+use zo_train::ParallelMode;
 
 fn main() -> ExitCode {
     let parsed = bszo_cli::cli::command()
@@ -40,13 +41,55 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match run(cli) {
+    let processes = match &cli.command {
+        Command::Finetune(a) => match a.parallel {
+            Some(mode) => match processes(mode, a.guard_every) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    eprintln!("error: {}", error_line(&e));
+                    return ExitCode::FAILURE;
+                }
+            },
+            None => None,
+        },
+        _ => None,
+    };
+    match run(cli, processes.clone()) {
         Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {}", error_line(&e));
-            ExitCode::FAILURE
-        }
+        Err(e) => match processes.filter(|p| p.comm.size() > 1) {
+            Some(p) => {
+                eprintln!("error (process {}): {}", p.comm.rank(), error_line(&e));
+                // The other processes may wait in a collective for this one: end the job.
+                p.comm.abort(1);
+                ExitCode::FAILURE
+            }
+            None => {
+                eprintln!("error: {}", error_line(&e));
+                ExitCode::FAILURE
+            }
+        },
     }
+}
+
+/// The processes of an MPI job (`mpirun -np N bszo finetune --parallel MODE`).
+#[cfg(feature = "mpi")]
+fn processes(mode: ParallelMode, guard_every: u64) -> Result<Processes> {
+    let comm = zo_train::comm::Mpi::init()?;
+    Ok(Processes {
+        comm: std::rc::Rc::new(comm),
+        mode,
+        guard_every,
+    })
+}
+
+#[cfg(not(feature = "mpi"))]
+fn processes(_mode: ParallelMode, _guard_every: u64) -> Result<Processes> {
+    anyhow::bail!(
+        "--parallel: this bszo was built without MPI; build it with `cargo build --release -p \
+         bszo-cli --features mpi` (needs an MPI library and libclang: apt-get install \
+         libopenmpi-dev openmpi-bin libclang-dev) and start it with `mpirun -np N \
+         target/release/bszo finetune --parallel data|directions …`"
+    )
 }
 
 /// An error and its causes on one line: a cause whose text its parent already shows (an OS error
@@ -90,7 +133,8 @@ fn percent(x: f64) -> String {
     format!("{:.2}%", 100.0 * x)
 }
 
-fn run(cli: Cli) -> Result<ExitCode> {
+fn run(cli: Cli, processes: Option<Processes>) -> Result<ExitCode> {
+    let quiet = processes.as_ref().is_some_and(|p| p.comm.rank() != 0);
     match cli.command {
         Command::ZeroShot(a) => {
             let config = a.to_config()?;
@@ -165,7 +209,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 stop,
                 accept_changed_inputs: args.accept_changed_inputs,
                 max_memory,
+                processes,
             })?;
+            if quiet {
+                // Process 0 prints the results.
+                return Ok(match outcome.report.test {
+                    Some(_) => ExitCode::SUCCESS,
+                    None => ExitCode::from(130),
+                });
+            }
             let r = &outcome.report;
             let dir = outcome.dir.display();
             if outcome.started_over {
@@ -221,6 +273,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
                             .map(|b| format!("{:.1} MiB", b as f64 / 1048576.0))
                             .unwrap_or_else(|| "unknown".into())
                     );
+                    if let Some(p) = &r.processes {
+                        let bytes: Vec<String> =
+                            p.bytes_per_step.iter().map(|b| format!("{b:.0}")).collect();
+                        println!(
+                            "{} processes ({} parallel, train.shards = {}); bytes sent per step by each: {}",
+                            p.count,
+                            p.mode,
+                            p.shards,
+                            bytes.join(", ")
+                        );
+                    }
                     Ok(ExitCode::SUCCESS)
                 }
                 None => {

@@ -103,6 +103,24 @@ pub struct Report {
     pub peak_rss_bytes: Option<u64>,
     /// Files written in the output folder.
     pub files: Vec<String>,
+    /// The processes that ran the session that wrote this report (`bszo finetune --parallel`);
+    /// absent for one process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub processes: Option<ProcessesReport>,
+}
+
+/// How several processes ran a session.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ProcessesReport {
+    /// The number of processes.
+    pub count: usize,
+    /// How they split a step.
+    pub mode: zo_train::ParallelMode,
+    /// The pieces a minibatch was cut into (`train.shards`).
+    pub shards: usize,
+    /// Payload bytes each process sent to the others per optimizer step, by process (the
+    /// losses of its probes or minibatch pieces; evaluations and the guard not counted).
+    pub bytes_per_step: Vec<f64>,
 }
 
 /// What a run returns.

@@ -7,13 +7,15 @@ use anyhow::{Context, Result, anyhow, bail};
 use zo_data::{Example, Splits, Task, accuracy, macro_f1};
 use zo_models::calibration::{content_free_scores, sfc_scores};
 use zo_models::causal::{
-    CandidateExample, argmax, candidate_lm_loss, candidate_logprob_sums,
-    candidate_loss_and_predictions, candidate_mean_and_sum_scores, loss_and_predictions_of_scores,
+    CandidateExample, argmax, candidate_example_losses, candidate_lm_loss,
+    candidate_lm_token_losses, candidate_logprob_sums, candidate_loss_and_predictions,
+    candidate_mean_and_sum_scores, loss_and_predictions_of_scores,
 };
 use zo_models::masked::{MaskedLmClassifier, PromptBatch};
 use zo_models::{CausalLm, Llama2cTokenizer, Tokenizer, Weights};
 use zo_optim::{ObjectiveError, RowSupport};
-use zo_train::{Metrics, Split, TaskModel};
+use zo_train::comm::Communicator;
+use zo_train::{LossTerms, Metrics, Split, TaskModel};
 
 use crate::config::Calibration;
 
@@ -167,6 +169,10 @@ pub struct PromptTask {
     validation_labels: Vec<usize>,
     test_labels: Vec<usize>,
     cache: Option<(Vec<usize>, Batch)>,
+    /// The encoded pieces of the current minibatch ([`TaskModel::train_terms`]).
+    piece_cache: Vec<(Vec<usize>, Batch)>,
+    /// The processes an evaluation is split between (chunk `c` on process `c mod N`).
+    comm: Option<std::rc::Rc<dyn Communicator>>,
     train_as_classification: bool,
     calibration: Calibration,
     /// The calibration references of the validation and test splits (with calibration on).
@@ -204,6 +210,8 @@ impl PromptTask {
             validation_labels: splits.validation.iter().map(|e| e.label).collect(),
             test_labels: splits.test.iter().map(|e| e.label).collect(),
             cache: None,
+            piece_cache: Vec::new(),
+            comm: None,
             train_as_classification: true,
             calibration,
             references: None,
@@ -244,6 +252,15 @@ impl PromptTask {
         }
         self.train_as_classification = yes;
         Ok(self)
+    }
+
+    /// Split every evaluation between the processes of `comm`: chunk `c` of a split (of the
+    /// evaluation batch size) is evaluated by process `c mod N` and the results are gathered, so
+    /// every process gets the metrics one process computes, bit for bit. Every process must
+    /// evaluate the same splits in the same order.
+    pub fn with_processes(mut self, comm: std::rc::Rc<dyn Communicator>) -> Self {
+        self.comm = (comm.size() > 1).then_some(comm);
+        self
     }
 
     /// Whether the model can tell which table rows a minibatch reads (row-sparse directions):
@@ -426,24 +443,42 @@ impl PromptTask {
         let mut predictions = Vec::with_capacity(labels.len());
         let mut calibrated = Vec::new();
         let mut loss = 0.0;
-        match reference {
-            None => {
-                for b in batches {
+        let scores = match reference {
+            Some(reference) => Some(self.reference_scores(reference)?),
+            None => None,
+        };
+        // Each chunk: its mean loss, its predictions and (with calibration) its calibrated ones.
+        let (rank, size) = self.comm.as_ref().map_or((0, 1), |c| (c.rank(), c.size()));
+        let mut starts = Vec::with_capacity(batches.len());
+        let mut at = 0;
+        for b in batches {
+            starts.push(at);
+            at += Self::rows(b);
+        }
+        let mut chunks: Vec<Option<ChunkResult>> = vec![None; batches.len()];
+        for (c, b) in batches.iter().enumerate() {
+            if c % size != rank {
+                continue;
+            }
+            chunks[c] = Some(match &scores {
+                None => {
                     let (l, p) = self.run(b)?;
-                    loss += l * Self::rows(b) as f64;
-                    predictions.extend(p);
+                    (l, p, Vec::new())
                 }
-            }
-            Some(reference) => {
-                let scores = self.reference_scores(reference)?;
-                calibrated.reserve(labels.len());
-                for b in batches {
+                Some(scores) => {
                     let (l, p, raw) = self.run_raw(b)?;
-                    loss += l * Self::rows(b) as f64;
-                    predictions.extend(p);
-                    calibrated.extend(scores.predictions(&raw, calibrated.len())?);
+                    (l, p, scores.predictions(&raw, starts[c])?)
                 }
-            }
+            });
+        }
+        if let Some(comm) = &self.comm {
+            gather_chunks(comm.as_ref(), &mut chunks, batches, scores.is_some())?;
+        }
+        for (chunk, b) in chunks.into_iter().zip(batches) {
+            let (l, p, cal) = chunk.ok_or_else(|| anyhow!("an evaluation chunk is missing"))?;
+            loss += l * Self::rows(b) as f64;
+            predictions.extend(p);
+            calibrated.extend(cal);
         }
         let num_classes = match self.task {
             // COPA's classes are its two choices.
@@ -476,6 +511,48 @@ impl PromptTask {
     }
 }
 
+/// One evaluated chunk of a split: its mean loss, predictions and calibrated predictions (empty
+/// without calibration).
+type ChunkResult = (f64, Vec<usize>, Vec<usize>);
+
+/// Complete `chunks` (this process's `Some`) with the other processes' chunks: each process sends
+/// `[loss, predictions…, calibrated predictions…]` for its chunks in order (the lengths follow
+/// from the chunks' rows).
+fn gather_chunks(
+    comm: &dyn Communicator,
+    chunks: &mut [Option<ChunkResult>],
+    batches: &[Batch],
+    calibrated: bool,
+) -> Result<()> {
+    let mut local = Vec::new();
+    for (l, p, cal) in chunks.iter().flatten() {
+        local.push(*l);
+        local.extend(p.iter().map(|&v| v as f64));
+        local.extend(cal.iter().map(|&v| v as f64));
+    }
+    let parts = comm.all_gather(&local)?;
+    let size = comm.size();
+    let mut readers: Vec<&[f64]> = parts.iter().map(Vec::as_slice).collect();
+    for (c, b) in batches.iter().enumerate() {
+        let r = c % size;
+        let rows = PromptTask::rows(b);
+        let reader = &mut readers[r];
+        let need = 1 + rows + if calibrated { rows } else { 0 };
+        if reader.len() < need {
+            bail!("process {r} sent too few evaluation results for chunk {c}");
+        }
+        let (msg, rest) = reader.split_at(need);
+        *reader = rest;
+        if r == comm.rank() {
+            continue;
+        }
+        let p = msg[1..1 + rows].iter().map(|&v| v as usize).collect();
+        let cal = msg[1 + rows..].iter().map(|&v| v as usize).collect();
+        chunks[c] = Some((msg[0], p, cal));
+    }
+    Ok(())
+}
+
 impl TaskModel<Weights> for PromptTask {
     fn num_train(&self) -> usize {
         self.train.len()
@@ -493,6 +570,63 @@ impl TaskModel<Weights> for PromptTask {
             }
             _ => self.run(encoded).map(|(l, _)| l).map_err(into_objective),
         }
+    }
+
+    fn train_terms(
+        &mut self,
+        _params: &Weights,
+        piece: &[usize],
+    ) -> Result<LossTerms, ObjectiveError> {
+        let at = match self.piece_cache.iter().position(|(idx, _)| idx == piece) {
+            Some(at) => at,
+            None => {
+                // The pieces of one minibatch are kept; a new minibatch starts afresh.
+                if self.piece_cache.len() >= 64 {
+                    self.piece_cache.clear();
+                }
+                let examples: Vec<Example> = piece
+                    .iter()
+                    .map(|&i| {
+                        self.train
+                            .get(i)
+                            .cloned()
+                            .ok_or_else(|| anyhow!("training index {i} out of range"))
+                    })
+                    .collect::<Result<_>>()
+                    .map_err(into_objective)?;
+                let encoded = self.encode(&examples).map_err(into_objective)?;
+                self.piece_cache.push((piece.to_vec(), encoded));
+                self.piece_cache.len() - 1
+            }
+        };
+        let encoded = &self.piece_cache[at].1;
+        let (terms, count) = match (&self.head, encoded) {
+            (Head::Masked(clf), Batch::Masked(b, labels)) => (
+                clf.example_losses(b, labels)
+                    .map_err(|e| into_objective(anyhow!(e)))?,
+                labels.len(),
+            ),
+            (Head::Causal { model, .. }, Batch::Causal(rows)) if !self.train_as_classification => {
+                let t = candidate_lm_token_losses(model.as_ref(), rows)
+                    .map_err(|e| into_objective(anyhow!(e)))?;
+                let n = t.len();
+                (t, n)
+            }
+            (Head::Causal { model, .. }, Batch::Causal(rows)) => (
+                candidate_example_losses(model.as_ref(), rows)
+                    .map_err(|e| into_objective(anyhow!(e)))?,
+                rows.len(),
+            ),
+            _ => {
+                return Err(into_objective(anyhow!(
+                    "a batch was encoded for another head"
+                )));
+            }
+        };
+        Ok(LossTerms {
+            terms,
+            count: count as u64,
+        })
     }
 
     fn evaluate(&mut self, _params: &Weights, split: Split) -> Result<Metrics, ObjectiveError> {

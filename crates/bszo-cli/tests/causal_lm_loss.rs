@@ -149,3 +149,78 @@ fn a_masked_head_has_no_language_model_loss() {
         .unwrap();
     assert!(err.to_string().contains("train_as_classification"), "{err}");
 }
+
+/// `train.shards`: a minibatch's loss assembled from its pieces' terms is the loss of the whole
+/// minibatch bit for bit when there is one piece (whatever the loss: the candidates'
+/// cross-entropy, the language-model loss, a masked LM's label words), and within float noise of it
+/// for several.
+#[test]
+fn a_minibatch_in_one_piece_gives_its_loss_bit_for_bit() {
+    use zo_train::LossTerms;
+    let Some(path) = smollm2() else {
+        return;
+    };
+    for classification in [false, true] {
+        let (mut t, w) = task(&path, classification);
+        let whole = t.train_loss(&w, &[0, 1]).unwrap();
+        let one = t.train_terms(&w, &[0, 1]).unwrap();
+        assert_eq!(LossTerms::loss([&one]).to_bits(), whole.to_bits());
+        let (a, b) = (
+            t.train_terms(&w, &[0]).unwrap(),
+            t.train_terms(&w, &[1]).unwrap(),
+        );
+        let two = LossTerms::loss([&a, &b]);
+        assert!(
+            (two - whole).abs() <= 1e-5 * whole.abs(),
+            "{two} vs {whole}"
+        );
+    }
+    let Some(models) =
+        bszo_testkit::splade_tiny("a_minibatch_in_one_piece_gives_its_loss_bit_for_bit")
+    else {
+        return;
+    };
+    let section = ModelSection {
+        name: models.display().to_string(),
+        kind: Some(ModelKind::Masked),
+        precision: Precision::F32,
+        rounding: Default::default(),
+        max_length: 128,
+        tokenizer: None,
+    };
+    let l = load::load(
+        &section,
+        Some(ModelKind::Masked),
+        Precision::F32,
+        Task::Sst2,
+        NliTemplate::default(),
+    )
+    .unwrap();
+    let ex = vec![
+        Example::new(["a fine film ."], 1),
+        Example::new(["a dull , tedious mess ."], 0),
+        Example::new(["it never finds its footing , but the cast is a joy ."], 1),
+    ];
+    let splits = Splits {
+        task: Task::Sst2,
+        protocol: Protocol::few_shot(42),
+        train: ex.clone(),
+        validation: ex.clone(),
+        test: ex,
+    };
+    let mut t = PromptTask::new(l.head, splits, 8).unwrap();
+    let w = l.weights;
+    let whole = t.train_loss(&w, &[0, 1, 2]).unwrap();
+    let one = t.train_terms(&w, &[0, 1, 2]).unwrap();
+    assert_eq!(one.count, 3);
+    assert_eq!(LossTerms::loss([&one]).to_bits(), whole.to_bits());
+    let (a, b) = (
+        t.train_terms(&w, &[0, 1]).unwrap(),
+        t.train_terms(&w, &[2]).unwrap(),
+    );
+    let two = LossTerms::loss([&a, &b]);
+    assert!(
+        (two - whole).abs() <= 1e-5 * whole.abs(),
+        "{two} vs {whole}"
+    );
+}

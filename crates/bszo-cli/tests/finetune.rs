@@ -77,6 +77,7 @@ fn run(a: &FinetuneArgs, dir: &Path, resume: bool, stop: bool) -> Outcome {
         stop: Arc::new(AtomicBool::new(stop)),
         accept_changed_inputs: false,
         max_memory: None,
+        processes: None,
     })
     .unwrap_or_else(|e| panic!("{e:#}"))
 }
@@ -178,6 +179,7 @@ fn a_short_fine_tune_writes_a_complete_report_and_its_weights_rebuild_exactly() 
         stop: Arc::new(AtomicBool::new(false)),
         accept_changed_inputs: false,
         max_memory: None,
+        processes: None,
     })
     .unwrap_err();
     assert!(format!("{err:#}").contains("--overwrite"), "{err:#}");
@@ -247,6 +249,7 @@ fn resuming_is_bitwise_identical_to_an_uninterrupted_run() {
             stop: Arc::new(AtomicBool::new(false)),
             accept_changed_inputs: false,
             max_memory: None,
+            processes: None,
         })
         .unwrap_err();
         assert!(

@@ -281,6 +281,21 @@ pub fn candidate_lm_loss<M: CausalLm + ?Sized>(
     model: &M,
     examples: &[CandidateExample],
 ) -> Result<f64> {
+    let terms = candidate_lm_token_losses(model, examples)?;
+    let mut total = 0.0;
+    for t in &terms {
+        total += *t;
+    }
+    Ok(total / terms.len() as f64)
+}
+
+/// The terms of [`candidate_lm_loss`]: the negative log-likelihood (f64) of every token of every
+/// correct candidate, example by example; the loss is their sum (from 0, in order) divided by
+/// their number — so a batch's loss can be assembled from the terms of its pieces.
+pub fn candidate_lm_token_losses<M: CausalLm + ?Sized>(
+    model: &M,
+    examples: &[CandidateExample],
+) -> Result<Vec<f64>> {
     if examples.is_empty() {
         return Err(ModelError::Config {
             field: "examples".into(),
@@ -293,9 +308,7 @@ pub fn candidate_lm_loss<M: CausalLm + ?Sized>(
         pairs.push((&ex.context, &ex.candidates[ex.label]));
     }
     let logprobs = continuation_logprobs(model, &pairs)?;
-    let tokens: usize = logprobs.iter().map(Vec::len).sum();
-    let total: f64 = logprobs.iter().flatten().map(|&v| f64::from(v)).sum();
-    Ok(-total / tokens as f64)
+    Ok(logprobs.iter().flatten().map(|&v| -f64::from(v)).collect())
 }
 
 /// Cross-entropy of `label` under the softmax of `scores` (f64).
@@ -360,6 +373,27 @@ pub fn loss_and_predictions_of_scores(
     }
     let loss = total / examples.len() as f64;
     Ok((loss, scores.iter().map(|s| argmax(s)).collect()))
+}
+
+/// The cross-entropy of each example's label under its candidates' mean log-likelihoods (f64),
+/// from one forward: the terms of [`candidate_loss`] (their sum from 0 in order, divided by
+/// their number).
+pub fn candidate_example_losses<M: CausalLm + ?Sized>(
+    model: &M,
+    examples: &[CandidateExample],
+) -> Result<Vec<f64>> {
+    if examples.is_empty() {
+        return Err(ModelError::Config {
+            field: "examples".into(),
+            message: "empty batch".into(),
+        });
+    }
+    let scores = candidate_scores(model, examples)?;
+    scores
+        .iter()
+        .zip(examples)
+        .map(|(s, ex)| cross_entropy(s, ex.label))
+        .collect()
 }
 
 /// The mean cross-entropy loss over `examples`.

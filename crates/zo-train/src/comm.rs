@@ -50,6 +50,12 @@ pub trait Communicator {
     /// The payload bytes this process has handed to collectives so far (its own values of
     /// each all-gather, with an 8-byte length; a broadcast's buffer at its root).
     fn bytes_sent(&self) -> u64;
+
+    /// End every process of the job after an error on this one, so that none is left waiting in
+    /// a collective (MPI's abort). The default does nothing: one process just returns its error.
+    fn abort(&self, code: i32) {
+        let _ = code;
+    }
 }
 
 /// One process: the collectives return the local values.
@@ -301,6 +307,12 @@ mod mpi_comm {
 
         fn bytes_sent(&self) -> u64 {
             self.sent.get()
+        }
+
+        fn abort(&self, code: i32) {
+            if self.size() > 1 {
+                self.world.abort(code);
+            }
         }
     }
 }

@@ -377,12 +377,24 @@ impl MaskedLmClassifier {
     /// The mean cross-entropy of the rows `scores` over the label words (computed in f64).
     fn mean_loss(&self, scores: &[Vec<f32>], labels: &[usize]) -> Result<f64> {
         self.check_labels(labels, scores.len())?;
-        let total: f64 = scores
+        let mut total = 0.0;
+        for (row, &y) in scores.iter().zip(labels) {
+            total += cross_entropy(row, y);
+        }
+        Ok(total / scores.len() as f64)
+    }
+
+    /// The cross-entropy over the label words of each row (f64), from one forward: the terms of
+    /// [`loss`](Self::loss) (their sum from 0 in order, divided by their number), so that a
+    /// batch's loss can be assembled from those of its pieces.
+    pub fn example_losses(&self, batch: &PromptBatch, labels: &[usize]) -> Result<Vec<f64>> {
+        let scores = self.scores(batch)?;
+        self.check_labels(labels, scores.len())?;
+        Ok(scores
             .iter()
             .zip(labels)
             .map(|(row, &y)| cross_entropy(row, y))
-            .sum();
-        Ok(total / scores.len() as f64)
+            .collect())
     }
 
     /// The predicted class of each row (argmax of the label words' logits; ties go to the lower class).
