@@ -142,8 +142,14 @@ fn run_bszo(args: &[&str]) -> Result<()> {
 /// `cargo run --release` the binary `bin` of `package` with `args`, from the current folder,
 /// passing its exit status through.
 fn run_release(package: &str, bin: &str, args: &[&str]) -> Result<()> {
+    run_release_with(package, bin, &[], args)
+}
+
+/// [`run_release`] with cargo features.
+fn run_release_with(package: &str, bin: &str, features: &[&str], args: &[&str]) -> Result<()> {
     let manifest = root().join("Cargo.toml");
     let manifest = manifest.to_string_lossy();
+    let joined = features.join(",");
     let mut cmd: Vec<&str> = vec![
         "run",
         "--release",
@@ -155,8 +161,11 @@ fn run_release(package: &str, bin: &str, args: &[&str]) -> Result<()> {
         package,
         "--bin",
         bin,
-        "--",
     ];
+    if !features.is_empty() {
+        cmd.extend(["--features", &joined]);
+    }
+    cmd.push("--");
     cmd.extend_from_slice(args);
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     // The workspace root is the current folder of `bszo`: it finds `data/`, `models/` and the
@@ -189,7 +198,36 @@ fn bench(args: &[String]) -> Result<()> {
     full.extend(args.iter().map(String::as_str));
     let root = root();
     std::env::set_current_dir(&root).with_context(|| format!("cannot enter {}", root.display()))?;
-    run_release("bszo-bench", "bszo-bench", &full)
+    if !mpi_available() {
+        println!(
+            "note: no MPI (mpirun, mpicc) found; the section of several processes will say so \
+             (install Debian's libopenmpi-dev, openmpi-bin and libclang-dev to measure it)"
+        );
+        return run_release("bszo-bench", "bszo-bench", &full);
+    }
+    // The section of several processes starts the `bszo` command under `mpirun`: built with
+    // MPI, and with the same features as the benchmark so that one build serves both.
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(&cargo)
+        .args([
+            "build",
+            "--release",
+            "--locked",
+            "--quiet",
+            "-p",
+            "bszo-cli",
+            "--bin",
+            "bszo",
+            "--features",
+            "bszo-cli/mpi",
+        ])
+        .current_dir(&root)
+        .status()
+        .with_context(|| format!("could not start `{cargo}`"))?;
+    if !status.success() {
+        std::process::exit(status.code().unwrap_or(1));
+    }
+    run_release_with("bszo-bench", "bszo-bench", &["bszo-bench/mpi"], &full)
 }
 
 fn finetune(args: &[String]) -> Result<()> {

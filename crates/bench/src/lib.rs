@@ -23,6 +23,7 @@
 pub mod blackbox;
 pub mod plan;
 pub mod probe;
+pub mod processes;
 pub mod render;
 pub mod run;
 pub mod stats;
@@ -68,11 +69,13 @@ pub enum Section {
     /// Row-sparse embedding probes against the paper's dense ones (needs the accuracy section's
     /// SST-2 cells).
     Sparse,
+    /// Several processes as one run (`mpirun`): equality, traffic, speed, latency.
+    Processes,
 }
 
 impl Section {
     /// Every section, in the order the suite runs them.
-    pub const ALL: [Section; 9] = [
+    pub const ALL: [Section; 10] = [
         Self::Accuracy,
         Self::Causal,
         Self::Precision,
@@ -82,6 +85,7 @@ impl Section {
         Self::Sampler,
         Self::Blackbox,
         Self::Sparse,
+        Self::Processes,
     ];
 
     /// The section's name (`accuracy`, `causal`, …).
@@ -96,6 +100,7 @@ impl Section {
             Self::Sampler => "sampler",
             Self::Blackbox => "blackbox",
             Self::Sparse => "sparse",
+            Self::Processes => "processes",
         }
     }
 }
@@ -195,6 +200,9 @@ pub struct Results {
     /// The plan of the causal-LM section that measured the causal cells.
     #[serde(default)]
     pub causal: Option<plan::CausalPlan>,
+    /// Several processes as one run.
+    #[serde(default)]
+    pub processes: Option<processes::ProcessesResult>,
     /// Who measured each section.
     #[serde(default)]
     pub measured: BTreeMap<Section, Provenance>,
@@ -486,6 +494,9 @@ fn run_section(
                 );
             }
             results.sparse = by_optimizer;
+        }
+        Section::Processes => {
+            results.processes = Some(processes::run(&opts.work, opts.data_dir.as_deref(), log)?);
         }
         Section::Blackbox => {
             let data_dir = match &opts.data_dir {

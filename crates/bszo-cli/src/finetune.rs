@@ -90,6 +90,20 @@ pub fn fingerprint(weights: &Weights) -> std::result::Result<u64, ObjectiveError
     Ok(u64::from_le_bytes(first))
 }
 
+/// The mean time of one all-gather of one `f64` over `reps` of them, in microseconds (0 for one
+/// process), after one to line the processes up.
+fn allgather_latency_us(comm: &dyn Communicator, reps: usize) -> Result<f64> {
+    if comm.size() == 1 {
+        return Ok(0.0);
+    }
+    comm.all_gather(&[0.0])?;
+    let t = Instant::now();
+    for i in 0..reps {
+        comm.all_gather(&[i as f64])?;
+    }
+    Ok(t.elapsed().as_secs_f64() * 1e6 / reps as f64)
+}
+
 /// Process 0's `value`, on every process (`None` when `value` is empty there).
 fn share_bytes(comm: Option<&Rc<dyn Communicator>>, value: Vec<u8>) -> Result<Vec<u8>> {
     match comm {
@@ -489,6 +503,7 @@ pub fn finetune(options: Options) -> Result<Outcome> {
         Some(p) => {
             let t = trainer.step_traffic();
             let all = p.comm.all_gather(&[t.bytes as f64, t.steps as f64])?;
+            let allgather_latency_us = allgather_latency_us(p.comm.as_ref(), 1000)?;
             Some(ProcessesReport {
                 count: p.comm.size(),
                 mode: p.mode,
@@ -500,6 +515,7 @@ pub fn finetune(options: Options) -> Result<Outcome> {
                         _ => 0.0,
                     })
                     .collect(),
+                allgather_latency_us,
             })
         }
         None => None,

@@ -277,11 +277,12 @@ fn run(cli: Cli, processes: Option<Processes>) -> Result<ExitCode> {
                         let bytes: Vec<String> =
                             p.bytes_per_step.iter().map(|b| format!("{b:.0}")).collect();
                         println!(
-                            "{} processes ({} parallel, train.shards = {}); bytes sent per step by each: {}",
+                            "{} processes ({} parallel, train.shards = {}); bytes sent per step by each: {}; one all-gather {:.1} µs",
                             p.count,
                             p.mode,
                             p.shards,
-                            bytes.join(", ")
+                            bytes.join(", "),
+                            p.allgather_latency_us
                         );
                     }
                     Ok(ExitCode::SUCCESS)
