@@ -394,7 +394,12 @@ fn section_processes(s: &mut String, opts: &BenchOptions, r: &Results) {
          n = F = {f} for BSZO with k = 2 (more for larger k or n-SPSA's 2n points), with the \
          same cap from a'. What directions add there is a second axis: splitting the probes as \
          well would multiply the useful processes by F (up to B·F = {:.0} here), a combination \
-         that `bszo` does not implement (a run uses one mode). Latency is not what stops it on \
+         that `bszo` does not implement (a run uses one mode). SPLADE-tiny is the least favourable \
+         model for this: 88% of its parameters are the embedding table, which every process's \
+         update sweep regenerates directions for but a forward only gathers rows of, so its \
+         non-shrinking part is a large share of the step; a model whose forward weighs more per \
+         parameter (SmolLM2, a 7B model) keeps a smaller share, so scaling a and e alike, as \
+         here, is pessimistic for them. Latency is not what stops it on \
          one machine (F·λ·⌈log₂ n⌉ stays far below e for every model); across machines λ is the \
          network's, typically 10–100× the shared-memory figure, and the tiny model becomes \
          latency-bound first.\n",
