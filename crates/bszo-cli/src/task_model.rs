@@ -400,22 +400,25 @@ impl PromptTask {
         })
     }
 
-    /// Encode the training minibatch `batch` into the cache, unless it is there already (every
-    /// forward of a step sees the same minibatch: it is encoded once).
-    fn encode_train(&mut self, batch: &[usize]) -> Result<()> {
-        if self.cache.as_ref().is_some_and(|(idx, _)| idx == batch) {
-            return Ok(());
-        }
-        let examples: Vec<Example> = batch
-            .iter()
+    /// The training examples with indices `idx`.
+    fn training_examples(&self, idx: &[usize]) -> Result<Vec<Example>> {
+        idx.iter()
             .map(|&i| {
                 self.train
                     .get(i)
                     .cloned()
                     .ok_or_else(|| anyhow!("training index {i} out of range"))
             })
-            .collect::<Result<_>>()?;
-        let encoded = self.encode(&examples)?;
+            .collect()
+    }
+
+    /// Encode the training minibatch `batch` into the cache, unless it is there already (every
+    /// forward of a step sees the same minibatch: it is encoded once).
+    fn encode_train(&mut self, batch: &[usize]) -> Result<()> {
+        if self.cache.as_ref().is_some_and(|(idx, _)| idx == batch) {
+            return Ok(());
+        }
+        let encoded = self.encode(&self.training_examples(batch)?)?;
         self.cache = Some((batch.to_vec(), encoded));
         Ok(())
     }
@@ -584,17 +587,10 @@ impl TaskModel<Weights> for PromptTask {
                 if self.piece_cache.len() >= 64 {
                     self.piece_cache.clear();
                 }
-                let examples: Vec<Example> = piece
-                    .iter()
-                    .map(|&i| {
-                        self.train
-                            .get(i)
-                            .cloned()
-                            .ok_or_else(|| anyhow!("training index {i} out of range"))
-                    })
-                    .collect::<Result<_>>()
+                let encoded = self
+                    .training_examples(piece)
+                    .and_then(|examples| self.encode(&examples))
                     .map_err(into_objective)?;
-                let encoded = self.encode(&examples).map_err(into_objective)?;
                 self.piece_cache.push((piece.to_vec(), encoded));
                 self.piece_cache.len() - 1
             }

@@ -60,6 +60,26 @@ fn loaded(path: &Path) -> load::Loaded {
     .unwrap()
 }
 
+/// SPLADE-tiny loaded for SST-2 with its masked head.
+fn splade_tiny_sst2(models: &Path) -> load::Loaded {
+    let section = ModelSection {
+        name: models.display().to_string(),
+        kind: Some(ModelKind::Masked),
+        precision: Precision::F32,
+        rounding: Default::default(),
+        max_length: 128,
+        tokenizer: None,
+    };
+    load::load(
+        &section,
+        Some(ModelKind::Masked),
+        Precision::F32,
+        Task::Sst2,
+        NliTemplate::default(),
+    )
+    .unwrap()
+}
+
 fn task(path: &Path, train_as_classification: bool) -> (PromptTask, zo_models::Weights) {
     let l = loaded(path);
     let splits = Splits {
@@ -118,22 +138,7 @@ fn a_masked_head_has_no_language_model_loss() {
     let Some(models) = bszo_testkit::splade_tiny("a_masked_head_has_no_language_model_loss") else {
         return;
     };
-    let section = ModelSection {
-        name: models.display().to_string(),
-        kind: Some(bszo_cli::config::ModelKind::Masked),
-        precision: zo_models::Precision::F32,
-        rounding: Default::default(),
-        max_length: 128,
-        tokenizer: None,
-    };
-    let l = load::load(
-        &section,
-        Some(ModelKind::Masked),
-        Precision::F32,
-        Task::Sst2,
-        NliTemplate::default(),
-    )
-    .unwrap();
+    let l = splade_tiny_sst2(&models);
     let ex = vec![Example::new(["a fine film ."], 1)];
     let splits = Splits {
         task: Task::Sst2,
@@ -180,22 +185,7 @@ fn a_minibatch_in_one_piece_gives_its_loss_bit_for_bit() {
     else {
         return;
     };
-    let section = ModelSection {
-        name: models.display().to_string(),
-        kind: Some(ModelKind::Masked),
-        precision: Precision::F32,
-        rounding: Default::default(),
-        max_length: 128,
-        tokenizer: None,
-    };
-    let l = load::load(
-        &section,
-        Some(ModelKind::Masked),
-        Precision::F32,
-        Task::Sst2,
-        NliTemplate::default(),
-    )
-    .unwrap();
+    let l = splade_tiny_sst2(&models);
     let ex = vec![
         Example::new(["a fine film ."], 1),
         Example::new(["a dull , tedious mess ."], 0),

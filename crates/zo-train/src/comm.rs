@@ -19,7 +19,7 @@
 //! update; a guard compares a hash of the weights every few steps.
 //!
 //! The [`Communicator`] is the whole interface to the transport: [`SingleProcess`] (the default),
-//! and with the `mpi` feature, [`Mpi`](crate::comm::Mpi) over an installed MPI library.
+//! and with the `mpi` feature, `Mpi` over an installed MPI library.
 
 use std::cell::Cell;
 use std::fmt;
