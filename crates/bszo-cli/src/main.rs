@@ -50,7 +50,17 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             },
-            None => None,
+            None => {
+                if let Some(n) = launched_processes().filter(|n| *n > 1) {
+                    eprintln!(
+                        "error: started as one of {n} processes (mpirun) without --parallel: each \
+                         would run a fine-tuning of its own; add --parallel data or --parallel \
+                         directions to share one run between them"
+                    );
+                    return ExitCode::FAILURE;
+                }
+                None
+            }
         },
         _ => None,
     };
@@ -69,6 +79,14 @@ fn main() -> ExitCode {
             }
         },
     }
+}
+
+/// The size of the job a launcher started this process in (`mpirun` sets `OMPI_COMM_WORLD_SIZE`
+/// for Open MPI, `PMI_SIZE` for MPICH's Hydra), if any.
+fn launched_processes() -> Option<usize> {
+    ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok()?.trim().parse().ok())
 }
 
 /// The processes of an MPI job (`mpirun -np N bszo finetune --parallel MODE`).

@@ -214,5 +214,11 @@ fn a_process_whose_weights_went_astray_stops_the_run_naming_the_step() {
     let o = launch(Some(&mpi), 2, &args, &[]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("train.shards is 1"), "{}", stderr(&o));
+    // Under mpirun without --parallel each process would run a fine-tuning of its own.
+    let alone = root.join("alone");
+    let o = launch(Some(&mpi), 2, &flags("bszo", "6", &alone, &[]), &[]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("without --parallel"), "{}", stderr(&o));
+    assert!(!alone.exists(), "a run folder was made");
     let _ = std::fs::remove_dir_all(&root);
 }
