@@ -274,7 +274,7 @@ fn ci(args: &[String]) -> Result<()> {
         features.push_str(",bszo/lapack");
     }
     if mpi {
-        features.push_str(",bszo-cli/mpi");
+        features.push_str(",bszo-cli/mpi,bszo-bench/mpi");
     }
     let features = features.as_str();
     clippy.extend(["--features", features]);

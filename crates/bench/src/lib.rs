@@ -496,7 +496,15 @@ fn run_section(
             results.sparse = by_optimizer;
         }
         Section::Processes => {
-            results.processes = Some(processes::run(&opts.work, opts.data_dir.as_deref(), log)?);
+            // The `bszo` command next to the benchmark's (built with MPI by `cargo xtask bench`).
+            let bszo = opts.exe.with_file_name("bszo");
+            results.processes = Some(processes::run(
+                &plan.processes,
+                &bszo,
+                &opts.work,
+                opts.data_dir.as_deref(),
+                log,
+            )?);
         }
         Section::Blackbox => {
             let data_dir = match &opts.data_dir {

@@ -92,6 +92,19 @@ pub struct Plan {
     pub sampler_elems: (usize, usize),
     /// The black-box section.
     pub blackbox: BlackBoxPlan,
+    /// The section of several processes.
+    pub processes: ProcessesPlan,
+}
+
+/// The section of several processes: the runs of the default task it makes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessesPlan {
+    /// Steps of the equality runs (validation every half of them).
+    pub equality_steps: u64,
+    /// Steps of the short and the long speed run (the step time is their difference).
+    pub speed_steps: (u64, u64),
+    /// `--set` overrides of every run (none: the default task as it is).
+    pub sets: Vec<String>,
 }
 
 /// The optimizers of the causal-LM section.
@@ -265,6 +278,11 @@ impl Plan {
             reps: 7,
             sampler_elems: (1 << 24, 64 << 20),
             blackbox: blackbox_full(),
+            processes: ProcessesPlan {
+                equality_steps: 40,
+                speed_steps: (40, 240),
+                sets: Vec::new(),
+            },
         }
     }
 
@@ -298,6 +316,18 @@ impl Plan {
             reps: 2,
             sampler_elems: (1 << 16, 1 << 20),
             blackbox: blackbox_quick(),
+            // SST-2's 16-shot split and 16 test sentences keep the runs to seconds.
+            processes: ProcessesPlan {
+                equality_steps: 4,
+                speed_steps: (2, 6),
+                sets: [
+                    "task.protocol.kind=few_shot",
+                    "task.protocol.seed=42",
+                    "task.test_size=16",
+                ]
+                .map(str::to_string)
+                .to_vec(),
+            },
         }
     }
 

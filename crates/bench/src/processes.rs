@@ -10,6 +10,8 @@ use std::process::Command;
 use anyhow::{Context, Result, anyhow, bail};
 use serde::{Deserialize, Serialize};
 
+use crate::plan::ProcessesPlan;
+
 /// One comparison of a one-process run with a two-process run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EqualityRow {
@@ -168,6 +170,8 @@ fn test_score(report: &serde_json::Value) -> f64 {
 /// # Errors
 /// When a run fails for another reason than a missing MPI.
 pub fn run(
+    plan: &ProcessesPlan,
+    bszo: &Path,
     work: &Path,
     data_dir: Option<&Path>,
     log: &mut dyn FnMut(&str),
@@ -185,7 +189,7 @@ pub fn run(
         );
         return Ok(result);
     };
-    let bszo = std::env::current_exe()?.with_file_name("bszo");
+    let bszo = bszo.to_path_buf();
     if !bszo.is_file() {
         result.skipped = Some(format!(
             "no bszo command next to the benchmark ({}); build it with `cargo build --release -p bszo-cli --features mpi`",
@@ -201,26 +205,34 @@ pub fn run(
     let root = work.join("processes");
     std::fs::create_dir_all(&root)?;
 
-    // Equality: 40 steps of the default task, validation every 20.
+    let sets: Vec<String> = plan
+        .sets
+        .iter()
+        .flat_map(|s| ["--set".to_string(), s.clone()])
+        .collect();
+    // Equality: the default task, validation every half of the steps.
+    let steps = plan.equality_steps;
+    let half = (steps / 2).max(1);
     for optimizer in ["bszo", "mezo"] {
         for (mode, shards) in [("data", 2usize), ("directions", 1)] {
             log(&format!(
                 "processes: {optimizer} / {mode}, one process and two"
             ));
-            let args: Vec<String> = [
+            let mut args: Vec<String> = [
                 "--optimizer",
                 optimizer,
                 "--steps",
-                "40",
+                &steps.to_string(),
                 "--set",
-                "train.eval_every=20",
+                &format!("train.eval_every={half}"),
                 "--set",
-                "train.checkpoint_every=20",
+                &format!("train.checkpoint_every={half}"),
                 "--set",
                 &format!("train.shards={shards}"),
             ]
             .map(str::to_string)
             .to_vec();
+            args.extend(sets.iter().cloned());
             let one_dir = root.join(format!("{optimizer}-{mode}-one"));
             let one = launcher.finetune(1, 1, &one_dir, &args)?;
             let two_dir = root.join(format!("{optimizer}-{mode}-two"));
@@ -247,7 +259,7 @@ pub fn run(
                 optimizer: optimizer.into(),
                 mode: mode.into(),
                 shards,
-                steps: 40,
+                steps,
                 seed_log_identical: !log_one.is_empty() && log_one == log_two,
                 weights_identical: read(&one_dir, zo_train::WEIGHTS_FILE)
                     == read(&two_dir, zo_train::WEIGHTS_FILE),
@@ -261,8 +273,8 @@ pub fn run(
         }
     }
 
-    // Speed: BSZO on the default task, validation only at the end, 40 and 240 steps.
-    let (short, long) = (40u64, 240u64);
+    // Speed: BSZO on the default task, validation only at the end, a short and a long run.
+    let (short, long) = plan.speed_steps;
     for (np, threads, mode, shards) in [
         (1usize, 1usize, "one", 1usize),
         (1, 2, "one", 1),
@@ -285,6 +297,7 @@ pub fn run(
             ]
             .map(str::to_string)
             .to_vec();
+            args.extend(sets.iter().cloned());
             if np > 1 {
                 args.extend(["--parallel".to_string(), mode.to_string()]);
             }

@@ -151,6 +151,27 @@ fn the_quick_suite_measures_every_section_and_writes_the_report() {
         assert!(runs.iter().all(|x| x.lr == dense.best().unwrap().lr));
         assert!(runs.iter().all(|x| (0.0..=1.0).contains(&x.test)));
     }
+    // Section 10: with MPI and a `bszo` built with it beside the benchmark (a workspace test
+    // run builds one), one process against two, byte for byte; otherwise the reason.
+    let p = r.processes.as_ref().unwrap();
+    match &p.skipped {
+        Some(why) => {
+            assert!(!why.is_empty());
+            assert!(
+                std::env::var_os("BSZO_REQUIRE_MODELS").is_none() || !cfg!(feature = "mpi"),
+                "the section of several processes did not run: {why}"
+            );
+        }
+        None => {
+            assert_eq!(p.equality.len(), 4);
+            for e in &p.equality {
+                assert!(e.seed_log_identical && e.weights_identical, "{e:?}");
+                assert_eq!(e.test.0, e.test.1, "{e:?}");
+            }
+            assert_eq!(p.speed.len(), 5);
+            assert_eq!(p.latency_us.len(), 4);
+        }
+    }
     // Section 8: MeZO and BSZO with bf16 weights on the masked and on the causal model, a run
     // per seed at the f32 cell's learning rate.
     assert_eq!(r.precision.len(), 2);
