@@ -296,12 +296,7 @@ pub fn candidate_lm_token_losses<M: CausalLm + ?Sized>(
     model: &M,
     examples: &[CandidateExample],
 ) -> Result<Vec<f64>> {
-    if examples.is_empty() {
-        return Err(ModelError::Config {
-            field: "examples".into(),
-            message: "empty batch".into(),
-        });
-    }
+    non_empty(examples)?;
     let mut pairs: Vec<(&[u32], &[u32])> = Vec::with_capacity(examples.len());
     for (e, ex) in examples.iter().enumerate() {
         check_example(e, ex)?;
@@ -309,6 +304,17 @@ pub fn candidate_lm_token_losses<M: CausalLm + ?Sized>(
     }
     let logprobs = continuation_logprobs(model, &pairs)?;
     Ok(logprobs.iter().flatten().map(|&v| -f64::from(v)).collect())
+}
+
+/// An error for an empty batch of examples.
+fn non_empty(examples: &[CandidateExample]) -> Result<()> {
+    if examples.is_empty() {
+        return Err(ModelError::Config {
+            field: "examples".into(),
+            message: "empty batch".into(),
+        });
+    }
+    Ok(())
 }
 
 /// Cross-entropy of `label` under the softmax of `scores` (f64).
@@ -340,12 +346,7 @@ pub fn candidate_loss_and_predictions<M: CausalLm + ?Sized>(
     model: &M,
     examples: &[CandidateExample],
 ) -> Result<(f64, Vec<usize>)> {
-    if examples.is_empty() {
-        return Err(ModelError::Config {
-            field: "examples".into(),
-            message: "empty batch".into(),
-        });
-    }
+    non_empty(examples)?;
     let scores = candidate_scores(model, examples)?;
     loss_and_predictions_of_scores(&scores, examples)
 }
@@ -382,12 +383,7 @@ pub fn candidate_example_losses<M: CausalLm + ?Sized>(
     model: &M,
     examples: &[CandidateExample],
 ) -> Result<Vec<f64>> {
-    if examples.is_empty() {
-        return Err(ModelError::Config {
-            field: "examples".into(),
-            message: "empty batch".into(),
-        });
-    }
+    non_empty(examples)?;
     let scores = candidate_scores(model, examples)?;
     scores
         .iter()

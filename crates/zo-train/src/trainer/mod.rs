@@ -58,6 +58,19 @@ pub struct StepTraffic {
     pub steps: u64,
 }
 
+/// A failure of the caller's code at `step` outside any forward of the optimizer (the rows a
+/// minibatch reads, the weights' fingerprint), reported as the step's error.
+fn outside_forward(step: u64, source: ObjectiveError) -> TrainError {
+    TrainError::Step {
+        step,
+        source: OptimError::Objective {
+            step,
+            forward: 0,
+            source,
+        },
+    }
+}
+
 /// A hash of the parameters, compared between processes by the consistency guard
 /// ([`Trainer::processes`]).
 pub type Fingerprint<P> = Box<dyn FnMut(&P) -> std::result::Result<u64, ObjectiveError>>;
@@ -144,14 +157,7 @@ impl<P: ParamSet + ?Sized, M: TaskModel<P>> Trainer<P, M> {
         if parallel.comm.size() == 1 {
             return Ok(());
         }
-        let h = (guard.fingerprint)(params).map_err(|e| TrainError::Step {
-            step,
-            source: OptimError::Objective {
-                step,
-                forward: 0,
-                source: e,
-            },
-        })?;
+        let h = (guard.fingerprint)(params).map_err(|e| outside_forward(step, e))?;
         // Two exact halves: an f64 holds 32 bits exactly.
         let halves = [(h >> 32) as f64, (h & 0xffff_ffff) as f64];
         let all = parallel
@@ -449,17 +455,10 @@ impl<P: ParamSet + ?Sized, M: TaskModel<P>> Trainer<P, M> {
             let batch = batches.next_batch();
             let step = state.looping.step;
             let rows = if self.config.row_sparse {
-                let mut rows =
-                    self.model
-                        .rows_read(params, &batch)
-                        .map_err(|e| TrainError::Step {
-                            step,
-                            source: OptimError::Objective {
-                                step,
-                                forward: 0,
-                                source: e,
-                            },
-                        })?;
+                let mut rows = self
+                    .model
+                    .rows_read(params, &batch)
+                    .map_err(|e| outside_forward(step, e))?;
                 // Logged as the step used them: sorted, each row once.
                 for r in rows.values_mut() {
                     r.sort_unstable();
