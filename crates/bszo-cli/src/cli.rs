@@ -43,12 +43,18 @@ pub struct ExportArgs {
     /// The step to rebuild: a number, `best` (best validation score) or `last` (the checkpoint).
     #[arg(long, default_value = "best")]
     pub step: String,
-    /// The safetensors file to write.
-    #[arg(long, value_name = "FILE")]
+    /// Where to write: a safetensors file for a full fine-tuning run or with `--merged`; for a
+    /// LoRA or prefix run, a folder holding `adapter_model.safetensors` and
+    /// `adapter_config.json` as Hugging Face PEFT lays them out.
+    #[arg(long, value_name = "PATH")]
     pub out: PathBuf,
-    /// Replace an existing file.
+    /// Replace an existing file or folder.
     #[arg(long)]
     pub overwrite: bool,
+    /// LoRA runs: write the base model's weights with the adapters merged in
+    /// (`W + (α/r)·B A`), one safetensors file loadable as the model itself.
+    #[arg(long)]
+    pub merged: bool,
     /// Rebuild even if the base weights or tokenizer differ from those the run recorded.
     #[arg(long)]
     pub accept_changed_inputs: bool,
@@ -228,6 +234,12 @@ pub struct FinetuneArgs {
     /// only the embedding rows its minibatch reads (masked LMs; not HiZOO). Off by default.
     #[arg(long, help_heading = "Common settings")]
     pub row_sparse: bool,
+    /// What is trained (`peft.method`): `full` (every weight, the default), `lora` (low-rank
+    /// adapters on the query and value projections: `peft.rank` 8, `peft.alpha` 16,
+    /// `peft.targets`) or `prefix` (trainable attention prefixes: `peft.tokens` 5, `peft.init`
+    /// real or random). The base weights stay frozen with an adapter.
+    #[arg(long, value_name = "METHOD", help_heading = "Common settings")]
+    pub peft: Option<String>,
 }
 
 /// Find a preset: an existing file, else `configs/NAME.toml` in the current folder.
@@ -302,6 +314,9 @@ impl FinetuneArgs {
         if self.row_sparse {
             out.push(Override::new("train.row_sparse", true));
         }
+        if let Some(v) = &self.peft {
+            out.push(Override::new("peft.method", v.as_str()));
+        }
         if let Some(v) = &self.out {
             out.push(Override::new("output.dir", v.display().to_string()));
         }
@@ -340,8 +355,26 @@ pub fn run_config(preset: Option<&str>, overrides: &[Override]) -> Result<RunCon
             .map(str::to_string)
     };
     let before = algorithm(&doc);
+    let method = |doc: &toml::Table| {
+        doc.get("peft")
+            .and_then(|o| o.get("method"))
+            .and_then(toml::Value::as_str)
+            .map(str::to_string)
+    };
+    let method_before = method(&doc);
+    let (methods, overrides): (Vec<&Override>, Vec<&Override>) =
+        overrides.iter().partition(|o| o.dotted() == "peft.method");
+    for o in &methods {
+        o.apply(&mut doc)?;
+    }
+    // A change of method drops the preset's settings of the other method.
+    if method(&doc) != method_before
+        && let Some(toml::Value::Table(peft)) = doc.get_mut("peft")
+    {
+        peft.retain(|k, _| k == "method");
+    }
     let (names, rest): (Vec<&Override>, Vec<&Override>) = overrides
-        .iter()
+        .into_iter()
         .partition(|o| o.dotted() == "optimizer.name");
     for o in &names {
         o.apply(&mut doc)?;
@@ -388,10 +421,20 @@ pub fn settings_help() -> String {
         "  model.tokenizer, task.test_size, task.data_dir, output.dir: unset unless given\n",
     );
     out.push_str(&format!(
-        "  task.calibrate = \"{}\" (or \"{}\": also report calibrated accuracy and macro-F1; --calibrate)\n\n",
+        "  task.calibrate = \"{}\" (or \"{}\": also report calibrated accuracy and macro-F1; --calibrate)\n",
         Calibration::None,
         Calibration::ContentFree
     ));
+    out.push_str(
+        "  peft.method = \"full\" (every weight is trained; --peft), or with its settings:\n",
+    );
+    for peft in [
+        zo_models::Peft::Lora(zo_models::LoraConfig::default()),
+        zo_models::Peft::Prefix(zo_models::PrefixConfig::default()),
+    ] {
+        out.push_str(&format!("    {}\n", inline(&peft)));
+    }
+    out.push_str("    (peft.targets = []: the query and value projections; a target matches a layer's name or a dotted tail of it)\n\n");
     let eps = 1e-3;
     out.push_str(&format!(
         "optimizer.estimator.* and optimizer.rule.* per optimizer.name (defaults at eps = {}; a preset lists only what it changes):\n",

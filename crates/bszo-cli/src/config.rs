@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, anyhow, bail};
 use serde::{Deserialize, Serialize};
 use zo_data::{FEW_SHOT_SEEDS, NliTemplate, Protocol, Task};
-use zo_models::Precision;
+use zo_models::{Peft, Precision};
 use zo_optim::{Algorithm, Estimator, Optimizer, OptimizerConfig, Rounding, Schedule, UpdateRule};
 use zo_train::TrainConfig;
 
@@ -32,6 +32,12 @@ pub struct RunConfig {
     pub train: TrainSection,
     /// Where results go.
     pub output: OutputSection,
+    /// What is trained: every weight (`method = "full"`, the default, left out of a written
+    /// configuration), LoRA adapters (`"lora"`: `rank`, `alpha`, `targets`) or attention
+    /// prefixes (`"prefix"`: `tokens`, `init`). The adapters' initial values follow
+    /// `train.seed`.
+    #[serde(default, skip_serializing_if = "Peft::is_full")]
+    pub peft: Peft,
 }
 
 /// `[model]`.
@@ -317,6 +323,8 @@ pub struct Resolved {
     pub calibrate: Calibration,
     /// The weights' precision.
     pub precision: Precision,
+    /// What is trained.
+    pub peft: Peft,
     /// The optimizer.
     pub optimizer: Optimizer,
     /// The loop's settings.
@@ -424,6 +432,13 @@ impl RunConfig {
         if self.train.steps == 0 {
             bail!("train.steps must be at least 1");
         }
+        self.peft.validate().map_err(|e| anyhow!("{e}"))?;
+        if train.row_sparse && !self.peft.is_full() {
+            bail!(
+                "train.row_sparse: restricts the embedding tables' directions, which only full fine-tuning trains (peft.method = {})",
+                self.peft.method()
+            );
+        }
         Ok(Resolved {
             task,
             protocol,
@@ -432,6 +447,7 @@ impl RunConfig {
             train_as_classification: self.task.train_as_classification,
             calibrate: self.task.calibrate,
             precision: self.model.precision,
+            peft: self.peft.clone(),
             optimizer,
             train,
         })

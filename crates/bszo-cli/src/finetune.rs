@@ -371,6 +371,7 @@ pub fn finetune(options: Options) -> Result<Outcome> {
     let (model_path, kind) = (source.path.clone(), source.kind);
     let mut weights = loaded.weights;
     let parameters = weights.num_params();
+    let frozen_parameters = weights.frozen_elements();
     if let Some(c) = &comm {
         desync_hook(c.rank(), &mut weights)?;
     }
@@ -544,6 +545,7 @@ pub fn finetune(options: Options) -> Result<Outcome> {
         model_kind: kind,
         data_dir,
         parameters,
+        frozen_parameters,
         protocol: resolved.protocol,
         sizes,
         zero_shot,

@@ -6,8 +6,8 @@ use anyhow::{Context, Result, anyhow, bail};
 use zo_data::{NliTemplate, Task};
 use zo_models::gguf::{load_gguf, load_gguf_tokenizer};
 use zo_models::{
-    CausalLm, HubOptions, Llama2cTokenizer, MaskedLm, MaskedLmClassifier, Precision, Tokenizer,
-    Weights, load_causal_lm,
+    CausalLm, HubOptions, Llama2cTokenizer, Load, MaskedLm, MaskedLmClassifier, Peft, Precision,
+    Tokenizer, Weights, load_causal_lm,
 };
 
 use zo_optim::Rounding;
@@ -134,7 +134,7 @@ pub fn gguf_tokenizer(path: &Path, tokenizer: Option<Tokenizer>) -> Result<(Toke
 /// Where a run's model comes from: the resolved checkpoint, its head kind and the precision. The
 /// one reader of a checkpoint: the first load ([`load`](Self::load)) and every reload of the base
 /// weights ([`load_weights`](Self::load_weights)) go through [`read`](Self::read).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct ModelSource {
     /// The resolved path.
     pub path: PathBuf,
@@ -144,6 +144,10 @@ pub struct ModelSource {
     pub precision: Precision,
     /// How updates are written into bf16/f16 weights (`model.rounding`).
     pub rounding: Rounding,
+    /// What is trained (`[peft]`).
+    pub peft: Peft,
+    /// The seed of the adapters' initial values (`train.seed`).
+    pub seed: u64,
 }
 
 /// A model as read from its checkpoint, before a head is put on it.
@@ -169,7 +173,21 @@ impl ModelSource {
             kind,
             precision,
             rounding: Rounding::default(),
+            peft: Peft::Full,
+            seed: 0,
         })
+    }
+
+    /// The same source training what `peft` says, adapters seeded by `seed`.
+    pub fn with_adapters(mut self, peft: Peft, seed: u64) -> Self {
+        self.peft = peft;
+        self.seed = seed;
+        self
+    }
+
+    /// How the checkpoint is loaded.
+    fn load_options(&self) -> Load {
+        Load::new(self.precision, self.peft.clone(), self.seed)
     }
 
     /// The same source whose weights are updated with `rounding`.
@@ -209,15 +227,15 @@ impl ModelSource {
         Ok(match self.kind {
             ModelKind::Masked => {
                 self.check_masked_folder()?;
-                let (model, weights) = MaskedLm::from_folder(path, self.precision)?;
+                let (model, weights) = MaskedLm::from_folder(path, self.load_options())?;
                 (Model::Masked(Box::new(model)), weights)
             }
             ModelKind::Causal if self.is_gguf() => {
-                let m = load_gguf(path, self.precision)?;
+                let m = load_gguf(path, self.load_options())?;
                 (Model::Gguf(Box::new(m.model)), m.weights)
             }
             ModelKind::Causal => {
-                let (model, weights) = load_causal_lm(path, self.precision)?;
+                let (model, weights) = load_causal_lm(path, self.load_options())?;
                 (Model::Causal(model), weights)
             }
         })
@@ -364,12 +382,9 @@ pub fn data_and_model(
     if let Some(n) = config.task.test_size {
         splits.test.truncate(n);
     }
-    let loaded = load(
-        &config.model,
-        resolved.kind,
-        resolved.precision,
-        resolved.task,
-        resolved.nli_template,
-    )?;
+    let loaded = ModelSource::resolve(&config.model.name, resolved.kind, resolved.precision)?
+        .with_rounding(config.model.rounding)
+        .with_adapters(resolved.peft.clone(), config.train.seed)
+        .load(&config.model, resolved.task, resolved.nli_template)?;
     Ok((data_dir, splits, loaded))
 }

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Result;
 use bszo_cli::cli::{Cli, Command};
-use bszo_cli::export::{StepChoice, export};
+use bszo_cli::export::{ExportOptions, StepChoice, export};
 use bszo_cli::finetune::{Options, Processes, finetune};
 use bszo_cli::report::calibrated_note;
 use bszo_cli::resources::parse_size;
@@ -190,7 +190,12 @@ fn run(cli: Cli, processes: Option<Processes>) -> Result<ExitCode> {
         }
         Command::Export(a) => {
             let step: StepChoice = a.step.parse()?;
-            let at = export(&a.run, step, &a.out, a.overwrite, a.accept_changed_inputs)?;
+            let options = ExportOptions {
+                overwrite: a.overwrite,
+                accept_changed_inputs: a.accept_changed_inputs,
+                merged: a.merged,
+            };
+            let at = export(&a.run, step, &a.out, options)?;
             if at == 0 {
                 println!("wrote the starting weights (step 0) to {}", a.out.display());
             } else {
@@ -243,12 +248,20 @@ fn run(cli: Cli, processes: Option<Processes>) -> Result<ExitCode> {
                     "note: {dir} held no checkpoint to resume from; the run started from step 0"
                 );
             }
+            let trained = match &r.config.peft {
+                zo_models::Peft::Full => format!("{} parameters", r.parameters),
+                peft => format!(
+                    "{} {} parameters beside {} frozen",
+                    r.parameters,
+                    peft.method(),
+                    r.frozen_parameters
+                ),
+            };
             println!(
-                "{} on {} with {} ({} parameters, {} train / {} validation / {} test examples)",
+                "{} on {} with {} ({trained}, {} train / {} validation / {} test examples)",
                 r.config.model.name,
                 r.config.task.name,
                 r.config.optimizer.name,
-                r.parameters,
                 r.sizes[0],
                 r.sizes[1],
                 r.sizes[2]

@@ -59,6 +59,10 @@ pub struct Forwards {
     pub per_step: usize,
 }
 
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
 /// The final report (`report.json`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Report {
@@ -74,6 +78,9 @@ pub struct Report {
     pub data_dir: PathBuf,
     /// Trainable parameters.
     pub parameters: usize,
+    /// The checkpoint's weights held frozen beside the adapters (0 for full fine-tuning).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub frozen_parameters: usize,
     /// The data protocol.
     pub protocol: Protocol,
     /// Examples in train / validation / test.

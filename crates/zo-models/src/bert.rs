@@ -25,8 +25,8 @@ use serde::{Deserialize, Serialize};
 use zo_optim::RowSupport;
 
 use crate::error::{ModelError, Result};
-use crate::loading::{Checkpoint, Precision, read_json};
-use crate::param::{Linear, Param};
+use crate::loading::{Checkpoint, read_json};
+use crate::param::{Linear, Param, Prefix};
 use crate::weights::Weights;
 
 /// An activation function named by `hidden_act` in `config.json`.
@@ -348,7 +348,13 @@ struct Block {
     intermediate: Linear,
     output: Linear,
     out_norm: LayerNorm,
+    /// Prefix tuning's keys and values (`{base}.attention.self.prefix_keys` / `_values`).
+    prefix: Option<Prefix>,
 }
+
+/// Prefix keys and values as layers compute them: the keys and values of each block, `[b, s, h]`,
+/// collected while the prefixes are left out (to initialise them from real activations).
+type Capture = Vec<(Tensor, Tensor)>;
 
 impl Block {
     fn load(ckpt: &mut Checkpoint, cfg: &Config, base: &str) -> Result<Self> {
@@ -367,11 +373,13 @@ impl Block {
             intermediate: load_linear(ckpt, &format!("{base}.intermediate.dense"), i, h)?,
             output: load_linear(ckpt, &format!("{base}.output.dense"), h, i)?,
             out_norm: LayerNorm::load(ckpt, &format!("{base}.output.LayerNorm"), h, eps)?,
+            prefix: ckpt.prefix(&format!("{base}.attention.self"), h)?,
         })
     }
 
     /// `x`: [b, s, h]; `mask`: additive [b, 1, 1, s] in f32; `rows`: when given, the flat indices
     /// (into b·s) of the one query row per sequence to compute, and the result is [b, 1, h].
+    /// With `capture`, the prefix is left out and the block's keys and values are pushed to it.
     fn forward(
         &self,
         x: &Tensor,
@@ -379,6 +387,7 @@ impl Block {
         rows: Option<&Tensor>,
         heads: usize,
         act: Activation,
+        capture: Option<&mut Capture>,
     ) -> Result<Tensor> {
         let (b, s, h) = x.dims3()?;
         let hd = h / heads;
@@ -396,11 +405,21 @@ impl Block {
                 .contiguous()?)
         };
         let q = split(self.query.forward(&xq)?, sq)?;
-        let k = split(self.key.forward(x)?, s)?;
-        let v = split(self.value.forward(x)?, s)?;
+        let (k, v) = (self.key.forward(x)?, self.value.forward(x)?);
+        let (k, v, mask) = match (capture, &self.prefix) {
+            (Some(sink), _) => {
+                sink.push((k.clone(), v.clone()));
+                (split(k, s)?, split(v, s)?, mask.clone())
+            }
+            (None, Some(prefix)) => {
+                let (k, v) = prefix.prepend(&split(k, s)?, &split(v, s)?)?;
+                (k, v, prefix.widen_mask(mask)?)
+            }
+            (None, None) => (split(k, s)?, split(v, s)?, mask.clone()),
+        };
         let dtype = x.dtype();
         let scores = q.matmul(&k.t()?)?.to_dtype(DType::F32)?;
-        let scores = (scores * (1.0 / (hd as f64).sqrt()))?.broadcast_add(mask)?;
+        let scores = (scores * (1.0 / (hd as f64).sqrt()))?.broadcast_add(&mask)?;
         let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(dtype)?;
         let ctx = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, sq, h))?;
         let attn = self
@@ -495,7 +514,7 @@ impl MaskedLm {
             decoder,
             bias,
         };
-        Ok(Self {
+        let model = Self {
             cfg: cfg.clone(),
             flavor,
             pad_id: cfg.pad_id()?,
@@ -503,18 +522,47 @@ impl MaskedLm {
             embeddings,
             blocks,
             head,
-        })
+        };
+        if let Some(tokens) = checkpoint.prefix_init_tokens(cfg.vocab_size) {
+            model.init_prefixes(&tokens)?;
+        }
+        Ok(model)
+    }
+
+    /// Set every block's prefix to the keys and values of `tokens` run through the model without
+    /// prefixes (MeZO's initialisation from real activations).
+    fn init_prefixes(&self, tokens: &[u32]) -> Result<()> {
+        let n = tokens.len();
+        let ids = Tensor::from_vec(tokens.to_vec(), (1, n), &Device::Cpu)?;
+        let ones = Tensor::ones((1, n), DType::U32, &Device::Cpu)?;
+        let mut capture = Capture::new();
+        self.encode_with(&ids, &ones, None, Some(&mut capture))?;
+        for (block, (k, v)) in self.blocks.iter().zip(&capture) {
+            if let Some(prefix) = &block.prefix {
+                prefix.overwrite(&k.squeeze(0)?, &v.squeeze(0)?)?;
+            }
+        }
+        Ok(())
     }
 
     /// Load `config.json` and the safetensors weights of a local Hugging Face folder in `precision`;
     /// returns the model and its trainable weights (the checkpoint's other tensors are dropped).
-    pub fn from_folder(dir: impl AsRef<Path>, precision: Precision) -> Result<(Self, Weights)> {
-        crate::loading::load_hf_folder(dir.as_ref(), precision, |p| Config::from_file(p), Self::new)
+    /// `load` is a [`Precision`](crate::Precision) or a [`Load`](crate::adapters::Load) (precision and adapters).
+    pub fn from_folder(
+        dir: impl AsRef<Path>,
+        load: impl Into<crate::adapters::Load>,
+    ) -> Result<(Self, Weights)> {
+        crate::loading::load_hf_folder(dir.as_ref(), load, |p| Config::from_file(p), Self::new)
     }
 
     /// A model with random weights: matrices ~ N(0, 0.02²), LayerNorm weights 1, biases 0, drawn
     /// from `zo-sampler` streams keyed by `seed` and each tensor's name. For tests and benchmarks.
-    pub fn random(cfg: &Config, precision: Precision, seed: u64) -> Result<(Self, Weights)> {
+    /// `load` is a [`Precision`](crate::Precision) or a [`Load`](crate::adapters::Load).
+    pub fn random(
+        cfg: &Config,
+        load: impl Into<crate::adapters::Load>,
+        seed: u64,
+    ) -> Result<(Self, Weights)> {
         cfg.validate()?;
         let key = zo_sampler::DirectionKey::new(seed, u64::MAX, u32::MAX);
         let mut tensors = std::collections::HashMap::new();
@@ -535,9 +583,10 @@ impl MaskedLm {
             };
             tensors.insert(name, Tensor::from_vec(values, shape, &Device::Cpu)?);
         }
-        let mut checkpoint = Checkpoint::from_tensors("<random>".into(), tensors, precision);
+        let mut checkpoint =
+            Checkpoint::from_tensors("<random>".into(), tensors, load).validated()?;
         let model = Self::new(cfg, &mut checkpoint)?;
-        Ok((model, checkpoint.into_weights()))
+        Ok((model, checkpoint.into_weights()?))
     }
 
     /// The configuration.
@@ -671,6 +720,18 @@ impl MaskedLm {
         attention_mask: &Tensor,
         rows: Option<&Tensor>,
     ) -> Result<Tensor> {
+        self.encode_with(input_ids, attention_mask, rows, None)
+    }
+
+    /// [`encode`](Self::encode); with `capture`, without prefixes, collecting each block's keys
+    /// and values.
+    fn encode_with(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: &Tensor,
+        rows: Option<&Tensor>,
+        mut capture: Option<&mut Capture>,
+    ) -> Result<Tensor> {
         let (b, s) = self.check_inputs(input_ids, attention_mask)?;
         let mask = Self::additive_mask(attention_mask, b, s)?;
         let heads = self.cfg.num_attention_heads;
@@ -678,7 +739,14 @@ impl MaskedLm {
         let last = self.blocks.len().saturating_sub(1);
         for (i, block) in self.blocks.iter().enumerate() {
             let r = if i == last { rows } else { None };
-            x = block.forward(&x, &mask, r, heads, self.cfg.hidden_act)?;
+            x = block.forward(
+                &x,
+                &mask,
+                r,
+                heads,
+                self.cfg.hidden_act,
+                capture.as_deref_mut(),
+            )?;
         }
         if self.blocks.is_empty()
             && let Some(r) = rows

@@ -442,14 +442,26 @@ impl<M: CausalLm + ?Sized> Objective<Weights> for CandidateObjective<'_, M> {
     }
 }
 
+/// One unpadded sequence of `tokens`: ids and attention mask, `[1, n]` u32.
+pub(crate) fn one_sequence(tokens: &[u32]) -> Result<(Tensor, Tensor)> {
+    let n = tokens.len();
+    let ids = Tensor::from_vec(tokens.to_vec(), (1, n), &candle_core::Device::Cpu)?;
+    let mask = Tensor::ones((1, n), candle_core::DType::U32, &candle_core::Device::Cpu)?;
+    Ok((ids, mask))
+}
+
 /// Load a causal language model by path: a `.gguf` file, a llama2.c `.bin` file, or a local Hugging
 /// Face folder whose `config.json` has `model_type` `opt`, `llama` or `mistral`. Returns the model
 /// and its trainable weights. A path that does not exist is a [`ModelError::Io`] naming it (model
 /// names are not resolved on the Hugging Face hub).
+///
+/// `load` is a [`Precision`](crate::Precision) or a [`Load`](crate::adapters::Load) (precision
+/// and adapters).
 pub fn load_causal_lm(
     path: &std::path::Path,
-    precision: crate::loading::Precision,
+    load: impl Into<crate::adapters::Load>,
 ) -> Result<(Box<dyn CausalLm + Send + Sync>, Weights)> {
+    let precision = load.into();
     #[derive(serde::Deserialize)]
     struct Kind {
         #[serde(default)]

@@ -18,7 +18,7 @@ use tokenizers::Tokenizer;
 
 use crate::error::{ModelError, Result};
 use crate::llama::{Llama, LlamaConfig, unpermute_rope_rows};
-use crate::loading::{Checkpoint, Precision};
+use crate::loading::Checkpoint;
 use crate::weights::Weights;
 
 /// A model loaded from a GGUF file.
@@ -195,7 +195,11 @@ fn open_gguf(path: &Path) -> Result<(BufReader<File>, Content)> {
 }
 
 /// Load a Llama-architecture GGUF file (e.g. SmolLM2), dequantising every tensor to `precision`.
-pub fn load_gguf(path: &Path, precision: Precision) -> Result<GgufModel> {
+/// `load` is a [`Precision`](crate::Precision) or a [`Load`](crate::adapters::Load) (precision and adapters).
+pub fn load_gguf(path: &Path, load: impl Into<crate::adapters::Load>) -> Result<GgufModel> {
+    let load = load.into();
+    load.peft.validate()?;
+    let precision = load.precision;
     if !path.exists() {
         return Err(ModelError::not_found(path, "GGUF file not found"));
     }
@@ -278,9 +282,9 @@ pub fn load_gguf(path: &Path, precision: Precision) -> Result<GgufModel> {
         }
         tensors.insert(hf, t.to_dtype(dtype)?);
     }
-    let mut ckpt = Checkpoint::from_tensors(PathBuf::from(path), tensors, precision);
+    let mut ckpt = Checkpoint::from_tensors(PathBuf::from(path), tensors, load.clone());
     let model = Llama::new(&config, &mut ckpt)?;
-    let weights = ckpt.into_weights();
+    let weights = ckpt.into_weights()?;
 
     let tok = tokenizer_of(&meta)?;
     Ok(GgufModel {

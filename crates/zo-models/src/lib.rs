@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 mod activation;
+pub mod adapters;
 pub mod bert;
 pub mod calibration;
 pub mod causal;
@@ -16,6 +17,7 @@ pub mod param;
 pub mod tokenizer;
 pub mod weights;
 
+pub use adapters::{Load, LoraConfig, Peft, PrefixConfig, PrefixInit};
 pub use bert::{Config as BertConfig, Flavor, MaskedLm};
 pub use causal::{CandidateExample, CandidateObjective, CausalLm, load_causal_lm};
 pub use error::{ModelError, Result};
@@ -28,6 +30,6 @@ pub use masked::{
     MaskedLmClassifier, PromptBatch, PromptObjective, Template, TemplateError, Transform,
 };
 pub use opt::{Opt, OptConfig};
-pub use param::{Linear, Param};
+pub use param::{Linear, LoraBranch, Param, Prefix};
 pub use tokenizer::Tokenizer;
-pub use weights::Weights;
+pub use weights::{LoraPair, Weights};

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::causal::CausalLm;
 use crate::error::{ModelError, Result};
 use crate::loading::{Checkpoint, read_json};
-use crate::param::{Linear, Param};
+use crate::param::{Linear, Param, Prefix};
 
 fn default_rope_theta() -> f64 {
     10_000.0
@@ -332,6 +332,7 @@ struct Layer {
     gate: Linear,
     up: Linear,
     down: Linear,
+    prefix: Option<Prefix>,
 }
 
 /// A Llama or Mistral causal language model.
@@ -402,6 +403,7 @@ impl Llama {
                     cfg.intermediate_size,
                     mb,
                 )?,
+                prefix: ckpt.prefix(&format!("{p}.self_attn"), nkv * hd)?,
             });
         }
         let norm = ckpt.trainable("model.norm.weight", &["model.norm.weight"], &[h])?;
@@ -413,14 +415,25 @@ impl Llama {
             // Tied in the config but stored explicitly: the stored copy is the same matrix.
             embed_tokens.clone()
         };
-        Ok(Self {
+        let model = Self {
             cfg: cfg.clone(),
             embed_tokens,
             layers,
             norm,
             lm_head,
             dtype: DType::F32,
-        })
+        };
+        if let Some(tokens) = ckpt.prefix_init_tokens(cfg.vocab_size) {
+            let mut capture = Vec::new();
+            let (ids, mask) = crate::causal::one_sequence(&tokens)?;
+            model.run(&ids, &mask, Some(&mut capture))?;
+            for (layer, (k, v)) in model.layers.iter().zip(&capture) {
+                if let Some(prefix) = &layer.prefix {
+                    prefix.overwrite(k, v)?;
+                }
+            }
+        }
+        Ok(model)
     }
 
     crate::loading::hf_model_loader!(LlamaConfig);
@@ -446,8 +459,15 @@ impl Llama {
     }
 }
 
-impl CausalLm for Llama {
-    fn hidden_states(&self, input_ids: &Tensor, attention_mask: &Tensor) -> Result<Tensor> {
+impl Llama {
+    /// The final hidden states; with `capture`, without prefixes, collecting each layer's keys
+    /// (after the rotary embedding) and values of the first sequence, `[s, kv_heads · hd]`.
+    fn run(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: &Tensor,
+        mut capture: Option<&mut Vec<(Tensor, Tensor)>>,
+    ) -> Result<Tensor> {
         let (b, s) = check_inputs(input_ids, attention_mask)?;
         let (hd, nh, nkv) = (
             self.cfg.head_width(),
@@ -466,18 +486,42 @@ impl CausalLm for Llama {
             let v = split_heads(&layer.v.forward(&h)?, (b, s, nkv, hd))?;
             let q = candle_nn::rotary_emb::rope(&q, &cos, &sin)?;
             let k = candle_nn::rotary_emb::rope(&k, &cos, &sin)?;
+            if let Some(sink) = capture.as_deref_mut() {
+                let flat = |t: &Tensor| -> Result<Tensor> {
+                    Ok(t.get(0)?
+                        .transpose(0, 1)?
+                        .contiguous()?
+                        .reshape((s, nkv * hd))?)
+                };
+                sink.push((flat(&k)?, flat(&v)?));
+            }
+            let (k, v, layer_mask) = match (&capture, &layer.prefix) {
+                (None, Some(prefix)) => {
+                    let (k, v) = prefix.prepend(&k, &v)?;
+                    (k, v, prefix.widen_mask(&mask)?)
+                }
+                _ => (k, v, mask.clone()),
+            };
+            let keys = k.dim(2)?;
             // Query head j uses key/value head j / groups: repeat each KV head `groups` times.
             let repeat = |t: Tensor| -> Result<Tensor> {
                 if groups == 1 {
                     return Ok(t);
                 }
                 Ok(t.unsqueeze(2)?
-                    .expand((b, nkv, groups, s, hd))?
-                    .reshape((b, nh, s, hd))?)
+                    .expand((b, nkv, groups, keys, hd))?
+                    .reshape((b, nh, keys, hd))?)
             };
             let k = repeat(k)?;
             let v = repeat(v)?;
-            let a = attention(&q, &k, &v, &mask, 1.0 / (hd as f64).sqrt(), self.dtype)?;
+            let a = attention(
+                &q,
+                &k,
+                &v,
+                &layer_mask,
+                1.0 / (hd as f64).sqrt(),
+                self.dtype,
+            )?;
             x = (x + layer.o.forward(&a)?)?;
             let h = rms_norm(&x, &layer.post_norm, eps)?;
             let m = (crate::activation::silu_tensor(&layer.gate.forward(&h)?)?
@@ -485,6 +529,12 @@ impl CausalLm for Llama {
             x = (x + layer.down.forward(&m)?)?;
         }
         rms_norm(&x, &self.norm, eps)
+    }
+}
+
+impl CausalLm for Llama {
+    fn hidden_states(&self, input_ids: &Tensor, attention_mask: &Tensor) -> Result<Tensor> {
+        self.run(input_ids, attention_mask, None)
     }
 
     fn head(&self, hidden: &Tensor) -> Result<Tensor> {

@@ -16,7 +16,7 @@ use candle_core::{Device, Tensor};
 
 use crate::error::{ModelError, Result};
 use crate::llama::{Llama, LlamaConfig, unpermute_rope_rows};
-use crate::loading::{Checkpoint, Precision};
+use crate::loading::Checkpoint;
 use crate::weights::Weights;
 
 /// llama2.c's beginning-of-sequence token.
@@ -173,7 +173,10 @@ pub fn read_header(path: &Path, bytes: &[u8]) -> Result<Llama2cHeader> {
 }
 
 /// Load a llama2.c model file, converting its weights to `precision`.
-pub fn load_llama2c(path: &Path, precision: Precision) -> Result<Llama2cModel> {
+/// `load` is a [`Precision`](crate::Precision) or a [`Load`](crate::adapters::Load) (precision and adapters).
+pub fn load_llama2c(path: &Path, load: impl Into<crate::adapters::Load>) -> Result<Llama2cModel> {
+    let load = load.into();
+    load.peft.validate()?;
     let bytes = read_file(path)?;
     let header = read_header(path, &bytes)?;
     let need = header.num_floats().saturating_mul(4).saturating_add(28);
@@ -250,13 +253,13 @@ pub fn load_llama2c(path: &Path, precision: Precision) -> Result<Llama2cModel> {
         tensors.insert(format!("{p}.mlp.up_proj.weight"), w3.get(i)?);
     }
     let config = header.config();
-    let mut ckpt = Checkpoint::from_tensors(PathBuf::from(path), tensors, precision);
+    let mut ckpt = Checkpoint::from_tensors(PathBuf::from(path), tensors, load.clone());
     let model = Llama::new(&config, &mut ckpt)?;
     Ok(Llama2cModel {
         header,
         config,
         model,
-        weights: ckpt.into_weights(),
+        weights: ckpt.into_weights()?,
     })
 }
 

@@ -8,9 +8,10 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
+use crate::adapters::{Load, Peft, PrefixInit, lora_a_values, prefix_random_values};
 use crate::error::{ModelError, Result};
-use crate::param::{Linear, Param, Role};
-use crate::weights::Weights;
+use crate::param::{Linear, LoraBranch, Param, Prefix, Role};
+use crate::weights::{LoraPair, Weights};
 
 /// The working precision of a model's weights.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -71,11 +72,13 @@ macro_rules! hf_model_loader {
     ($config:ident) => {
         /// Load a local Hugging Face folder (`config.json` + safetensors). Returns the model and
         /// its trainable weights.
+        /// `load` is a [`Precision`](crate::Precision) or a [`Load`](crate::adapters::Load)
+        /// (precision and adapters).
         pub fn from_hf_folder(
             dir: &std::path::Path,
-            precision: $crate::loading::Precision,
+            load: impl Into<$crate::adapters::Load>,
         ) -> $crate::error::Result<(Self, $crate::weights::Weights)> {
-            $crate::loading::load_hf_folder(dir, precision, $config::from_file, Self::new)
+            $crate::loading::load_hf_folder(dir, load, $config::from_file, Self::new)
         }
 
         /// The configuration.
@@ -88,10 +91,11 @@ pub(crate) use hf_model_loader;
 
 /// Load a model from a local Hugging Face folder: `config.json` parsed by `read_config`, the
 /// safetensors weights by [`Checkpoint::from_hf_folder`], the model built by `build`. Returns the
-/// model and its trainable weights (the checkpoint's other tensors are dropped).
+/// model and its trainable weights (the checkpoint's other tensors are dropped, or kept frozen
+/// beside the adapters when `load` names a [`Peft`] method).
 pub fn load_hf_folder<C, M>(
     dir: &Path,
-    precision: Precision,
+    load: impl Into<Load>,
     read_config: impl FnOnce(&Path) -> Result<C>,
     build: impl FnOnce(&C, &mut Checkpoint) -> Result<M>,
 ) -> Result<(M, Weights)> {
@@ -99,18 +103,27 @@ pub fn load_hf_folder<C, M>(
         return Err(ModelError::not_found(dir, "model folder not found"));
     }
     let cfg = read_config(&dir.join("config.json"))?;
-    let mut checkpoint = Checkpoint::from_hf_folder(dir, precision)?;
+    let mut checkpoint = Checkpoint::from_hf_folder(dir, load)?;
     let model = build(&cfg, &mut checkpoint)?;
-    Ok((model, checkpoint.into_weights()))
+    Ok((model, checkpoint.into_weights()?))
 }
 
 /// The tensors of a checkpoint, with the file they came from for error messages.
+///
+/// With a [`Peft`] method the checkpoint's weights are taken *frozen* (read by the layers as
+/// they are, outside the trainable set) and the adapters are the trainable set.
 #[derive(Debug)]
 pub struct Checkpoint {
     origin: PathBuf,
     tensors: HashMap<String, Tensor>,
-    precision: Precision,
+    load: Load,
     weights: Weights,
+    frozen: Weights,
+    lora: Vec<LoraPair>,
+    /// The LoRA targets that matched a layer.
+    matched: Vec<String>,
+    /// The linear layers' module names (for error messages).
+    linears: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -121,7 +134,7 @@ struct ShardIndex {
 impl Checkpoint {
     /// Load the safetensors weights of a local Hugging Face folder: `model.safetensors`, or the shards
     /// named by `model.safetensors.index.json`.
-    pub fn from_hf_folder(dir: &Path, precision: Precision) -> Result<Self> {
+    pub fn from_hf_folder(dir: &Path, load: impl Into<Load>) -> Result<Self> {
         let single = dir.join("model.safetensors");
         let index = dir.join("model.safetensors.index.json");
         let files: Vec<PathBuf> = if single.exists() {
@@ -157,21 +170,38 @@ impl Checkpoint {
             })?;
             tensors.extend(loaded);
         }
-        Ok(Self::from_tensors(dir.to_path_buf(), tensors, precision))
+        Self::from_tensors(dir.to_path_buf(), tensors, load).validated()
     }
 
-    /// Wrap tensors read by another reader (GGUF, llama2.c).
+    /// Wrap tensors read by another reader (GGUF, llama2.c). `load` is a [`Precision`] or a
+    /// [`Load`] (precision and adapters; its settings are checked by the loaders, or call
+    /// [`Peft::validate`]).
     pub fn from_tensors(
         origin: PathBuf,
         tensors: HashMap<String, Tensor>,
-        precision: Precision,
+        load: impl Into<Load>,
     ) -> Self {
         Self {
             origin,
             tensors,
-            precision,
+            load: load.into(),
             weights: Weights::new(),
+            frozen: Weights::new(),
+            lora: Vec::new(),
+            matched: Vec::new(),
+            linears: Vec::new(),
         }
+    }
+
+    /// `self` if its adapter settings are valid.
+    pub fn validated(self) -> Result<Self> {
+        self.load.peft.validate()?;
+        Ok(self)
+    }
+
+    /// What is trained.
+    pub fn peft(&self) -> &Peft {
+        &self.load.peft
     }
 
     /// Where the tensors came from.
@@ -181,7 +211,7 @@ impl Checkpoint {
 
     /// The working precision.
     pub fn precision(&self) -> Precision {
-        self.precision
+        self.load.precision
     }
 
     /// Whether a tensor of that name exists.
@@ -227,7 +257,9 @@ impl Checkpoint {
                 found: t.dims().to_vec(),
             });
         }
-        Ok(t.to_dtype(self.precision.dtype())?.contiguous()?.detach())
+        Ok(t.to_dtype(self.load.precision.dtype())?
+            .contiguous()?
+            .detach())
     }
 
     /// Like [`constant`](Self::constant), and registered as trainable under `canonical` (the
@@ -258,7 +290,12 @@ impl Checkpoint {
         // `to_dtype` of a tensor already in that dtype shares storage with the checkpoint map: copy it
         // so that the trainable tensor owns its storage alone.
         let t = t.copy()?;
-        let param = self.weights.register_param(canonical, t.clone(), role)?;
+        let set = if self.load.peft.is_full() {
+            &mut self.weights
+        } else {
+            &mut self.frozen
+        };
+        let param = set.register_param(canonical, t.clone(), role)?;
         // Release the checkpoint's own copy at once, so that loading peaks near one model's size
         // instead of two: the entry now shares the trainable tensor's storage (a later lookup of the
         // same name sees the trainable tensor, as a tie would).
@@ -283,7 +320,9 @@ impl Checkpoint {
     }
 
     /// A trainable linear layer `<name>.weight` of shape `[out, inp]`, with `<name>.bias` of shape
-    /// `[out]` when `bias`, under [`trainable_prefixed`](Self::trainable_prefixed)'s naming.
+    /// `[out]` when `bias`, under [`trainable_prefixed`](Self::trainable_prefixed)'s naming. With
+    /// LoRA, a layer that a target names gets the adapters `<module>.lora_A.weight` (`r × inp`)
+    /// and `<module>.lora_B.weight` (`out × r`), `<module>` being `<prefixes[0]><name>`.
     pub fn trainable_linear(
         &mut self,
         prefixes: &[&str],
@@ -297,12 +336,142 @@ impl Checkpoint {
         } else {
             None
         };
-        Ok(Linear::new(w, b))
+        let linear = Linear::new(w, b);
+        let Peft::Lora(lora) = &self.load.peft else {
+            return Ok(linear);
+        };
+        let module = format!("{}{name}", prefixes.first().copied().unwrap_or(""));
+        self.linears.push(module.clone());
+        let Some(target) = lora.target_of(&module) else {
+            return Ok(linear);
+        };
+        let (rank, scale) = (lora.rank, lora.scale());
+        let a_name = format!("{module}.lora_A.weight");
+        let b_name = format!("{module}.lora_B.weight");
+        let a_values = lora_a_values(self.load.seed, &a_name, rank, inp);
+        let a = self.adapter(&a_name, a_values, &[rank, inp])?;
+        let b = self.adapter(&b_name, vec![0.0; out * rank], &[out, rank])?;
+        if !self.matched.contains(&target) {
+            self.matched.push(target);
+        }
+        self.lora.push(LoraPair {
+            weight: format!("{module}.weight"),
+            a: a_name,
+            b: b_name,
+            scale,
+        });
+        Ok(linear.with_lora(LoraBranch::new(a, b, scale)))
     }
 
-    /// The trainable weights registered so far.
-    pub fn into_weights(self) -> Weights {
+    /// The trainable prefix of the attention layer `layer` (keys and values `[tokens, kv_width]`,
+    /// named `<layer>.prefix_keys` / `<layer>.prefix_values`) when prefix tuning, else `None`.
+    /// With [`PrefixInit::Real`] they start at zero until the model calls
+    /// [`Prefix::overwrite`] with the activations of [`prefix_tokens`](crate::adapters::prefix_tokens).
+    pub fn prefix(&mut self, layer: &str, kv_width: usize) -> Result<Option<Prefix>> {
+        let Peft::Prefix(cfg) = &self.load.peft else {
+            return Ok(None);
+        };
+        let (tokens, init) = (cfg.tokens, cfg.init);
+        let mut take = |what: &str| -> Result<Param> {
+            let name = format!("{layer}.prefix_{what}");
+            let values = match init {
+                PrefixInit::Random => {
+                    prefix_random_values(self.load.seed, &name, tokens * kv_width)
+                }
+                PrefixInit::Real => vec![0.0; tokens * kv_width],
+            };
+            self.adapter(&name, values, &[tokens, kv_width])
+        };
+        let keys = take("keys")?;
+        let values = take("values")?;
+        Ok(Some(Prefix::new(keys, values)))
+    }
+
+    /// The random tokens whose activations start the prefixes, when prefix tuning with
+    /// [`PrefixInit::Real`] (`vocab`: the model's vocabulary size).
+    pub fn prefix_init_tokens(&self, vocab: usize) -> Option<Vec<u32>> {
+        match &self.load.peft {
+            Peft::Prefix(c) if c.init == PrefixInit::Real => Some(crate::adapters::prefix_tokens(
+                self.load.seed,
+                c.tokens,
+                vocab,
+            )),
+            _ => None,
+        }
+    }
+
+    /// Register an adapter tensor (always f32) as trainable.
+    fn adapter(&mut self, name: &str, values: Vec<f32>, shape: &[usize]) -> Result<Param> {
+        let t = Tensor::from_vec(values, shape, &Device::Cpu)?;
+        self.weights.register_param(name, t, Role::Dense)
+    }
+
+    /// The trainable weights registered so far, with the frozen ones and the LoRA pairs beside
+    /// them when adapters are trained. An error when a LoRA target matched no layer, or when
+    /// adapters were asked for and the architecture made none.
+    pub fn into_weights(mut self) -> Result<Weights> {
+        match &self.load.peft {
+            Peft::Full => {}
+            Peft::Lora(cfg) => {
+                let missing: Vec<&String> = cfg
+                    .targets
+                    .iter()
+                    .filter(|t| !self.matched.contains(t))
+                    .collect();
+                if !missing.is_empty() || self.lora.is_empty() {
+                    let what = if missing.is_empty() {
+                        "the query and value projections".to_string()
+                    } else {
+                        missing
+                            .iter()
+                            .map(|t| format!("`{t}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    };
+                    return Err(ModelError::Config {
+                        field: "peft.targets".into(),
+                        message: format!(
+                            "{what} matched no linear layer of {} (its layers: {})",
+                            self.origin.display(),
+                            self.linear_modules().join(", ")
+                        ),
+                    });
+                }
+            }
+            Peft::Prefix(_) => {
+                if self.weights.is_empty() {
+                    return Err(ModelError::Config {
+                        field: "peft.method".into(),
+                        message: format!(
+                            "{}: this architecture has no attention layer to prefix",
+                            self.origin.display()
+                        ),
+                    });
+                }
+            }
+        }
+        let peft = self.load.peft.clone();
         self.weights
+            .set_frozen(std::mem::take(&mut self.frozen), self.lora, peft);
+        Ok(self.weights)
+    }
+
+    /// The distinct module names of the linear layers taken so far (for error messages), with
+    /// their layer numbers folded into `N`.
+    fn linear_modules(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .linears
+            .iter()
+            .map(|name| {
+                name.split('.')
+                    .map(|p| if p.parse::<usize>().is_ok() { "N" } else { p })
+                    .collect::<Vec<_>>()
+                    .join(".")
+            })
+            .collect();
+        out.sort();
+        out.dedup();
+        out
     }
 }
 
@@ -329,6 +498,6 @@ mod tests {
             );
         }
         assert!(ck.trainable("w", &["w"], &[3]).is_ok());
-        assert_eq!(ck.into_weights().num_params(), 3);
+        assert_eq!(ck.into_weights().unwrap().num_params(), 3);
     }
 }

@@ -12,7 +12,7 @@ use crate::causal::CausalLm;
 use crate::error::{ModelError, Result};
 use crate::llama::{additive_mask, attention, check_inputs, embed, lm_logits, split_heads};
 use crate::loading::{Checkpoint, read_json};
-use crate::param::{Linear, Param};
+use crate::param::{Linear, Param, Prefix};
 
 fn yes() -> bool {
     true
@@ -186,6 +186,7 @@ struct Layer {
     fc1: Linear,
     fc2: Linear,
     mlp_norm: Norm,
+    prefix: Option<Prefix>,
 }
 
 /// An OPT causal language model.
@@ -235,6 +236,7 @@ impl Opt {
                 fc1: linear(ckpt, &format!("{p}.fc1"), cfg.ffn_dim, h, bias)?,
                 fc2: linear(ckpt, &format!("{p}.fc2"), h, cfg.ffn_dim, bias)?,
                 mlp_norm: Norm::load(ckpt, cfg, &format!("{p}.final_layer_norm"))?,
+                prefix: ckpt.prefix(&format!("{}{p}.self_attn", DECODER[0]), h)?,
             });
         }
         let final_norm = if cfg.do_layer_norm_before && !cfg.remove_final_layer_norm {
@@ -247,7 +249,7 @@ impl Opt {
         } else {
             embed_tokens.clone()
         };
-        Ok(Self {
+        let model = Self {
             cfg: cfg.clone(),
             embed_tokens,
             embed_positions,
@@ -257,7 +259,18 @@ impl Opt {
             final_norm,
             lm_head,
             dtype: DType::F32,
-        })
+        };
+        if let Some(tokens) = ckpt.prefix_init_tokens(cfg.vocab_size) {
+            let mut capture = Vec::new();
+            let (ids, mask) = crate::causal::one_sequence(&tokens)?;
+            model.run(&ids, &mask, Some(&mut capture))?;
+            for (layer, (k, v)) in model.layers.iter().zip(&capture) {
+                if let Some(prefix) = &layer.prefix {
+                    prefix.overwrite(k, v)?;
+                }
+            }
+        }
+        Ok(model)
     }
 
     crate::loading::hf_model_loader!(OptConfig);
@@ -291,8 +304,15 @@ impl Opt {
     }
 }
 
-impl CausalLm for Opt {
-    fn hidden_states(&self, input_ids: &Tensor, attention_mask: &Tensor) -> Result<Tensor> {
+impl Opt {
+    /// The final hidden states; with `capture`, without prefixes, collecting each layer's keys
+    /// and values of the first sequence (`[s, h]`).
+    fn run(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: &Tensor,
+        mut capture: Option<&mut Vec<(Tensor, Tensor)>>,
+    ) -> Result<Tensor> {
         let (b, s) = check_inputs(input_ids, attention_mask)?;
         let nh = self.cfg.num_attention_heads;
         let hd = self.cfg.hidden_size / nh;
@@ -310,9 +330,27 @@ impl CausalLm for Opt {
                 x.clone()
             };
             let q = split_heads(&layer.q.forward(&h)?, (b, s, nh, hd))?;
-            let k = split_heads(&layer.k.forward(&h)?, (b, s, nh, hd))?;
-            let v = split_heads(&layer.v.forward(&h)?, (b, s, nh, hd))?;
-            let a = attention(&q, &k, &v, &mask, 1.0 / (hd as f64).sqrt(), self.dtype)?;
+            let (k, v) = (layer.k.forward(&h)?, layer.v.forward(&h)?);
+            if let Some(sink) = capture.as_deref_mut() {
+                sink.push((k.get(0)?, v.get(0)?));
+            }
+            let k = split_heads(&k, (b, s, nh, hd))?;
+            let v = split_heads(&v, (b, s, nh, hd))?;
+            let (k, v, layer_mask) = match (&capture, &layer.prefix) {
+                (None, Some(prefix)) => {
+                    let (k, v) = prefix.prepend(&k, &v)?;
+                    (k, v, prefix.widen_mask(&mask)?)
+                }
+                _ => (k, v, mask.clone()),
+            };
+            let a = attention(
+                &q,
+                &k,
+                &v,
+                &layer_mask,
+                1.0 / (hd as f64).sqrt(),
+                self.dtype,
+            )?;
             x = (x + layer.out.forward(&a)?)?;
             if !pre {
                 x = layer.attn_norm.forward(&x)?;
@@ -340,6 +378,12 @@ impl CausalLm for Opt {
             x = p.forward(&x)?;
         }
         Ok(x)
+    }
+}
+
+impl CausalLm for Opt {
+    fn hidden_states(&self, input_ids: &Tensor, attention_mask: &Tensor) -> Result<Tensor> {
+        self.run(input_ids, attention_mask, None)
     }
 
     fn head(&self, hidden: &Tensor) -> Result<Tensor> {

@@ -318,6 +318,34 @@ impl Param {
         Ok(y.reshape(shape)?)
     }
 
+    /// Overwrite the stored values with `values` (row-major, converted to the storage dtype
+    /// with rounding to nearest): how a model sets an adapter's initial value that needs a
+    /// forward pass (prefixes from real activations). An error when the length differs.
+    pub fn overwrite(&self, values: &[f32]) -> Result<()> {
+        if values.len() != self.stored.elem_count() {
+            return Err(ModelError::Shape {
+                name: self.info.name.clone(),
+                expected: self.stored.dims().to_vec(),
+                found: vec![values.len()],
+            });
+        }
+        let mut write = |_: &TensorInfo, data: ParamSliceMut<'_>| {
+            match data {
+                ParamSliceMut::F32(d) => d.copy_from_slice(values),
+                ParamSliceMut::BF16(d) => d
+                    .iter_mut()
+                    .zip(values)
+                    .for_each(|(o, &v)| *o = half::bf16::from_f32(v)),
+                ParamSliceMut::F16(d) => d
+                    .iter_mut()
+                    .zip(values)
+                    .for_each(|(o, &v)| *o = half::f16::from_f32(v)),
+            }
+            Ok(())
+        };
+        visit_tensor(&self.info, &self.stored, &mut write).map_err(|e| self.backend(e))
+    }
+
     fn backend(&self, e: ParamError) -> ModelError {
         ModelError::Config {
             field: self.info.name.clone(),
@@ -326,17 +354,59 @@ impl Param {
     }
 }
 
-/// `y = x Wᵀ + b` with trainable `W` and optional `b`, read through the view.
+/// A LoRA branch `(α/r)·B (A x)`: `A` is `r × in`, `B` is `out × r`.
+#[derive(Clone, Debug)]
+pub struct LoraBranch {
+    a: Param,
+    b: Param,
+    scale: f64,
+}
+
+impl LoraBranch {
+    /// The branch of adapters `a`, `b` scaled by `scale` (`α / r`).
+    pub fn new(a: Param, b: Param, scale: f64) -> Self {
+        Self { a, b, scale }
+    }
+
+    /// `A`.
+    pub fn a(&self) -> &Param {
+        &self.a
+    }
+
+    /// `B`.
+    pub fn b(&self) -> &Param {
+        &self.b
+    }
+
+    /// `α / r`.
+    pub fn scale(&self) -> f64 {
+        self.scale
+    }
+}
+
+/// `y = x Wᵀ + b` with trainable `W` and optional `b`, read through the view, plus an optional
+/// LoRA branch.
 #[derive(Clone, Debug)]
 pub struct Linear {
     weight: Param,
     bias: Option<Param>,
+    lora: Option<LoraBranch>,
 }
 
 impl Linear {
     /// A linear layer.
     pub fn new(weight: Param, bias: Option<Param>) -> Self {
-        Self { weight, bias }
+        Self {
+            weight,
+            bias,
+            lora: None,
+        }
+    }
+
+    /// The layer with a LoRA branch added to its output.
+    pub fn with_lora(mut self, lora: LoraBranch) -> Self {
+        self.lora = Some(lora);
+        self
     }
 
     /// The weight.
@@ -344,12 +414,88 @@ impl Linear {
         &self.weight
     }
 
-    /// `x Wᵀ + b` in f32.
+    /// The LoRA branch, if any.
+    pub fn lora(&self) -> Option<&LoraBranch> {
+        self.lora.as_ref()
+    }
+
+    /// `x Wᵀ + b` in f32, plus `(α/r)·(x Aᵀ) Bᵀ` with a LoRA branch (added last, as PEFT and
+    /// MeZO's `LoRALinear` do; with `B = 0` the output is the base layer's exactly).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let y = self.weight.linear(x)?;
-        match &self.bias {
-            Some(b) => Ok(y.broadcast_add(&b.value()?)?),
+        let y = match &self.bias {
+            Some(b) => y.broadcast_add(&b.value()?)?,
+            None => y,
+        };
+        match &self.lora {
+            Some(l) => {
+                let low = l.b.linear(&l.a.linear(x)?)?;
+                Ok((y + (low * l.scale)?)?)
+            }
             None => Ok(y),
         }
+    }
+}
+
+/// The trainable attention prefix of one layer: `tokens` key and value vectors
+/// (`[tokens, kv_width]`, in the space after the key/value projections).
+#[derive(Clone, Debug)]
+pub struct Prefix {
+    keys: Param,
+    values: Param,
+}
+
+impl Prefix {
+    /// A prefix of `keys` and `values`, both `[tokens, kv_width]`.
+    pub fn new(keys: Param, values: Param) -> Self {
+        Self { keys, values }
+    }
+
+    /// The number of prefix tokens.
+    pub fn tokens(&self) -> usize {
+        self.keys.dims().first().copied().unwrap_or(0)
+    }
+
+    /// The keys.
+    pub fn keys(&self) -> &Param {
+        &self.keys
+    }
+
+    /// The values.
+    pub fn values(&self) -> &Param {
+        &self.values
+    }
+
+    /// Keys and values `[b, heads, s, hd]` with the prefix's before them: `[b, heads, p + s, hd]`
+    /// (every sequence of the batch gets the same prefix).
+    pub fn prepend(&self, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
+        let (b, n, _, hd) = k.dims4()?;
+        let p = self.tokens();
+        let widen = |param: &Param, t: &Tensor| -> Result<Tensor> {
+            let pre = param
+                .value()?
+                .reshape((1, p, n, hd))?
+                .transpose(1, 2)?
+                .broadcast_as((b, n, p, hd))?
+                .to_dtype(t.dtype())?;
+            Ok(Tensor::cat(&[&pre, t], 2)?.contiguous()?)
+        };
+        Ok((widen(&self.keys, k)?, widen(&self.values, v)?))
+    }
+
+    /// An additive attention mask `[b, 1, q, s]` with `p` zero (visible) columns in front.
+    pub fn widen_mask(&self, mask: &Tensor) -> Result<Tensor> {
+        let (b, one, q, _) = mask.dims4()?;
+        let zeros = Tensor::zeros((b, one, q, self.tokens()), mask.dtype(), mask.device())?;
+        Ok(Tensor::cat(&[&zeros, mask], 3)?.contiguous()?)
+    }
+
+    /// Set the keys and values to `keys` and `values` (`[tokens, kv_width]` each, f32).
+    pub fn overwrite(&self, keys: &Tensor, values: &Tensor) -> Result<()> {
+        let flat = |t: &Tensor| -> Result<Vec<f32>> {
+            Ok(t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?)
+        };
+        self.keys.overwrite(&flat(keys)?)?;
+        self.values.overwrite(&flat(values)?)
     }
 }

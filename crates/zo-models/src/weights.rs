@@ -16,8 +16,22 @@ use zo_optim::{
     default_decay, with_row_support,
 };
 
+use crate::adapters::Peft;
 use crate::error::{ModelError, Result};
 use crate::param::{Param, Role, ViewState};
+
+/// One LoRA-adapted linear layer: the frozen weight's name, its adapters' names and `α / r`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LoraPair {
+    /// The frozen weight `W` (`out × in`).
+    pub weight: String,
+    /// `A` (`r × in`).
+    pub a: String,
+    /// `B` (`out × r`).
+    pub b: String,
+    /// `α / r`.
+    pub scale: f64,
+}
 
 /// Named trainable tensors, in a fixed order (sorted by name).
 ///
@@ -29,6 +43,10 @@ pub struct Weights {
     entries: Vec<(TensorInfo, Tensor)>,
     state: Arc<ViewState>,
     rounding: Rounding,
+    /// The checkpoint's weights that are not trained (adapter fine-tuning), by name.
+    frozen: Vec<(TensorInfo, Tensor)>,
+    lora: Vec<LoraPair>,
+    peft: Peft,
 }
 
 impl Weights {
@@ -55,6 +73,154 @@ impl Weights {
                 message: "not registered".into(),
             })?;
         Ok(Param::new(info, tensor, Arc::clone(&self.state), role))
+    }
+
+    /// Keep `frozen`'s tensors beside the trainable ones (they are shared, not copied), with the
+    /// LoRA pairs and the method that made the trainable set.
+    pub(crate) fn set_frozen(&mut self, frozen: Weights, lora: Vec<LoraPair>, peft: Peft) {
+        self.frozen = frozen.entries;
+        self.lora = lora;
+        self.peft = peft;
+    }
+
+    /// What the trainable set is: every weight ([`Peft::Full`]) or adapters.
+    pub fn peft(&self) -> &Peft {
+        &self.peft
+    }
+
+    /// The checkpoint's weights that are not trained (empty unless adapters are), sorted by name.
+    pub fn frozen(&self) -> impl Iterator<Item = (&TensorInfo, &Tensor)> {
+        self.frozen.iter().map(|(i, t)| (i, t))
+    }
+
+    /// Elements of the frozen weights.
+    pub fn frozen_elements(&self) -> usize {
+        self.frozen.iter().map(|(_, t)| t.elem_count()).sum()
+    }
+
+    /// The LoRA-adapted layers.
+    pub fn lora_pairs(&self) -> &[LoraPair] {
+        &self.lora
+    }
+
+    /// The full model's weights with the LoRA adapters merged in: every frozen tensor, each
+    /// adapted weight replaced by `W + (α/r)·B A` (computed in f32 from the stored values, then
+    /// stored in the frozen weight's dtype). The result is a full-parameter set with storage of
+    /// its own. An error for prefix tuning (prefixes are not weights of the base model) and for
+    /// full-parameter sets (nothing to merge).
+    pub fn merged(&self) -> Result<Weights> {
+        if !matches!(self.peft, Peft::Lora(_)) {
+            return Err(ModelError::Config {
+                field: "peft.method".into(),
+                message: format!(
+                    "only LoRA adapters merge into the base weights (this set is `{}`)",
+                    self.peft.method()
+                ),
+            });
+        }
+        let value = |name: &str| -> Result<Tensor> {
+            let t = self.get(name).ok_or_else(|| ModelError::Config {
+                field: name.into(),
+                message: "adapter missing from the trainable set".into(),
+            })?;
+            Ok(t.to_dtype(DType::F32)?)
+        };
+        let mut out = Weights::new();
+        for (info, t) in &self.frozen {
+            let merged = match self.lora.iter().find(|p| p.weight == info.name) {
+                Some(pair) => {
+                    let delta = (value(&pair.b)?.matmul(&value(&pair.a)?)? * pair.scale)?;
+                    (t.to_dtype(DType::F32)? + delta)?.to_dtype(t.dtype())?
+                }
+                None => t.copy()?,
+            };
+            out.insert_with_decay(info.name.clone(), merged.contiguous()?, info.decay)?;
+        }
+        out.rounding = self.rounding;
+        Ok(out)
+    }
+
+    /// The adapters' description in the layout of Hugging Face PEFT's `adapter_config.json`
+    /// (LoRA: `peft_type` `LORA`, `r`, `lora_alpha`, `target_modules`; prefix: this crate's own
+    /// `PREFIX_KV`, whose keys and values are read after the projections, with the sequence
+    /// keeping its positions). `None` for a full-parameter set.
+    pub fn adapter_config(&self, base_model: &str) -> Option<serde_json::Value> {
+        match &self.peft {
+            Peft::Full => None,
+            Peft::Lora(c) => {
+                let mut targets: Vec<String> = self
+                    .lora
+                    .iter()
+                    .filter_map(|p| {
+                        p.weight
+                            .trim_end_matches(".weight")
+                            .rsplit('.')
+                            .next()
+                            .map(str::to_string)
+                    })
+                    .collect();
+                targets.sort();
+                targets.dedup();
+                Some(serde_json::json!({
+                    "peft_type": "LORA",
+                    "base_model_name_or_path": base_model,
+                    "r": c.rank,
+                    "lora_alpha": c.alpha,
+                    "lora_dropout": 0.0,
+                    "bias": "none",
+                    "fan_in_fan_out": false,
+                    "target_modules": targets,
+                    "inference_mode": true,
+                }))
+            }
+            Peft::Prefix(c) => Some(serde_json::json!({
+                "peft_type": "PREFIX_KV",
+                "base_model_name_or_path": base_model,
+                "num_virtual_tokens": c.tokens,
+                "init": c.init,
+                "layout": "per attention layer: <layer>.prefix_keys and <layer>.prefix_values [tokens, kv_width], after the key/value projections (and the rotary embedding), attended by every query before the sequence's own keys; the sequence keeps its positions",
+            })),
+        }
+    }
+
+    /// Write the adapters into the folder `dir` (created if needed) as Hugging Face PEFT lays them
+    /// out: `adapter_model.safetensors` (LoRA tensors named `base_model.model.<module>.lora_A.weight`
+    /// as PEFT saves them; prefixes under their own names) and `adapter_config.json`
+    /// ([`adapter_config`](Self::adapter_config)), each written atomically. An error for a
+    /// full-parameter set.
+    pub fn save_adapters(&self, dir: &std::path::Path, base_model: &str) -> Result<()> {
+        let Some(config) = self.adapter_config(base_model) else {
+            return Err(ModelError::Config {
+                field: "peft.method".into(),
+                message: "the run trained every weight: there are no adapters to save".into(),
+            });
+        };
+        std::fs::create_dir_all(dir).map_err(|source| ModelError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let prefix = if matches!(self.peft, Peft::Lora(_)) {
+            "base_model.model."
+        } else {
+            ""
+        };
+        let mut named = Weights::new();
+        for (info, t) in &self.entries {
+            named.insert_with_decay(format!("{prefix}{}", info.name), t.clone(), info.decay)?;
+        }
+        named.save_safetensors(&dir.join("adapter_model.safetensors"))?;
+        let text = serde_json::to_string_pretty(&config).map_err(|e| ModelError::Config {
+            field: "adapter_config".into(),
+            message: e.to_string(),
+        })?;
+        let path = dir.join("adapter_config.json");
+        let tmp = dir.join(format!(".adapter_config.json.tmp-{}", std::process::id()));
+        let io = |p: &std::path::Path| {
+            let p = p.to_path_buf();
+            move |source| ModelError::Io { path: p, source }
+        };
+        std::fs::write(&tmp, text + "\n").map_err(io(&tmp))?;
+        std::fs::rename(&tmp, &path).map_err(io(&path))
     }
 
     /// How updates are written into bf16 or f16 weights ([`Rounding::Stochastic`] by default).
@@ -168,6 +334,9 @@ impl Weights {
             entries,
             state: Arc::default(),
             rounding: self.rounding,
+            frozen: self.frozen.clone(),
+            lora: self.lora.clone(),
+            peft: self.peft.clone(),
         })
     }
 
