@@ -71,11 +71,14 @@ pub enum Section {
     Sparse,
     /// Several processes as one run (`mpirun`): equality, traffic, speed, latency.
     Processes,
+    /// LoRA and prefix tuning against full fine-tuning (needs the accuracy section's SST-2
+    /// cells; the causal model's cells when the causal section has run).
+    Peft,
 }
 
 impl Section {
     /// Every section, in the order the suite runs them.
-    pub const ALL: [Section; 10] = [
+    pub const ALL: [Section; 11] = [
         Self::Accuracy,
         Self::Causal,
         Self::Precision,
@@ -86,6 +89,7 @@ impl Section {
         Self::Blackbox,
         Self::Sparse,
         Self::Processes,
+        Self::Peft,
     ];
 
     /// The section's name (`accuracy`, `causal`, …).
@@ -101,6 +105,7 @@ impl Section {
             Self::Blackbox => "blackbox",
             Self::Sparse => "sparse",
             Self::Processes => "processes",
+            Self::Peft => "peft",
         }
     }
 }
@@ -203,6 +208,12 @@ pub struct Results {
     /// Several processes as one run.
     #[serde(default)]
     pub processes: Option<processes::ProcessesResult>,
+    /// Parameter-efficient cells: model → method → optimizer.
+    #[serde(default)]
+    pub peft: BTreeMap<String, BTreeMap<String, BTreeMap<String, Cell>>>,
+    /// The probes of the parameter-efficient section (SPLADE-tiny, f32; full, LoRA, prefix).
+    #[serde(default)]
+    pub peft_probes: Vec<Probe>,
     /// Who measured each section.
     #[serde(default)]
     pub measured: BTreeMap<Section, Provenance>,
@@ -230,7 +241,11 @@ impl Results {
         scenario: Scenario,
     ) -> Option<&Probe> {
         self.probes.iter().find(|p| {
-            p.model == model && p.precision == precision && p.scenario == scenario && !p.row_sparse
+            p.model == model
+                && p.precision == precision
+                && p.scenario == scenario
+                && !p.row_sparse
+                && p.peft.is_none()
         })
     }
 }
@@ -505,6 +520,74 @@ fn run_section(
                 opts.data_dir.as_deref(),
                 log,
             )?);
+        }
+        Section::Peft => {
+            let p = &plan.peft;
+            let mut masked = BTreeMap::new();
+            for peft in &p.methods {
+                let settings = p.settings(peft.method())?;
+                let mut by_optimizer = BTreeMap::new();
+                for algorithm in plan::PEFT_OPTIMIZERS {
+                    // The full-parameter cell it is compared with must exist.
+                    sst2_lr(results, algorithm)?;
+                    log(&format!(
+                        "peft: {MASKED_MODEL} / {} / {algorithm}",
+                        peft.method()
+                    ));
+                    let grid = plan::grid(&settings.grids, algorithm)?;
+                    let cell = runner.peft(algorithm, peft, settings.eps, grid)?;
+                    by_optimizer.insert(algorithm.name().to_string(), cell);
+                }
+                masked.insert(peft.method().to_string(), by_optimizer);
+            }
+            results.peft.clear();
+            results.peft.insert(MASKED_MODEL.to_string(), masked);
+            if let (true, Some(c)) = (p.causal, results.causal.clone()) {
+                let mut causal = BTreeMap::new();
+                for peft in &p.methods {
+                    let settings = p.settings(peft.method())?;
+                    let mut by_optimizer = BTreeMap::new();
+                    for algorithm in plan::PEFT_OPTIMIZERS {
+                        if results.cell(&c.model, Task::Sst2, algorithm).is_err() {
+                            continue;
+                        }
+                        log(&format!(
+                            "peft: {} / {} / {algorithm}",
+                            c.model,
+                            peft.method()
+                        ));
+                        let grid = plan::grid(&settings.causal_grids, algorithm)?;
+                        let cell = runner.causal_peft(
+                            &c,
+                            algorithm,
+                            peft,
+                            settings.eps,
+                            grid,
+                            &p.causal_seeds,
+                        )?;
+                        by_optimizer.insert(algorithm.name().to_string(), cell);
+                    }
+                    causal.insert(peft.method().to_string(), by_optimizer);
+                }
+                results.peft.insert(c.model.clone(), causal);
+            }
+            let mut probes = Vec::new();
+            for algorithm in plan::PEFT_OPTIMIZERS {
+                for method in ["full", "lora", "prefix"] {
+                    log(&format!(
+                        "peft: probe {MASKED_MODEL} / {method} / {algorithm}"
+                    ));
+                    probes.push(probe::spawn_peft(
+                        &opts.exe,
+                        plan::ProbeModel::SpladeTiny,
+                        Scenario::Optimizer(algorithm),
+                        method,
+                        plan.reps,
+                        opts.data_dir.as_deref(),
+                    )?);
+                }
+            }
+            results.peft_probes = probes;
         }
         Section::Blackbox => {
             let data_dir = match &opts.data_dir {

@@ -69,6 +69,9 @@ struct ProbeArgs {
     /// Row-sparse embedding probes (each step restricted to the table rows the batch reads).
     #[arg(long)]
     row_sparse: bool,
+    /// Train adapters instead of every weight: `lora` or `prefix` (MeZO's default settings).
+    #[arg(long)]
+    peft: Option<String>,
     /// Timed repetitions.
     #[arg(long, default_value_t = 5)]
     reps: usize,
@@ -95,6 +98,7 @@ fn run(cli: Cli) -> Result<()> {
                 a.precision,
                 a.scenario,
                 a.row_sparse,
+                a.peft.as_deref(),
                 a.reps,
                 a.data_dir,
             )?;

@@ -25,6 +25,9 @@ pub const OPTIMIZERS: [Algorithm; 7] = [
 /// The optimizers rerun with half-precision weights (the precision section).
 pub const PRECISION_OPTIMIZERS: [Algorithm; 2] = [Algorithm::Mezo, Algorithm::Bszo];
 
+/// The optimizers of the parameter-efficient section.
+pub const PEFT_OPTIMIZERS: [Algorithm; 2] = [Algorithm::Mezo, Algorithm::Bszo];
+
 /// The masked LM of the accuracy, ablation and HiZOO sections.
 pub const MASKED_MODEL: &str = "splade-tiny";
 
@@ -94,6 +97,99 @@ pub struct Plan {
     pub blackbox: BlackBoxPlan,
     /// The section of several processes.
     pub processes: ProcessesPlan,
+    /// The parameter-efficient section.
+    pub peft: PeftPlan,
+}
+
+/// The parameter-efficient section: MeZO and BSZO training LoRA adapters or attention prefixes
+/// instead of every weight, on SPLADE-tiny's SST-2 cell of the accuracy section and on the causal
+/// section's model, at the same protocol, forward budget and seeds as the full-parameter cells.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PeftPlan {
+    /// The methods, with their settings (MeZO's defaults: LoRA rank 8, α 16 on the query and
+    /// value projections; 5 prefix tokens initialised from real activations).
+    pub methods: Vec<zo_models::Peft>,
+    /// Per method (`lora`, `prefix`): the perturbation scale ε and the learning-rate grids of
+    /// the masked model and of the causal model.
+    pub settings: Vec<PeftSettings>,
+    /// Whether the causal model runs too (after the causal section).
+    pub causal: bool,
+    /// Seeds of the causal runs (the grid on the first; the causal section's full-parameter
+    /// cells have the causal plan's seeds).
+    pub causal_seeds: Vec<u64>,
+}
+
+/// One method's ε and grids.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PeftSettings {
+    /// `lora` or `prefix`.
+    pub method: String,
+    /// The perturbation scale ε of every optimizer.
+    pub eps: f64,
+    /// Learning-rate grids on the masked model.
+    pub grids: Grids,
+    /// Learning-rate grids on the causal model.
+    pub causal_grids: Grids,
+}
+
+impl PeftPlan {
+    /// MeZO's adapter settings; ε as MeZO's LoRA (1e-3) and prefix (1e-2: its prefix runs use
+    /// 1e-1 on RoBERTa-large, whose activations are larger) runs; grids wide enough to hold the
+    /// best rate of each method at this budget (a pilot on SPLADE-tiny's SST-2 put them inside).
+    pub fn full() -> Self {
+        let grids = |mezo: &[f64], bszo: &[f64]| -> Grids {
+            vec![
+                (Algorithm::Mezo, mezo.to_vec()),
+                (Algorithm::Bszo, bszo.to_vec()),
+            ]
+        };
+        Self {
+            methods: vec![
+                zo_models::Peft::Lora(zo_models::LoraConfig::default()),
+                zo_models::Peft::Prefix(zo_models::PrefixConfig::default()),
+            ],
+            settings: vec![
+                PeftSettings {
+                    method: "lora".into(),
+                    eps: 1e-3,
+                    grids: grids(&[1e-4, 1e-3, 1e-2], &[1e-3, 1e-2, 1e-1]),
+                    causal_grids: grids(&[1e-4, 1e-3], &[1e-3, 1e-2]),
+                },
+                PeftSettings {
+                    method: "prefix".into(),
+                    eps: 1e-2,
+                    grids: grids(&[1e-3, 1e-2, 1e-1], &[1e-2, 1e-1, 1.0]),
+                    causal_grids: grids(&[1e-3, 1e-2], &[1e-2, 1e-1]),
+                },
+            ],
+            causal: true,
+            causal_seeds: vec![0, 1],
+        }
+    }
+
+    /// One rate per cell, every method.
+    pub fn quick() -> Self {
+        let one = |m: f64, b: f64| -> Grids {
+            vec![(Algorithm::Mezo, vec![m]), (Algorithm::Bszo, vec![b])]
+        };
+        let mut plan = Self::full();
+        for s in &mut plan.settings {
+            s.grids = one(s.grids[0].1[0], s.grids[1].1[0]);
+            s.causal_grids = one(s.causal_grids[0].1[0], s.causal_grids[1].1[0]);
+        }
+        plan
+    }
+
+    /// The settings of `method`.
+    ///
+    /// # Errors
+    /// When the plan has none for it.
+    pub fn settings(&self, method: &str) -> Result<&PeftSettings> {
+        self.settings
+            .iter()
+            .find(|s| s.method == method)
+            .ok_or_else(|| anyhow!("the plan has no settings for peft method `{method}`"))
+    }
 }
 
 /// The section of several processes: the runs of the default task it makes.
@@ -283,6 +379,7 @@ impl Plan {
                 speed_steps: (40, 240),
                 sets: Vec::new(),
             },
+            peft: PeftPlan::full(),
         }
     }
 
@@ -328,6 +425,7 @@ impl Plan {
                 .map(str::to_string)
                 .to_vec(),
             },
+            peft: PeftPlan::quick(),
         }
     }
 

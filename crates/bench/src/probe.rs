@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow};
 use serde::{Deserialize, Serialize};
-use zo_models::{MaskedLm, MaskedLmClassifier, Precision, Tokenizer, Weights};
+use zo_models::{MaskedLm, MaskedLmClassifier, Peft, Precision, Tokenizer, Weights};
 use zo_optim::params::Visitor;
 use zo_optim::{Optimizer, ParamError, ParamSet, Perturbation, ProbeMode, Rounding, TensorInfo};
 
@@ -36,6 +36,9 @@ pub struct Probe {
     /// Row-sparse embedding probes: each step restricted to the table rows the batch reads.
     #[serde(default)]
     pub row_sparse: bool,
+    /// Adapters trained instead of every weight (`lora`, `prefix`; MeZO's settings).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peft: Option<String>,
     /// Trainable parameters.
     pub params: usize,
     /// Peak RSS after loading (kB).
@@ -106,12 +109,27 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
+/// The adapters of a probe: `lora` or `prefix` with MeZO's settings, or every weight.
+pub fn peft_of(method: Option<&str>) -> Result<Peft> {
+    Ok(match method {
+        None | Some("full") => Peft::Full,
+        Some("lora") => Peft::Lora(zo_models::LoraConfig::default()),
+        Some("prefix") => Peft::Prefix(zo_models::PrefixConfig::default()),
+        Some(other) => return Err(anyhow!("unknown peft method `{other}` (lora, prefix)")),
+    })
+}
+
 /// The probe model's weights (SPLADE-tiny's tokenizer and configuration in either case).
-fn load(model: ProbeModel, precision: Precision) -> Result<(MaskedLm, Weights, Tokenizer)> {
+fn load(
+    model: ProbeModel,
+    precision: Precision,
+    peft: Peft,
+) -> Result<(MaskedLm, Weights, Tokenizer)> {
     let splade = bszo_cli::load::resolve("splade-tiny")?;
     let tokenizer = Tokenizer::from_folder(&splade)?;
+    let load = zo_models::Load::new(precision, peft, 0);
     let (m, weights) = match model {
-        ProbeModel::SpladeTiny => MaskedLm::from_folder(&splade, precision)?,
+        ProbeModel::SpladeTiny => MaskedLm::from_folder(&splade, load)?,
         ProbeModel::Bert67m | ProbeModel::Bert335m => {
             let (hidden, layers, heads) = match model {
                 ProbeModel::Bert67m => (768, 6, 12),
@@ -122,7 +140,7 @@ fn load(model: ProbeModel, precision: Precision) -> Result<(MaskedLm, Weights, T
             cfg.num_hidden_layers = layers;
             cfg.num_attention_heads = heads;
             cfg.intermediate_size = 4 * hidden;
-            MaskedLm::random(&cfg, precision, 1)?
+            MaskedLm::random(&cfg, load, 1)?
         }
     };
     Ok((m, weights, tokenizer))
@@ -134,10 +152,11 @@ pub fn probe(
     precision: Precision,
     scenario: Scenario,
     row_sparse: bool,
+    peft: Option<&str>,
     reps: usize,
     data_dir: Option<PathBuf>,
 ) -> Result<Probe> {
-    let (m, mut weights, tokenizer) = load(model, precision)?;
+    let (m, mut weights, tokenizer) = load(model, precision, peft_of(peft)?)?;
     let params = weights.num_params();
     let clf = MaskedLmClassifier::new(m, tokenizer, "<S> It was [MASK] .", &["terrible", "great"])?;
     let data = bszo_cli::load::data_dir(data_dir)?;
@@ -155,6 +174,7 @@ pub fn probe(
         scenario,
         precision,
         row_sparse,
+        peft: peft.filter(|m| *m != "full").map(str::to_string),
         params,
         load_kb,
         peak_kb: 0,
@@ -283,7 +303,28 @@ pub fn spawn(
     reps: usize,
     data_dir: Option<&Path>,
 ) -> Result<Probe> {
-    spawn_with(exe, model, precision, scenario, false, reps, data_dir)
+    spawn_with(exe, model, precision, scenario, false, None, reps, data_dir)
+}
+
+/// [`spawn`] an f32 probe of `scenario` training the adapters of `method` (`lora`, `prefix`).
+pub fn spawn_peft(
+    exe: &Path,
+    model: ProbeModel,
+    scenario: Scenario,
+    method: &str,
+    reps: usize,
+    data_dir: Option<&Path>,
+) -> Result<Probe> {
+    spawn_with(
+        exe,
+        model,
+        Precision::F32,
+        scenario,
+        false,
+        Some(method),
+        reps,
+        data_dir,
+    )
 }
 
 /// [`spawn`] an f32 probe of `scenario` with row-sparse embedding probes.
@@ -294,15 +335,26 @@ pub fn spawn_row_sparse(
     reps: usize,
     data_dir: Option<&Path>,
 ) -> Result<Probe> {
-    spawn_with(exe, model, Precision::F32, scenario, true, reps, data_dir)
+    spawn_with(
+        exe,
+        model,
+        Precision::F32,
+        scenario,
+        true,
+        None,
+        reps,
+        data_dir,
+    )
 }
 
+#[allow(clippy::too_many_arguments)]
 fn spawn_with(
     exe: &Path,
     model: ProbeModel,
     precision: Precision,
     scenario: Scenario,
     row_sparse: bool,
+    peft: Option<&str>,
     reps: usize,
     data_dir: Option<&Path>,
 ) -> Result<Probe> {
@@ -320,6 +372,9 @@ fn spawn_with(
             .args(["--reps", &reps.to_string()]);
         if row_sparse {
             cmd.arg("--row-sparse");
+        }
+        if let Some(method) = peft {
+            cmd.args(["--peft", method]);
         }
         if let Some(d) = data_dir {
             cmd.arg("--data-dir").arg(d);

@@ -210,7 +210,145 @@ pub fn render(
     section_precision(&mut s, opts, r)?;
     section_sparse(&mut s, opts, r)?;
     section_processes(&mut s, opts, r);
+    section_peft(&mut s, opts, r)?;
     Ok(s)
+}
+
+/// Section 11 of `RESULTS.md`: LoRA and prefix tuning against full fine-tuning.
+fn section_peft(s: &mut String, opts: &BenchOptions, r: &Results) -> Result<()> {
+    let _ = writeln!(
+        s,
+        "## 11. Parameter-efficient fine-tuning: LoRA and prefix tuning
+"
+    );
+    if !measured(s, r, Section::Peft, &opts.command) {
+        return Ok(());
+    }
+    let plan = &opts.plan;
+    let settings: Vec<String> = plan
+        .peft
+        .settings
+        .iter()
+        .map(|x| format!("{} at ε = {}", x.method, sci(x.eps)))
+        .collect();
+    let _ = writeln!(
+        s,
+        "`bszo finetune --peft lora|prefix`: MeZO and BSZO train LoRA adapters (rank 8, α 16, on the          query and value projections; `B` starts at zero) or attention prefixes (5 key and value          vectors per layer, initialised from the activations of random tokens) while the checkpoint's          weights stay frozen, against the same optimizers training every weight (the `full` rows:          their cells of sections 1 and, for the causal model, of the causal table). Same protocol,          forward budget and seeds as those cells; each adapter cell picks its learning rate from its          own grid on the first seed ({}). Test accuracy is mean ± standard deviation over the seeds          at the picked rate.
+",
+        settings.join(", ")
+    );
+    for (model, methods) in &r.peft {
+        let masked = model == MASKED_MODEL;
+        let (task_note, seeds) = if masked {
+            ("SST-2 (section 1's protocol and budget)", plan.seeds.len())
+        } else {
+            (
+                "SST-2 (the causal section's protocol and budget)",
+                plan.peft.causal_seeds.len(),
+            )
+        };
+        let _ = writeln!(
+            s,
+            "### {model} — {task_note}
+"
+        );
+        let _ = writeln!(
+            s,
+            "| optimizer | trained | trainable parameters | test accuracy % | Δ to full (points) | picked lr | seeds | peak RSS MiB (runs) |"
+        );
+        let _ = writeln!(s, "|---|---|---|---|---|---|---|---|");
+        for algorithm in crate::plan::PEFT_OPTIMIZERS {
+            let Ok(full) = r.cell(model, zo_data::Task::Sst2, algorithm) else {
+                continue;
+            };
+            let full_picked: Vec<&crate::run::RunResult> = full.picked.iter().take(seeds).collect();
+            let full_tests: Vec<f64> = full_picked.iter().map(|x| x.test).collect();
+            let f = mean_std(&full_tests);
+            let rss = |runs: &[&crate::run::RunResult]| -> String {
+                let v: Vec<f64> = runs
+                    .iter()
+                    .filter_map(|x| x.peak_rss_bytes)
+                    .map(|b| b as f64 / (1u64 << 20) as f64)
+                    .collect();
+                if v.is_empty() {
+                    "—".into()
+                } else {
+                    format!("{:.0}", median(v))
+                }
+            };
+            let params = |runs: &[&crate::run::RunResult]| -> String {
+                match runs.first().map(|x| x.parameters) {
+                    Some(n) if n > 0 => n.to_string(),
+                    _ => "—".into(),
+                }
+            };
+            let _ = writeln!(
+                s,
+                "| {algorithm} | full | {} | {} ± {} | — | {} | {} | {} |",
+                params(&full_picked),
+                pct(f.0),
+                pct(f.1),
+                sci(full.best()?.lr),
+                full_picked.len(),
+                rss(&full_picked)
+            );
+            for (method, cells) in methods {
+                let Some(cell) = cells.get(algorithm.name()) else {
+                    continue;
+                };
+                let picked: Vec<&crate::run::RunResult> = cell.picked.iter().collect();
+                let m = mean_std(&cell.tests());
+                let _ = writeln!(
+                    s,
+                    "| {algorithm} | {method} | {} | {} ± {} | {:+.2} | {} | {} | {} |",
+                    params(&picked),
+                    pct(m.0),
+                    pct(m.1),
+                    100.0 * (m.0 - f.0),
+                    sci(cell.best()?.lr),
+                    picked.len(),
+                    rss(&picked)
+                );
+            }
+        }
+        let _ = writeln!(s);
+        if !masked {
+            let _ = writeln!(
+                s,
+                "The full-parameter rows are the causal section's cells ({} seeds there); step                  times of this model are not probed (the probes below load {MASKED_MODEL}).\n",
+                r.causal.as_ref().map_or(0, |c| c.seeds.len())
+            );
+        }
+    }
+    if !r.peft_probes.is_empty() {
+        let _ = writeln!(
+            s,
+            "Step time and memory of one step on {MASKED_MODEL} (the probes of section 3: 16 SST-2              prompts, median of {} steps in a fresh process; peak RSS of the step in a second fresh              process, counted from after loading):
+",
+            plan.reps
+        );
+        let _ = writeln!(
+            s,
+            "| optimizer | trained | trainable parameters | step ms | forwards ms | sweeps ms | sweeps share of the step | peak RSS MiB (steps) |"
+        );
+        let _ = writeln!(s, "|---|---|---|---|---|---|---|---|");
+        for p in &r.peft_probes {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {:.1} | {:.1} | {:.2} | {:.1}% | {:.1} |",
+                p.scenario,
+                p.peft.as_deref().unwrap_or("full"),
+                p.params,
+                p.step_ms,
+                p.step_forward_ms,
+                p.sweep_ms,
+                100.0 * p.sweep_ms / p.step_ms,
+                p.peak_kb as f64 / 1024.0
+            );
+        }
+        let _ = writeln!(s);
+    }
+    Ok(())
 }
 
 /// Section 10 of `RESULTS.md`: several processes as one run.

@@ -44,6 +44,12 @@ pub struct RunResult {
     /// Calibrated zero-shot test accuracy (runs with `task.calibrate`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub calibrated_zero_shot: Option<f64>,
+    /// Trainable parameters.
+    #[serde(default)]
+    pub parameters: usize,
+    /// The run's peak resident memory (bytes), when the platform reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_rss_bytes: Option<u64>,
 }
 
 /// The runs of one optimizer on one task: the grid on the first seed, then the other seeds at the
@@ -421,6 +427,75 @@ impl Runner<'_> {
         run(&dir, c)
     }
 
+    /// The parameter-efficient cell of `algorithm` training `peft` (ε `eps`) on the masked model's
+    /// SST-2 at the accuracy section's protocol, budget and seeds: `grid` on the first seed, the
+    /// other seeds at the picked rate. Each run in
+    /// `peft/<model>/sst2/<method>/<optimizer>/lr<lr>-seed<seed>`.
+    pub fn peft(
+        &self,
+        algorithm: Algorithm,
+        peft: &zo_models::Peft,
+        eps: f64,
+        grid: &[f64],
+    ) -> Result<Cell> {
+        let budget = self
+            .plan
+            .tasks
+            .iter()
+            .find(|t| t.0 == Task::Sst2)
+            .map_or(self.plan.budget, |t| t.1);
+        let at = Setting {
+            model: MASKED_MODEL,
+            task: Task::Sst2,
+            test_size: self.plan.sizes.2,
+            budget,
+            evaluations: self.plan.evaluations,
+        };
+        let base = |lr: f64, seed: u64| {
+            let protocol = self.plan.sampled_protocol(seed);
+            let optimizer = OptimizerSection::named(algorithm, eps, lr);
+            let mut config = self.config(at, protocol, optimizer, seed)?;
+            config.peft = peft.clone();
+            Ok(config)
+        };
+        let dir = self
+            .work
+            .join("peft")
+            .join(MASKED_MODEL)
+            .join(Task::Sst2.name())
+            .join(peft.method())
+            .join(algorithm.name());
+        self.grid_and_seeds(&dir, grid, &base)
+    }
+
+    /// The parameter-efficient cell of `algorithm` training `peft` (ε `eps`) on the causal
+    /// section's model, protocol and budget: `grid` on the first of `seeds`, the others at the
+    /// picked rate. Each run in `peft/<model>-<scale>/sst2/<method>/<optimizer>/lr<lr>-seed<seed>`.
+    pub fn causal_peft(
+        &self,
+        c: &CausalPlan,
+        algorithm: Algorithm,
+        peft: &zo_models::Peft,
+        eps: f64,
+        grid: &[f64],
+        seeds: &[u64],
+    ) -> Result<Cell> {
+        let base = |lr: f64, seed: u64| {
+            let mut config = self.causal_config(c, algorithm, lr, seed)?;
+            config.optimizer = OptimizerSection::named(algorithm, eps, lr);
+            config.peft = peft.clone();
+            Ok(config)
+        };
+        let dir = self
+            .work
+            .join("peft")
+            .join(format!("{}-{}", c.model, c.scale))
+            .join(Task::Sst2.name())
+            .join(peft.method())
+            .join(algorithm.name());
+        self.grid_and_seeds_over(&dir, grid, seeds, &base)
+    }
+
     /// SST-2 with the masked model at the ablations' budget and test cap.
     fn sst2(&self) -> Setting<'static> {
         Setting {
@@ -515,5 +590,7 @@ pub fn run(dir: &Path, mut config: RunConfig) -> Result<RunResult> {
         wall_time_s: report.wall_time_s,
         calibrated_test: report.test.as_ref().and_then(calibrated_accuracy),
         calibrated_zero_shot: calibrated_accuracy(&report.zero_shot.test),
+        parameters: report.parameters,
+        peak_rss_bytes: report.peak_rss_bytes,
     })
 }

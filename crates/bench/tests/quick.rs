@@ -197,6 +197,37 @@ fn the_quick_suite_measures_every_section_and_writes_the_report() {
         }
     }
 
+    // Section 11: LoRA and prefix cells of MeZO and BSZO on both models (a run per seed), and a
+    // probe of each optimizer training every weight, LoRA adapters and prefixes.
+    assert_eq!(r.peft.len(), 2);
+    for (model, methods) in &r.peft {
+        assert_eq!(methods.len(), 2, "{model}");
+        for (method, cells) in methods {
+            assert_eq!(cells.len(), 2, "{model} {method}");
+            for cell in cells.values() {
+                assert_eq!(cell.picked.len(), 2);
+                for run in &cell.picked {
+                    assert!((0.0..=1.0).contains(&run.test), "{model} {method}");
+                    assert!(
+                        run.parameters > 0 && run.parameters < 100_000,
+                        "{model} {method}"
+                    );
+                }
+            }
+        }
+    }
+    assert_eq!(r.peft_probes.len(), 6);
+    let full_params = r
+        .peft_probes
+        .iter()
+        .find(|p| p.peft.is_none())
+        .unwrap()
+        .params;
+    for p in r.peft_probes.iter().filter(|p| p.peft.is_some()) {
+        assert!(p.params * 100 < full_params, "{p:?}");
+        assert!(p.step_ms > 0.0 && p.sweeps_per_step >= 1, "{p:?}");
+    }
+
     let md = std::fs::read_to_string(dir.join("docs/RESULTS.md")).unwrap();
     for heading in [
         "## 1. Accuracy",
@@ -217,6 +248,8 @@ fn the_quick_suite_measures_every_section_and_writes_the_report() {
         "Wilcoxon signed-rank",
         "## 8. Accuracy with half-precision weights",
         "## 9. Row-sparse embedding probes (off by default)",
+        "## 11. Parameter-efficient fine-tuning",
+        "| bszo | lora |",
         "Does MeZO degrade in half precision",
     ] {
         assert!(md.contains(heading), "RESULTS.md lacks {heading:?}");

@@ -377,8 +377,10 @@ pub fn finetune(options: Options) -> Result<Outcome> {
     }
 
     // What the run needs, before any work.
-    let shape = ModelShape::from_tensors(
+    let frozen: Vec<zo_optim::TensorInfo> = weights.frozen().map(|(i, _)| i.clone()).collect();
+    let shape = ModelShape::with_frozen(
         &weights.tensors(),
+        &frozen,
         resources::precision_bytes(resolved.precision),
     );
     resources::check(

@@ -34,6 +34,8 @@ impl Estimate {
 pub struct ModelShape {
     /// Trainable parameters.
     pub params: usize,
+    /// Frozen parameters (the checkpoint's weights beside trained adapters).
+    pub frozen: usize,
     /// Bytes per parameter (4 for f32, 2 for bf16/f16).
     pub bytes_per_param: usize,
     /// The vocabulary (rows of the largest 2-D tensor, the token embeddings).
@@ -57,9 +59,26 @@ impl ModelShape {
             .unwrap_or((0, 0));
         Self {
             params,
+            frozen: 0,
             bytes_per_param,
             vocab,
             hidden,
+        }
+    }
+
+    /// The shape of a model whose trainable tensors are `trainable` and whose frozen ones (the
+    /// checkpoint's weights beside adapters) are `frozen`: the vocabulary and hidden size are read
+    /// from all of them.
+    pub fn with_frozen(
+        trainable: &[TensorInfo],
+        frozen: &[TensorInfo],
+        bytes_per_param: usize,
+    ) -> Self {
+        let all: Vec<TensorInfo> = trainable.iter().chain(frozen).cloned().collect();
+        Self {
+            params: trainable.iter().map(TensorInfo::numel).sum(),
+            frozen: frozen.iter().map(TensorInfo::numel).sum(),
+            ..Self::from_tensors(&all, bytes_per_param)
         }
     }
 }
@@ -75,7 +94,8 @@ pub fn estimate(
 ) -> Estimate {
     let m = |a: u64, b: u64| a.saturating_mul(b);
     let n = model.params as u64;
-    let weights = m(m(n, model.bytes_per_param as u64), 2);
+    let all = n.saturating_add(model.frozen as u64);
+    let weights = m(m(all, model.bytes_per_param as u64), 2);
     let config = optimizer.config();
     let vectors: u64 = match config.rule {
         UpdateRule::Adam { .. } => 2,
