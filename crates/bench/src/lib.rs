@@ -523,6 +523,24 @@ fn run_section(
         }
         Section::Peft => {
             let p = &plan.peft;
+            // The probes first: timed while nothing else runs.
+            let mut probes = Vec::new();
+            for algorithm in plan::PEFT_OPTIMIZERS {
+                for method in ["full", "lora", "prefix"] {
+                    log(&format!(
+                        "peft: probe {MASKED_MODEL} / {method} / {algorithm}"
+                    ));
+                    probes.push(probe::spawn_peft(
+                        &opts.exe,
+                        plan::ProbeModel::SpladeTiny,
+                        Scenario::Optimizer(algorithm),
+                        method,
+                        plan.reps,
+                        opts.data_dir.as_deref(),
+                    )?);
+                }
+            }
+            results.peft_probes = probes;
             let mut masked = BTreeMap::new();
             for peft in &p.methods {
                 let settings = p.settings(peft.method())?;
@@ -571,23 +589,6 @@ fn run_section(
                 }
                 results.peft.insert(c.model.clone(), causal);
             }
-            let mut probes = Vec::new();
-            for algorithm in plan::PEFT_OPTIMIZERS {
-                for method in ["full", "lora", "prefix"] {
-                    log(&format!(
-                        "peft: probe {MASKED_MODEL} / {method} / {algorithm}"
-                    ));
-                    probes.push(probe::spawn_peft(
-                        &opts.exe,
-                        plan::ProbeModel::SpladeTiny,
-                        Scenario::Optimizer(algorithm),
-                        method,
-                        plan.reps,
-                        opts.data_dir.as_deref(),
-                    )?);
-                }
-            }
-            results.peft_probes = probes;
         }
         Section::Blackbox => {
             let data_dir = match &opts.data_dir {

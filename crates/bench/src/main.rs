@@ -36,7 +36,7 @@ struct RunArgs {
     #[arg(long)]
     quick: bool,
     /// Run only this section (repeatable): accuracy, causal, precision, probes, ablation, hizoo,
-    /// sampler, blackbox, sparse. The other sections keep what results.json in --out holds; finished runs are
+    /// sampler, blackbox, sparse, processes, peft. The other sections keep what results.json in --out holds; finished runs are
     /// reused, so a long suite can be completed over several invocations.
     #[arg(long, value_name = "NAME")]
     section: Vec<Section>,
@@ -44,6 +44,10 @@ struct RunArgs {
     /// (MeZO's protocol and budget, for a bigger machine).
     #[arg(long, value_name = "SCALE", conflicts_with = "quick")]
     causal_scale: Option<String>,
+    /// The peft section on the masked model only (its causal-model cells take about an hour and
+    /// a half on two cores).
+    #[arg(long)]
+    peft_masked_only: bool,
     /// Where RESULTS.md, results.json and the plots go.
     #[arg(long, value_name = "DIR", default_value = "docs")]
     out: PathBuf,
@@ -113,6 +117,10 @@ fn run(cli: Cli) -> Result<()> {
             if let Some(scale) = &a.causal_scale {
                 plan.causal = Some(CausalPlan::of_scale(scale)?);
                 command.push_str(&format!(" --causal-scale {scale}"));
+            }
+            if a.peft_masked_only {
+                plan.peft.causal = false;
+                command.push_str(" --peft-masked-only");
             }
             let opts = BenchOptions {
                 plan,

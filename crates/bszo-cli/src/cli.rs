@@ -428,12 +428,18 @@ pub fn settings_help() -> String {
     out.push_str(
         "  peft.method = \"full\" (every weight is trained; --peft), or with its settings:\n",
     );
-    for peft in [
-        zo_models::Peft::Lora(zo_models::LoraConfig::default()),
-        zo_models::Peft::Prefix(zo_models::PrefixConfig::default()),
-    ] {
-        out.push_str(&format!("    {}\n", inline(&peft)));
-    }
+    let (lora, prefix) = (
+        zo_models::LoraConfig::default(),
+        zo_models::PrefixConfig::default(),
+    );
+    out.push_str(&format!(
+        "    peft.method = \"lora\": peft.rank = {}, peft.alpha = {:?}, peft.targets = []\n",
+        lora.rank, lora.alpha
+    ));
+    out.push_str(&format!(
+        "    peft.method = \"prefix\": peft.tokens = {}, peft.init = \"real\" (or \"random\")\n",
+        prefix.tokens
+    ));
     out.push_str("    (peft.targets = []: the query and value projections; a target matches a layer's name or a dotted tail of it)\n\n");
     let eps = 1e-3;
     out.push_str(&format!(
