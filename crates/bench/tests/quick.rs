@@ -208,9 +208,12 @@ fn the_quick_suite_measures_every_section_and_writes_the_report() {
                 assert_eq!(cell.picked.len(), 2);
                 for run in &cell.picked {
                     assert!((0.0..=1.0).contains(&run.test), "{model} {method}");
+                    // Adapters: under 1% of the model (8192 LoRA parameters of SPLADE-tiny's
+                    // 4.4M, 460 800 of SmolLM2-135M's).
                     assert!(
-                        run.parameters > 0 && run.parameters < 100_000,
-                        "{model} {method}"
+                        run.parameters > 0 && run.parameters < 1_000_000,
+                        "{model} {method}: {}",
+                        run.parameters
                     );
                 }
             }

@@ -196,10 +196,23 @@ fn run(cli: Cli, processes: Option<Processes>) -> Result<ExitCode> {
                 merged: a.merged,
             };
             let at = export(&a.run, step, &a.out, options)?;
-            if at == 0 {
-                println!("wrote the starting weights (step 0) to {}", a.out.display());
+            let what = match (a.out.is_dir(), a.merged) {
+                (true, _) => "adapters",
+                (false, true) => "merged weights",
+                (false, false) => "weights",
+            };
+            let place = if a.out.is_dir() {
+                format!(
+                    "{} (adapter_model.safetensors, adapter_config.json)",
+                    a.out.display()
+                )
             } else {
-                println!("wrote the weights after step {at} to {}", a.out.display());
+                a.out.display().to_string()
+            };
+            if at == 0 {
+                println!("wrote the starting {what} (step 0) to {place}");
+            } else {
+                println!("wrote the {what} after step {at} to {place}");
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -348,3 +348,59 @@ fn prefixes_run_on_every_architecture() -> Result<()> {
     }
     Ok(())
 }
+
+#[test]
+fn every_optimizer_trains_adapters_and_leaves_the_base_alone() -> Result<()> {
+    use zo_models::{MaskedLmClassifier, Tokenizer};
+    use zo_optim::{Algorithm, Optimizer};
+    for peft in [lora(), prefix(2, PrefixInit::Real)] {
+        for algorithm in Algorithm::ALL {
+            let (model, mut weights) =
+                MaskedLm::from_folder(fixture("bert"), Load::new(Precision::F32, peft.clone(), 1))?;
+            let tokenizer = Tokenizer::from_folder(fixture("tokenizer/wordpiece"))?;
+            let clf = MaskedLmClassifier::new(
+                model,
+                tokenizer,
+                "<S> It was [MASK] .",
+                &["hello", "world"],
+            )?;
+            let batch = clf.encode_batch(&["the quick brown fox", "the lazy dog"])?;
+            let labels = [0, 1];
+            let frozen: Vec<Vec<f32>> = weights
+                .frozen()
+                .map(|(_, t)| values(t))
+                .collect::<Result<_>>()?;
+            let before: Vec<Vec<f32>> = weights
+                .iter()
+                .map(|(_, t)| values(t))
+                .collect::<Result<_>>()?;
+            let opt = Optimizer::named(algorithm, 1e-2, 1e-1)?;
+            let mut state = opt.init(&weights, 3);
+            for _ in 0..2 {
+                let mut objective = clf.objective(&batch, &labels);
+                opt.step(&mut state, &mut weights, &mut objective)?;
+            }
+            let after: Vec<Vec<f32>> = weights
+                .iter()
+                .map(|(_, t)| values(t))
+                .collect::<Result<_>>()?;
+            assert_ne!(
+                before,
+                after,
+                "{algorithm} {}: the adapters moved",
+                peft.method()
+            );
+            let still: Vec<Vec<f32>> = weights
+                .frozen()
+                .map(|(_, t)| values(t))
+                .collect::<Result<_>>()?;
+            assert_eq!(
+                frozen,
+                still,
+                "{algorithm} {}: the base is frozen",
+                peft.method()
+            );
+        }
+    }
+    Ok(())
+}
