@@ -218,8 +218,7 @@ pub fn render(
 fn section_peft(s: &mut String, opts: &BenchOptions, r: &Results) -> Result<()> {
     let _ = writeln!(
         s,
-        "## 11. Parameter-efficient fine-tuning: LoRA and prefix tuning
-"
+        "## 11. Parameter-efficient fine-tuning: LoRA and prefix tuning\n"
     );
     if !measured(s, r, Section::Peft, &opts.command) {
         return Ok(());
@@ -229,14 +228,26 @@ fn section_peft(s: &mut String, opts: &BenchOptions, r: &Results) -> Result<()> 
         .peft
         .settings
         .iter()
-        .map(|x| format!("{} at ε = {}", x.method, sci(x.eps)))
+        .map(|x| format!("{} at ε = {:e}", x.method, x.eps))
         .collect();
     let _ = writeln!(
         s,
-        "`bszo finetune --peft lora|prefix`: MeZO and BSZO train LoRA adapters (rank 8, α 16, on the          query and value projections; `B` starts at zero) or attention prefixes (5 key and value          vectors per layer, initialised from the activations of random tokens) while the checkpoint's          weights stay frozen, against the same optimizers training every weight (the `full` rows:          their cells of sections 1 and, for the causal model, of the causal table). Same protocol,          forward budget and seeds as those cells; each adapter cell picks its learning rate from its          own grid on the first seed ({}). Test accuracy is mean ± standard deviation over the seeds          at the picked rate.
-",
+        "`bszo finetune --peft lora|prefix`: MeZO and BSZO train LoRA adapters (rank 8, α 16, on the \
+         query and value projections; `B` starts at zero) or attention prefixes (5 key and value \
+         vectors per layer, initialised from the activations of random tokens) while the \
+         checkpoint's weights stay frozen, against the same optimizers training every weight (the \
+         `full` rows: their cells of section 1 and, for the causal model, of the causal table). \
+         Same protocol, forward budget and seeds as those cells; each adapter cell picks its \
+         learning rate from its own grid on the first seed's validation accuracy ({}; a rate \
+         marked * is at the edge of its grid). Test accuracy is mean ± standard deviation over \
+         the seeds at the picked rate.\n",
         settings.join(", ")
     );
+    let full_probe_params = r
+        .peft_probes
+        .iter()
+        .find(|p| p.peft.is_none())
+        .map(|p| p.params);
     for (model, methods) in &r.peft {
         let masked = model == MASKED_MODEL;
         let (task_note, seeds) = if masked {
@@ -247,48 +258,52 @@ fn section_peft(s: &mut String, opts: &BenchOptions, r: &Results) -> Result<()> 
                 plan.peft.causal_seeds.len(),
             )
         };
-        let _ = writeln!(
-            s,
-            "### {model} — {task_note}
-"
-        );
+        let _ = writeln!(s, "### {model} — {task_note}\n");
         let _ = writeln!(
             s,
             "| optimizer | trained | trainable parameters | test accuracy % | Δ to full (points) | picked lr | seeds | peak RSS MiB (runs) |"
         );
         let _ = writeln!(s, "|---|---|---|---|---|---|---|---|");
+        let rss = |runs: &[&crate::run::RunResult]| -> String {
+            let v: Vec<f64> = runs
+                .iter()
+                .filter_map(|x| x.peak_rss_bytes)
+                .map(|b| b as f64 / (1u64 << 20) as f64)
+                .collect();
+            if v.is_empty() {
+                "not recorded".into()
+            } else {
+                format!("{:.0}", median(v))
+            }
+        };
+        let lr = |cell: &crate::run::Cell| -> Result<String> {
+            let picked = cell.best()?.lr;
+            let lo = cell.grid.iter().map(|g| g.lr).fold(f64::INFINITY, f64::min);
+            let hi = cell
+                .grid
+                .iter()
+                .map(|g| g.lr)
+                .fold(f64::NEG_INFINITY, f64::max);
+            let edge = cell.grid.len() > 1 && (picked == lo || picked == hi);
+            Ok(format!("{picked:e}{}", if edge { "*" } else { "" }))
+        };
         for algorithm in crate::plan::PEFT_OPTIMIZERS {
             let Ok(full) = r.cell(model, zo_data::Task::Sst2, algorithm) else {
                 continue;
             };
             let full_picked: Vec<&crate::run::RunResult> = full.picked.iter().take(seeds).collect();
-            let full_tests: Vec<f64> = full_picked.iter().map(|x| x.test).collect();
-            let f = mean_std(&full_tests);
-            let rss = |runs: &[&crate::run::RunResult]| -> String {
-                let v: Vec<f64> = runs
-                    .iter()
-                    .filter_map(|x| x.peak_rss_bytes)
-                    .map(|b| b as f64 / (1u64 << 20) as f64)
-                    .collect();
-                if v.is_empty() {
-                    "—".into()
-                } else {
-                    format!("{:.0}", median(v))
-                }
-            };
-            let params = |runs: &[&crate::run::RunResult]| -> String {
-                match runs.first().map(|x| x.parameters) {
-                    Some(n) if n > 0 => n.to_string(),
-                    _ => "—".into(),
-                }
+            let f = mean_std(&full_picked.iter().map(|x| x.test).collect::<Vec<_>>());
+            let full_params = match full_picked.first().map(|x| x.parameters) {
+                Some(n) if n > 0 => n.to_string(),
+                _ if masked => full_probe_params.map_or("—".into(), |n| n.to_string()),
+                _ => "—".into(),
             };
             let _ = writeln!(
                 s,
-                "| {algorithm} | full | {} | {} ± {} | — | {} | {} | {} |",
-                params(&full_picked),
+                "| {algorithm} | full | {full_params} | {} ± {} | — | {} | {} | {} |",
                 pct(f.0),
                 pct(f.1),
-                sci(full.best()?.lr),
+                lr(full)?,
                 full_picked.len(),
                 rss(&full_picked)
             );
@@ -301,11 +316,11 @@ fn section_peft(s: &mut String, opts: &BenchOptions, r: &Results) -> Result<()> 
                 let _ = writeln!(
                     s,
                     "| {algorithm} | {method} | {} | {} ± {} | {:+.2} | {} | {} | {} |",
-                    params(&picked),
+                    picked.first().map_or(0, |x| x.parameters),
                     pct(m.0),
                     pct(m.1),
                     100.0 * (m.0 - f.0),
-                    sci(cell.best()?.lr),
+                    lr(cell)?,
                     picked.len(),
                     rss(&picked)
                 );
@@ -315,21 +330,23 @@ fn section_peft(s: &mut String, opts: &BenchOptions, r: &Results) -> Result<()> 
         if !masked {
             let _ = writeln!(
                 s,
-                "The full-parameter rows are the causal section's cells ({} seeds there); step                  times of this model are not probed (the probes below load {MASKED_MODEL}).\n",
-                r.causal.as_ref().map_or(0, |c| c.seeds.len())
+                "The full-parameter rows are the causal section's cells; step times of this model \
+                 are not probed (the probes below load {MASKED_MODEL}).\n"
             );
         }
     }
     if !r.peft_probes.is_empty() {
         let _ = writeln!(
             s,
-            "Step time and memory of one step on {MASKED_MODEL} (the probes of section 3: 16 SST-2              prompts, median of {} steps in a fresh process; peak RSS of the step in a second fresh              process, counted from after loading):
-",
+            "Step time and memory of one step on {MASKED_MODEL} (as the probes of section 3: 16 \
+             SST-2 prompts, median of {} steps in a fresh process; peak RSS in a second fresh \
+             process). With adapters the update sweep touches only the adapters, so a step is its \
+             forwards; the frozen weights are read in place (f32) and never materialised.\n",
             plan.reps
         );
         let _ = writeln!(
             s,
-            "| optimizer | trained | trainable parameters | step ms | forwards ms | sweeps ms | sweeps share of the step | peak RSS MiB (steps) |"
+            "| optimizer | trained | trainable parameters | step ms | forwards ms | sweeps ms | sweeps share of the step | peak RSS MiB |"
         );
         let _ = writeln!(s, "|---|---|---|---|---|---|---|---|");
         for p in &r.peft_probes {
