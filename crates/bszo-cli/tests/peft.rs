@@ -198,6 +198,44 @@ fn adapter_runs_resume_and_replay_bitwise() {
                     .iter()
                     .all(|n| n.ends_with("query.weight") || n.ends_with("value.weight"))
             );
+            // The merged best weights beside the base's configuration and tokenizer load as the
+            // fine-tuned model: its test accuracy is the run's.
+            let model = dir.join("merged-model");
+            std::fs::create_dir_all(&model).unwrap();
+            let o = export(
+                &whole,
+                "best",
+                &model.join("model.safetensors"),
+                &["--merged"],
+            );
+            assert!(o.status.success(), "{}", stderr(&o));
+            for f in ["config.json", "tokenizer.json"] {
+                std::fs::copy(base.join(f), model.join(f)).unwrap();
+            }
+            let json = dir.join("zero-shot.json");
+            let o = bszo(&[
+                "zero-shot",
+                "--model",
+                model.to_str().unwrap(),
+                "--data-dir",
+                data_dir().to_str().unwrap(),
+                "--set",
+                "task.protocol.kind=few_shot",
+                "--set",
+                "task.protocol.seed=42",
+                "--set",
+                "task.test_size=64",
+                "--json",
+                json.to_str().unwrap(),
+            ]);
+            assert!(o.status.success(), "{}", stderr(&o));
+            let z: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+            assert_eq!(
+                z["test"]["score"].as_f64().unwrap(),
+                r.test.as_ref().unwrap().score,
+                "the merged model scores as the LoRA run's best weights"
+            );
         } else {
             assert!(!o.status.success());
             assert!(stderr(&o).contains("cannot be merged"), "{}", stderr(&o));
