@@ -303,7 +303,19 @@ pub fn spawn(
     reps: usize,
     data_dir: Option<&Path>,
 ) -> Result<Probe> {
-    spawn_with(exe, model, precision, scenario, false, None, reps, data_dir)
+    let variant = Variant {
+        precision,
+        ..Variant::default()
+    };
+    spawn_with(exe, model, scenario, variant, reps, data_dir)
+}
+
+/// How a probe's model is set up besides its scenario.
+#[derive(Clone, Copy, Debug, Default)]
+struct Variant<'a> {
+    precision: Precision,
+    row_sparse: bool,
+    peft: Option<&'a str>,
 }
 
 /// [`spawn`] an f32 probe of `scenario` training the adapters of `method` (`lora`, `prefix`).
@@ -315,16 +327,11 @@ pub fn spawn_peft(
     reps: usize,
     data_dir: Option<&Path>,
 ) -> Result<Probe> {
-    spawn_with(
-        exe,
-        model,
-        Precision::F32,
-        scenario,
-        false,
-        Some(method),
-        reps,
-        data_dir,
-    )
+    let variant = Variant {
+        peft: Some(method),
+        ..Variant::default()
+    };
+    spawn_with(exe, model, scenario, variant, reps, data_dir)
 }
 
 /// [`spawn`] an f32 probe of `scenario` with row-sparse embedding probes.
@@ -335,26 +342,22 @@ pub fn spawn_row_sparse(
     reps: usize,
     data_dir: Option<&Path>,
 ) -> Result<Probe> {
-    spawn_with(
-        exe,
-        model,
-        Precision::F32,
-        scenario,
-        true,
-        None,
-        reps,
-        data_dir,
-    )
+    let variant = Variant {
+        row_sparse: true,
+        ..Variant::default()
+    };
+    spawn_with(exe, model, scenario, variant, reps, data_dir)
 }
 
-#[allow(clippy::too_many_arguments)]
 fn spawn_with(
     exe: &Path,
     model: ProbeModel,
-    precision: Precision,
     scenario: Scenario,
-    row_sparse: bool,
-    peft: Option<&str>,
+    Variant {
+        precision,
+        row_sparse,
+        peft,
+    }: Variant<'_>,
     reps: usize,
     data_dir: Option<&Path>,
 ) -> Result<Probe> {

@@ -374,19 +374,7 @@ impl Runner<'_> {
     /// probes: `algorithm` at `lr`, every seed of the plan, the same protocol and budget.
     /// Each run in `sparse/<model>/sst2/<optimizer>/lr<lr>-seed<seed>`.
     pub fn row_sparse(&self, algorithm: Algorithm, lr: f64) -> Result<Vec<RunResult>> {
-        let budget = self
-            .plan
-            .tasks
-            .iter()
-            .find(|t| t.0 == Task::Sst2)
-            .map_or(self.plan.budget, |t| t.1);
-        let at = Setting {
-            model: MASKED_MODEL,
-            task: Task::Sst2,
-            test_size: self.plan.sizes.2,
-            budget,
-            evaluations: self.plan.evaluations,
-        };
+        let at = self.sst2_cell();
         let mut runs = Vec::new();
         for &seed in &self.plan.seeds {
             let mut config = self.cell_config(at, algorithm, lr, seed)?;
@@ -438,19 +426,7 @@ impl Runner<'_> {
         eps: f64,
         grid: &[f64],
     ) -> Result<Cell> {
-        let budget = self
-            .plan
-            .tasks
-            .iter()
-            .find(|t| t.0 == Task::Sst2)
-            .map_or(self.plan.budget, |t| t.1);
-        let at = Setting {
-            model: MASKED_MODEL,
-            task: Task::Sst2,
-            test_size: self.plan.sizes.2,
-            budget,
-            evaluations: self.plan.evaluations,
-        };
+        let at = self.sst2_cell();
         let base = |lr: f64, seed: u64| {
             let protocol = self.plan.sampled_protocol(seed);
             let optimizer = OptimizerSection::named(algorithm, eps, lr);
@@ -494,6 +470,21 @@ impl Runner<'_> {
             .join(peft.method())
             .join(algorithm.name());
         self.grid_and_seeds_over(&dir, grid, seeds, &base)
+    }
+
+    /// SST-2 with the masked model as its accuracy cells run it (the plan's SST-2 budget and test
+    /// cap): the setting of the runs compared with those cells.
+    fn sst2_cell(&self) -> Setting<'static> {
+        let budget = self
+            .plan
+            .tasks
+            .iter()
+            .find(|t| t.0 == Task::Sst2)
+            .map_or(self.plan.budget, |t| t.1);
+        Setting {
+            budget,
+            ..self.sst2()
+        }
     }
 
     /// SST-2 with the masked model at the ablations' budget and test cap.

@@ -81,3 +81,24 @@ pub fn tensor_bits(path: &Path) -> Vec<(String, Vec<u32>)> {
     out.sort();
     out
 }
+
+/// `bszo finetune` of `config` into `dir` through the library (resuming it with `resume`; with
+/// `stop`, stopped before the first step as by Ctrl-C), which must succeed.
+pub fn finetune_into(
+    config: bszo_cli::RunConfig,
+    dir: &Path,
+    resume: bool,
+    stop: bool,
+) -> bszo_cli::finetune::Outcome {
+    bszo_cli::finetune::finetune(bszo_cli::finetune::Options {
+        config,
+        out_dir: Some(dir.to_path_buf()),
+        resume,
+        progress: false,
+        stop: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(stop)),
+        accept_changed_inputs: false,
+        max_memory: None,
+        processes: None,
+    })
+    .unwrap_or_else(|e| panic!("{e:#}"))
+}

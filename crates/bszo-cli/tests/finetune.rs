@@ -69,17 +69,7 @@ fn export(run: &Path, step: &str, out: &Path) -> std::process::Output {
 }
 
 fn run(a: &FinetuneArgs, dir: &Path, resume: bool, stop: bool) -> Outcome {
-    finetune(Options {
-        config: a.to_config().unwrap(),
-        out_dir: Some(dir.to_path_buf()),
-        resume,
-        progress: false,
-        stop: Arc::new(AtomicBool::new(stop)),
-        accept_changed_inputs: false,
-        max_memory: None,
-        processes: None,
-    })
-    .unwrap_or_else(|e| panic!("{e:#}"))
+    common::finetune_into(a.to_config().unwrap(), dir, resume, stop)
 }
 
 #[test]

@@ -5,11 +5,9 @@
 mod common;
 
 use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
 use bszo_cli::cli::{FinetuneArgs, ModelAndTask, Preset};
-use bszo_cli::finetune::{Options, Outcome, finetune};
+use bszo_cli::finetune::Outcome;
 use common::{bszo, data_dir, real_assets, scratch, stderr, tensor_bits};
 
 fn args(peft: &str, optimizer: &str, steps: u64, sets: &[&str]) -> FinetuneArgs {
@@ -44,17 +42,7 @@ fn args(peft: &str, optimizer: &str, steps: u64, sets: &[&str]) -> FinetuneArgs 
 }
 
 fn run(a: &FinetuneArgs, dir: &Path, resume: bool) -> Outcome {
-    finetune(Options {
-        config: a.to_config().unwrap(),
-        out_dir: Some(dir.to_path_buf()),
-        resume,
-        progress: false,
-        stop: Arc::new(AtomicBool::new(false)),
-        accept_changed_inputs: false,
-        max_memory: None,
-        processes: None,
-    })
-    .unwrap_or_else(|e| panic!("{e:#}"))
+    common::finetune_into(a.to_config().unwrap(), dir, resume, false)
 }
 
 fn export(run: &Path, step: &str, out: &Path, extra: &[&str]) -> std::process::Output {

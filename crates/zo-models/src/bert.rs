@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use zo_optim::RowSupport;
 
+use crate::causal::Capture;
 use crate::error::{ModelError, Result};
 use crate::loading::{Checkpoint, read_json};
 use crate::param::{Linear, Param, Prefix};
@@ -352,10 +353,6 @@ struct Block {
     prefix: Option<Prefix>,
 }
 
-/// Prefix keys and values as layers compute them: the keys and values of each block, `[b, s, h]`,
-/// collected while the prefixes are left out (to initialise them from real activations).
-type Capture = Vec<(Tensor, Tensor)>;
-
 impl Block {
     fn load(ckpt: &mut Checkpoint, cfg: &Config, base: &str) -> Result<Self> {
         let (h, i, eps) = (cfg.hidden_size, cfg.intermediate_size, cfg.layer_norm_eps);
@@ -408,7 +405,8 @@ impl Block {
         let (k, v) = (self.key.forward(x)?, self.value.forward(x)?);
         let (k, v, mask) = match (capture, &self.prefix) {
             (Some(sink), _) => {
-                sink.push((k.clone(), v.clone()));
+                // The first sequence's, `[s, h]` (the capture runs one sequence).
+                sink.push((k.get(0)?, v.get(0)?));
                 (split(k, s)?, split(v, s)?, mask.clone())
             }
             (None, Some(prefix)) => {
@@ -532,17 +530,11 @@ impl MaskedLm {
     /// Set every block's prefix to the keys and values of `tokens` run through the model without
     /// prefixes (MeZO's initialisation from real activations).
     fn init_prefixes(&self, tokens: &[u32]) -> Result<()> {
-        let n = tokens.len();
-        let ids = Tensor::from_vec(tokens.to_vec(), (1, n), &Device::Cpu)?;
-        let ones = Tensor::ones((1, n), DType::U32, &Device::Cpu)?;
-        let mut capture = Capture::new();
-        self.encode_with(&ids, &ones, None, Some(&mut capture))?;
-        for (block, (k, v)) in self.blocks.iter().zip(&capture) {
-            if let Some(prefix) = &block.prefix {
-                prefix.overwrite(&k.squeeze(0)?, &v.squeeze(0)?)?;
-            }
-        }
-        Ok(())
+        crate::causal::init_prefixes(
+            tokens,
+            |ids, mask, sink| self.encode_with(ids, mask, None, Some(sink)).map(|_| ()),
+            self.blocks.iter().map(|b| b.prefix.as_ref()),
+        )
     }
 
     /// Load `config.json` and the safetensors weights of a local Hugging Face folder in `precision`;

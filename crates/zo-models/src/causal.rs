@@ -442,12 +442,29 @@ impl<M: CausalLm + ?Sized> Objective<Weights> for CandidateObjective<'_, M> {
     }
 }
 
-/// One unpadded sequence of `tokens`: ids and attention mask, `[1, n]` u32.
-pub(crate) fn one_sequence(tokens: &[u32]) -> Result<(Tensor, Tensor)> {
+/// The keys and values of each layer for one sequence, `[s, kv_width]`, as a model's forward
+/// collects them with its prefixes left out.
+pub(crate) type Capture = Vec<(Tensor, Tensor)>;
+
+/// Set each layer's prefix to the keys and values of `tokens` (MeZO's initialisation from real
+/// activations): `run` computes the forward of `ids`, `mask` (`[1, n]` u32, no padding) without
+/// prefixes, collecting each layer's keys and values; `prefixes` are the layers' prefixes in order.
+pub(crate) fn init_prefixes<'p>(
+    tokens: &[u32],
+    run: impl FnOnce(&Tensor, &Tensor, &mut Capture) -> Result<()>,
+    prefixes: impl Iterator<Item = Option<&'p crate::param::Prefix>>,
+) -> Result<()> {
     let n = tokens.len();
     let ids = Tensor::from_vec(tokens.to_vec(), (1, n), &candle_core::Device::Cpu)?;
     let mask = Tensor::ones((1, n), candle_core::DType::U32, &candle_core::Device::Cpu)?;
-    Ok((ids, mask))
+    let mut capture = Capture::new();
+    run(&ids, &mask, &mut capture)?;
+    for (prefix, (k, v)) in prefixes.zip(&capture) {
+        if let Some(prefix) = prefix {
+            prefix.overwrite(k, v)?;
+        }
+    }
+    Ok(())
 }
 
 /// Load a causal language model by path: a `.gguf` file, a llama2.c `.bin` file, or a local Hugging

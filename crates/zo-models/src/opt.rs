@@ -261,14 +261,11 @@ impl Opt {
             dtype: DType::F32,
         };
         if let Some(tokens) = ckpt.prefix_init_tokens(cfg.vocab_size) {
-            let mut capture = Vec::new();
-            let (ids, mask) = crate::causal::one_sequence(&tokens)?;
-            model.run(&ids, &mask, Some(&mut capture))?;
-            for (layer, (k, v)) in model.layers.iter().zip(&capture) {
-                if let Some(prefix) = &layer.prefix {
-                    prefix.overwrite(k, v)?;
-                }
-            }
+            crate::causal::init_prefixes(
+                &tokens,
+                |ids, mask, sink| model.run(ids, mask, Some(sink)).map(|_| ()),
+                model.layers.iter().map(|l| l.prefix.as_ref()),
+            )?;
         }
         Ok(model)
     }
@@ -311,7 +308,7 @@ impl Opt {
         &self,
         input_ids: &Tensor,
         attention_mask: &Tensor,
-        mut capture: Option<&mut Vec<(Tensor, Tensor)>>,
+        mut capture: Option<&mut crate::causal::Capture>,
     ) -> Result<Tensor> {
         let (b, s) = check_inputs(input_ids, attention_mask)?;
         let nh = self.cfg.num_attention_heads;
