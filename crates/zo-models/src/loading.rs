@@ -410,6 +410,9 @@ impl Checkpoint {
     /// them when adapters are trained. An error when a LoRA target matched no layer, or when
     /// adapters were asked for and the architecture made none.
     pub fn into_weights(mut self) -> Result<Weights> {
+        // Loaders check the settings before any adapter is made; a checkpoint built with
+        // `from_tensors` alone is checked here at the latest.
+        self.load.peft.validate()?;
         match &self.load.peft {
             Peft::Full => {}
             Peft::Lora(cfg) => {
