@@ -348,19 +348,16 @@ pub fn run_config(preset: Option<&str>, overrides: &[Override]) -> Result<RunCon
             (settings::parse(DEFAULT_TOML, &origin)?, origin)
         }
     };
-    let algorithm = |doc: &toml::Table| {
-        doc.get("optimizer")
-            .and_then(|o| o.get("name"))
+    // The string at `table.key` of the document: a setting that selects which others apply.
+    let selector = |doc: &toml::Table, table: &str, key: &str| {
+        doc.get(table)
+            .and_then(|t| t.get(key))
             .and_then(toml::Value::as_str)
             .map(str::to_string)
     };
+    let algorithm = |doc: &toml::Table| selector(doc, "optimizer", "name");
     let before = algorithm(&doc);
-    let method = |doc: &toml::Table| {
-        doc.get("peft")
-            .and_then(|o| o.get("method"))
-            .and_then(toml::Value::as_str)
-            .map(str::to_string)
-    };
+    let method = |doc: &toml::Table| selector(doc, "peft", "method");
     let method_before = method(&doc);
     let (methods, overrides): (Vec<&Override>, Vec<&Override>) =
         overrides.iter().partition(|o| o.dotted() == "peft.method");
