@@ -126,8 +126,30 @@ pub fn typed<T: DeserializeOwned>(value: &Value, path: &str) -> Result<T> {
             (false, true) => path.to_string(),
             (false, false) => format!("{path}.{inner}"),
         };
-        anyhow!("{at}: {}", e.into_inner())
+        let message = e.into_inner().to_string();
+        anyhow!("{at}: {}", without_own_path(&message, &at))
     })
+}
+
+/// `message` without a trailing `` in `KEY` `` (after a space or a line break) that repeats the
+/// end of `at`: the TOML deserialiser names the key itself, and the error already starts with it.
+fn without_own_path<'m>(message: &'m str, at: &str) -> &'m str {
+    let message = message.trim_end();
+    let Some(start) = message.rfind("in `") else {
+        return message;
+    };
+    let before = &message[..start];
+    let key = message[start + 4..].strip_suffix('`');
+    match key {
+        Some(k)
+            if !k.is_empty()
+                && before.ends_with(char::is_whitespace)
+                && (at == k || at.ends_with(&format!(".{k}"))) =>
+        {
+            before.trim_end()
+        }
+        _ => message,
+    }
 }
 
 /// `value` as a table, or an error naming `path`.

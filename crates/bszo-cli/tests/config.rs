@@ -216,6 +216,15 @@ fn bad_input_is_one_line_naming_what_is_wrong() {
         &["finetune", "--set", "model.precision=f8", "--out", o],
         "precision",
     );
+    // The key is named once, at the start.
+    for (args, key) in [
+        (["--set", "model.precision=f8"], "model.precision"),
+        (["--peft", "lorax"], "peft.method"),
+    ] {
+        let err = stderr(&bszo(&["finetune", args[0], args[1], "--out", o]));
+        assert!(err.contains(&format!("{key}: unknown variant")), "{err}");
+        assert_eq!(err.matches(key).count(), 1, "{err}");
+    }
     fails_with(&["finetune", "--lr=-1", "--out", o], "lr");
     fails_with(
         &["finetune", "--set", "train.batch_size=0", "--out", o],
