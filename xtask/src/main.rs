@@ -25,9 +25,11 @@ commands:
                      time per step, the k ablation, HiZOO's alpha, sampler throughput,
                      black-box problems -> docs/RESULTS.md and plots (hours; --quick: minutes,
                      written to target/bench-quick/). --section (accuracy, causal, precision,
-                     probes, ablation, hizoo, sampler, blackbox) runs only that section and
-                     keeps the others; finished runs are reused. --causal-scale paper: the
-                     causal-LM section at MeZO's protocol and budget (a bigger machine)
+                     probes, ablation, hizoo, sampler, blackbox, sparse, processes, peft) runs
+                     only that section and keeps the others; finished runs are reused.
+                     --causal-scale paper: the causal-LM section at MeZO's protocol and budget
+                     (a bigger machine); --peft-masked-only: the peft section without the
+                     causal model. `cargo xtask bench --help` lists every flag
   help               this message";
 
 fn main() -> ExitCode {
@@ -340,10 +342,14 @@ fn publishable_packages() -> Result<Vec<(String, String)>> {
 /// repository file), a path-only dependency or missing metadata fails here. The workspace
 /// crates depend on each other at versions not yet on the registry; cargo packages them
 /// together and resolves those dependencies from the packaged files, so no `--no-verify` is
-/// needed. The first run builds the dependencies again, twice (the library crates' manifests
-/// carry none of the workspace's profile settings, the facade's carries them): 53 minutes on the
-/// 2-vCPU development VM while other builds ran (load average 5–8); later runs reuse those
-/// builds and take 32 s there.
+/// needed.
+///
+/// A packaged crate is its own workspace: its manifest carries none of the workspace's profile
+/// settings, so its build would compile every dependency again at cargo's default profile (53
+/// minutes on the 2-vCPU development VM while other builds ran). The workspace's `[profile]`
+/// tables are passed to that build as a `--config` file, so the dependencies already built by
+/// `cargo test` are reused and only the packaged crates themselves (and the few dependencies whose
+/// unified features differ) compile.
 ///
 /// Cargo unpacks the packaged crates it verifies against into `$CARGO_HOME/registry/src`, under
 /// a folder named after the temporary registry's path, and reuses an unpacked folder it finds
@@ -354,12 +360,37 @@ fn publishable_packages() -> Result<Vec<(String, String)>> {
 fn package() -> Result<()> {
     let packages = publishable_packages()?;
     remove_unpacked_copies(&packages)?;
+    let profiles = workspace_profiles()?;
     // `--allow-dirty`: the check is of the working tree as it is, committed or not.
     let mut args = vec!["package", "--locked", "--allow-dirty"];
+    if let Some(path) = profiles.as_deref() {
+        args.extend(["--config", path]);
+    }
     for (name, _) in &packages {
         args.extend(["--package", name.as_str()]);
     }
     cargo(&args)
+}
+
+/// The workspace manifest's `[profile]` tables written as a cargo configuration file (in
+/// `target/xtask/`), or `None` when the manifest has none.
+fn workspace_profiles() -> Result<Option<String>> {
+    let manifest = root().join("Cargo.toml");
+    let text = std::fs::read_to_string(&manifest)
+        .with_context(|| format!("cannot read {}", manifest.display()))?;
+    let doc: toml::Table =
+        toml::from_str(&text).with_context(|| format!("{} is not TOML", manifest.display()))?;
+    let Some(profile) = doc.get("profile") else {
+        return Ok(None);
+    };
+    let mut config = toml::Table::new();
+    config.insert("profile".into(), profile.clone());
+    let dir = root().join("target").join("xtask");
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let path = dir.join("package-profiles.toml");
+    std::fs::write(&path, toml::to_string(&config)?)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(Some(path.display().to_string()))
 }
 
 /// Removes `<name>-<version>` folders of the given packages from every unpacked registry under
@@ -387,4 +418,26 @@ fn remove_unpacked_copies(packages: &[(String, String)]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_packaging_build_gets_the_workspace_profiles() {
+        let path = workspace_profiles()
+            .unwrap()
+            .expect("the manifest has profiles");
+        let written: toml::Table = toml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let manifest: toml::Table =
+            toml::from_str(&std::fs::read_to_string(root().join("Cargo.toml")).unwrap()).unwrap();
+        assert_eq!(written.len(), 1);
+        assert_eq!(written["profile"], manifest["profile"]);
+        // The dependencies' optimisation, which decides whether `cargo test`'s builds are reused.
+        assert_eq!(
+            written["profile"]["dev"]["package"]["*"]["opt-level"].as_integer(),
+            Some(3)
+        );
+    }
 }
