@@ -172,6 +172,9 @@ pub struct BenchOptions {
     pub command: String,
 }
 
+/// The method key of [`Results::peft`] holding full-parameter cells.
+pub const FULL: &str = "full";
+
 /// Everything the suite measured (`results.json`); a section not measured yet is empty.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Results {
@@ -208,7 +211,9 @@ pub struct Results {
     /// Several processes as one run.
     #[serde(default)]
     pub processes: Option<processes::ProcessesResult>,
-    /// Parameter-efficient cells: model → method → optimizer.
+    /// Parameter-efficient cells: model → method → optimizer. For the causal model the method
+    /// [`FULL`] holds the causal section's full-parameter cells over the section's seeds (the
+    /// masked model's full-parameter cells are section 1's).
     #[serde(default)]
     pub peft: BTreeMap<String, BTreeMap<String, BTreeMap<String, Cell>>>,
     /// The probes of the parameter-efficient section (SPLADE-tiny, f32; full, LoRA, prefix).
@@ -562,12 +567,19 @@ fn run_section(
             results.peft.insert(MASKED_MODEL.to_string(), masked);
             if let (true, Some(c)) = (p.causal, results.causal.clone()) {
                 let mut causal = BTreeMap::new();
+                // The causal section's full-parameter cells over the section's seeds.
+                let mut full_causal = BTreeMap::new();
                 for peft in &p.methods {
                     let settings = p.settings(peft.method())?;
                     let mut by_optimizer = BTreeMap::new();
                     for algorithm in plan::PEFT_OPTIMIZERS {
-                        if results.cell(&c.model, Task::Sst2, algorithm).is_err() {
+                        let Ok(full) = results.cell(&c.model, Task::Sst2, algorithm) else {
                             continue;
+                        };
+                        if !full_causal.contains_key(algorithm.name()) {
+                            log(&format!("peft: {} / full / {algorithm}", c.model));
+                            let cell = runner.causal_full(&c, algorithm, full, &p.causal_seeds)?;
+                            full_causal.insert(algorithm.name().to_string(), cell);
                         }
                         log(&format!(
                             "peft: {} / {} / {algorithm}",
@@ -587,6 +599,7 @@ fn run_section(
                     }
                     causal.insert(peft.method().to_string(), by_optimizer);
                 }
+                causal.insert(FULL.to_string(), full_causal);
                 results.peft.insert(c.model.clone(), causal);
             }
         }

@@ -114,8 +114,9 @@ pub struct PeftPlan {
     pub settings: Vec<PeftSettings>,
     /// Whether the causal model runs too (after the causal section).
     pub causal: bool,
-    /// Seeds of the causal runs (the grid on the first; the causal section's full-parameter
-    /// cells have the causal plan's seeds).
+    /// Seeds of the causal runs (the grid on the first). The full-parameter rows take the causal
+    /// section's runs of these seeds and run the seeds it lacks at its picked rate (the
+    /// two-core causal section runs two seeds; this section three).
     pub causal_seeds: Vec<u64>,
 }
 
@@ -139,7 +140,9 @@ impl PeftPlan {
     /// prefix rates are large because the prefixes are activations of order one). The causal
     /// grids are two rates each around the masked model's best (MeZO's LoRA at 1e-4 left
     /// SmolLM2-135M at its starting validation score after 320 forwards, so its grid starts at
-    /// 1e-3).
+    /// 1e-3), and BSZO's LoRA grid reaches down to ten times MeZO's best rate, the ratio of the
+    /// causal section's full-parameter cells (at 1e-1 and 1 its validation loss rose above the
+    /// start).
     pub fn full() -> Self {
         let grids = |mezo: &[f64], bszo: &[f64]| -> Grids {
             vec![
@@ -157,7 +160,7 @@ impl PeftPlan {
                     method: "lora".into(),
                     eps: 1e-3,
                     grids: grids(&[3e-4, 1e-3, 3e-3], &[1e-1, 3e-1, 1.0]),
-                    causal_grids: grids(&[1e-3, 1e-2], &[1e-1, 1.0]),
+                    causal_grids: grids(&[1e-3, 1e-2], &[1e-2, 1e-1, 1.0]),
                 },
                 PeftSettings {
                     method: "prefix".into(),
@@ -167,11 +170,12 @@ impl PeftPlan {
                 },
             ],
             causal: true,
-            causal_seeds: vec![0, 1],
+            causal_seeds: vec![0, 1, 2],
         }
     }
 
-    /// One rate per cell, every method.
+    /// One rate per cell, every method; causal seeds 0 and 2, so that the quick causal
+    /// section (seeds 0 and 1) lacks one and the full-parameter row runs it.
     pub fn quick() -> Self {
         let one = |m: f64, b: f64| -> Grids {
             vec![(Algorithm::Mezo, vec![m]), (Algorithm::Bszo, vec![b])]
@@ -181,6 +185,7 @@ impl PeftPlan {
             s.grids = one(s.grids[0].1[0], s.grids[1].1[0]);
             s.causal_grids = one(s.causal_grids[0].1[0], s.causal_grids[1].1[0]);
         }
+        plan.causal_seeds = vec![0, 2];
         plan
     }
 

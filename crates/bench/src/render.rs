@@ -288,13 +288,21 @@ fn section_peft(s: &mut String, opts: &BenchOptions, r: &Results) -> Result<()> 
             Ok(format!("{picked:e}{}", if edge { "*" } else { "" }))
         };
         for algorithm in crate::plan::PEFT_OPTIMIZERS {
-            let Ok(full) = r.cell(model, zo_data::Task::Sst2, algorithm) else {
-                continue;
+            let full = match methods
+                .get(crate::FULL)
+                .and_then(|m| m.get(algorithm.name()))
+            {
+                Some(cell) => cell,
+                None => match r.cell(model, zo_data::Task::Sst2, algorithm) {
+                    Ok(cell) => cell,
+                    Err(_) => continue,
+                },
             };
             let full_picked: Vec<&crate::run::RunResult> = full.picked.iter().take(seeds).collect();
             let f = mean_std(&full_picked.iter().map(|x| x.test).collect::<Vec<_>>());
-            let full_params = match full_picked.first().map(|x| x.parameters) {
-                Some(n) if n > 0 => n.to_string(),
+            // Runs older than the parameter count read 0.
+            let full_params = match full_picked.iter().map(|x| x.parameters).find(|&n| n > 0) {
+                Some(n) => n.to_string(),
                 _ if masked => full_probe_params.map_or("—".into(), |n| n.to_string()),
                 _ => "—".into(),
             };
@@ -307,7 +315,7 @@ fn section_peft(s: &mut String, opts: &BenchOptions, r: &Results) -> Result<()> 
                 full_picked.len(),
                 rss(&full_picked)
             );
-            for (method, cells) in methods {
+            for (method, cells) in methods.iter().filter(|(m, _)| *m != crate::FULL) {
                 let Some(cell) = cells.get(algorithm.name()) else {
                     continue;
                 };
@@ -328,10 +336,27 @@ fn section_peft(s: &mut String, opts: &BenchOptions, r: &Results) -> Result<()> 
         }
         let _ = writeln!(s);
         if !masked {
+            let section_seeds = r.causal.as_ref().map_or(&[][..], |c| c.seeds.as_slice());
+            let own: Vec<String> = plan
+                .peft
+                .causal_seeds
+                .iter()
+                .filter(|x| !section_seeds.contains(x))
+                .map(u64::to_string)
+                .collect();
+            let own = if own.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; seed {} of those rows was run by this section at that rate",
+                    own.join(", ")
+                )
+            };
             let _ = writeln!(
                 s,
-                "The full-parameter rows are the causal section's cells; step times of this model \
-                 are not probed (the probes below load {MASKED_MODEL}).\n"
+                "The full-parameter rows are the causal section's cells (its picked rate){own}. \
+                 Step times of this model are not probed (the probes below load \
+                 {MASKED_MODEL}).\n"
             );
         }
     }

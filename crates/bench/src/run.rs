@@ -472,6 +472,41 @@ impl Runner<'_> {
         self.grid_and_seeds_over(&dir, grid, seeds, &base)
     }
 
+    /// The causal section's full-parameter cell of `algorithm` (`full`) over `seeds`: its runs
+    /// of those seeds, and a run at its picked learning rate for each seed it lacks (in
+    /// `peft/<model>-<scale>/sst2/full/<optimizer>/lr<lr>-seed<seed>`), so that the adapter cells
+    /// are compared with full fine-tuning on the same seeds.
+    pub fn causal_full(
+        &self,
+        c: &CausalPlan,
+        algorithm: Algorithm,
+        full: &Cell,
+        seeds: &[u64],
+    ) -> Result<Cell> {
+        let lr = full.best()?.lr;
+        let dir = self
+            .work
+            .join("peft")
+            .join(format!("{}-{}", c.model, c.scale))
+            .join(Task::Sst2.name())
+            .join("full")
+            .join(algorithm.name());
+        let mut picked = Vec::with_capacity(seeds.len());
+        for &seed in seeds {
+            match full.picked.iter().find(|r| r.seed == seed) {
+                Some(r) => picked.push(r.clone()),
+                None => picked.push(run(
+                    &dir.join(format!("lr{lr:e}-seed{seed}")),
+                    self.causal_config(c, algorithm, lr, seed)?,
+                )?),
+            }
+        }
+        Ok(Cell {
+            grid: full.grid.clone(),
+            picked,
+        })
+    }
+
     /// SST-2 with the masked model as its accuracy cells run it (the plan's SST-2 budget and test
     /// cap): the setting of the runs compared with those cells.
     fn sst2_cell(&self) -> Setting<'static> {

@@ -201,8 +201,26 @@ fn the_quick_suite_measures_every_section_and_writes_the_report() {
     // probe of each optimizer training every weight, LoRA adapters and prefixes.
     assert_eq!(r.peft.len(), 2);
     for (model, methods) in &r.peft {
-        assert_eq!(methods.len(), 2, "{model}");
-        for (method, cells) in methods {
+        if model == &causal.model {
+            // The causal model's full-parameter rows: the causal section's seed 0 and a run of
+            // seed 2 (which the section lacks) at the section's picked rate.
+            let full = &methods[bszo_bench::FULL];
+            assert_eq!(full.len(), 2, "{model}");
+            for (name, cell) in full {
+                let section = &r.accuracy[model]["sst2"][name];
+                let seeds: Vec<u64> = cell.picked.iter().map(|x| x.seed).collect();
+                assert_eq!(seeds, [0, 2], "{model} {name}");
+                assert_eq!(cell.picked[0].test, section.picked[0].test, "{name}");
+                assert!(cell.picked[1].lr == section.picked[0].lr, "{name}");
+                assert!((0.0..=1.0).contains(&cell.picked[1].test), "{name}");
+            }
+        }
+        let adapters: Vec<_> = methods
+            .iter()
+            .filter(|(m, _)| m.as_str() != bszo_bench::FULL)
+            .collect();
+        assert_eq!(adapters.len(), 2, "{model}");
+        for (method, cells) in adapters {
             assert_eq!(cells.len(), 2, "{model} {method}");
             for cell in cells.values() {
                 assert_eq!(cell.picked.len(), 2);
