@@ -372,6 +372,14 @@ pub fn finetune(options: Options) -> Result<Outcome> {
     let mut weights = loaded.weights;
     let parameters = weights.num_params();
     let frozen_parameters = weights.frozen_elements();
+    // With adapters the trainable set is small and the frozen base never changes: its initial
+    // values rebuild the best weights at the end, where loading the base model again would hold
+    // it twice in memory.
+    let initial = if frozen_parameters > 0 {
+        Some(weights.deep_copy()?)
+    } else {
+        None
+    };
     if let Some(c) = &comm {
         desync_hook(c.rank(), &mut weights)?;
     }
@@ -494,6 +502,9 @@ pub fn finetune(options: Options) -> Result<Outcome> {
     }
 
     let summary = trainer.run_replay_best(&mut weights, &mut state, |w| {
+        if let Some(initial) = &initial {
+            return w.copy_from(initial).map_err(|e| e.to_string().into());
+        }
         if let Some(recorded) = &recorded {
             recorded
                 .check(&model_inputs, &[Role::Model, Role::Tokenizer])
