@@ -356,7 +356,11 @@ fn section_peft(s: &mut String, opts: &BenchOptions, r: &Results) -> Result<()> 
                 s,
                 "The full-parameter rows are the causal section's cells (its picked rate){own}. \
                  Step times of this model are not probed (the probes below load \
-                 {MASKED_MODEL}).\n"
+                 {MASKED_MODEL}). Peak RSS is the whole run's, test evaluation included: a \
+                 full-parameter run whose best step is not its last loads the base weights \
+                 again to rebuild its best ones (twice the weights for a moment), and so did the \
+                 adapter runs made before commit 39f37e3 (about 1.2 GB instead of 0.66 GB for \
+                 SmolLM2-135M); an adapter run now rebuilds them from its initial adapters.\n"
             );
         }
     }
