@@ -462,14 +462,19 @@ impl Runner<'_> {
             config.peft = peft.clone();
             Ok(config)
         };
-        let dir = self
-            .work
+        let dir = self.causal_peft_dir(c, peft.method(), algorithm);
+        self.grid_and_seeds_over(&dir, grid, seeds, &base)
+    }
+
+    /// `peft/<model>-<scale>/sst2/<method>/<optimizer>`: the runs of one causal cell of the
+    /// parameter-efficient section.
+    fn causal_peft_dir(&self, c: &CausalPlan, method: &str, algorithm: Algorithm) -> PathBuf {
+        self.work
             .join("peft")
             .join(format!("{}-{}", c.model, c.scale))
             .join(Task::Sst2.name())
-            .join(peft.method())
-            .join(algorithm.name());
-        self.grid_and_seeds_over(&dir, grid, seeds, &base)
+            .join(method)
+            .join(algorithm.name())
     }
 
     /// The causal section's full-parameter cell of `algorithm` (`full`) over `seeds`: its runs
@@ -484,13 +489,7 @@ impl Runner<'_> {
         seeds: &[u64],
     ) -> Result<Cell> {
         let lr = full.best()?.lr;
-        let dir = self
-            .work
-            .join("peft")
-            .join(format!("{}-{}", c.model, c.scale))
-            .join(Task::Sst2.name())
-            .join("full")
-            .join(algorithm.name());
+        let dir = self.causal_peft_dir(c, crate::FULL, algorithm);
         let mut picked = Vec::with_capacity(seeds.len());
         for &seed in seeds {
             match full.picked.iter().find(|r| r.seed == seed) {

@@ -375,11 +375,9 @@ pub fn finetune(options: Options) -> Result<Outcome> {
     // With adapters the trainable set is small and the frozen base never changes: its initial
     // values rebuild the best weights at the end, where loading the base model again would hold
     // it twice in memory.
-    let initial = if frozen_parameters > 0 {
-        Some(weights.deep_copy()?)
-    } else {
-        None
-    };
+    let initial = (frozen_parameters > 0)
+        .then(|| weights.deep_copy())
+        .transpose()?;
     if let Some(c) = &comm {
         desync_hook(c.rank(), &mut weights)?;
     }
